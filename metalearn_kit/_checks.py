@@ -1,0 +1,57 @@
+"""Input checks shared by the whole kit. Each raises ``ValueError``/``TypeError`` naming the argument,
+the value it got and how to fix it, so no raw error from deep inside torch reaches a user."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def check_int(name: str, value, minimum: int | None = None, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_float(name: str, value, minimum: float | None = None, maximum: float | None = None,
+                strict_min: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and (value <= minimum if strict_min else value < minimum):
+        raise ValueError(f"{name} must be {'>' if strict_min else '>='} {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_choice(name: str, value, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def check_images(name: str, images, rank: int = 4, unit_range: bool = True) -> torch.Tensor:
+    """Check an image tensor: floating dtype, the given rank (4: ``[N, C, H, W]``, 3: ``[C, H, W]``),
+    no NaN/Inf, and (by default) values in [0, 1]."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
+    if not images.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor with values in [0, 1], got dtype {images.dtype}; "
+                        f"convert with images.float() / 255")
+    if images.dim() != rank:
+        layout = {4: "[N, C, H, W]", 3: "[C, H, W]", 5: "[tasks, shots, C, H, W]"}.get(rank, f"rank {rank}")
+        raise ValueError(f"{name} must have shape {layout}, got shape {tuple(images.shape)}")
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{name} contains NaN or Inf values")
+    if unit_range and images.numel() and (images.min() < 0 or images.max() > 1):
+        raise ValueError(f"{name} must have values in [0, 1], got range "
+                         f"[{images.min().item():.3g}, {images.max().item():.3g}]; rescale it first")
+    return images

@@ -1,0 +1,63 @@
+"""The ``metalearn-kit`` command.
+
+Each sub-command lives in the module that implements it; this file only lists them. A command module
+defines ``configure_parser(parser)`` and ``main(args) -> int`` and is imported only when its command runs,
+so ``metalearn-kit --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command words -> (module, one-line help)
+COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
+    ("info",): ("metalearn_kit.cli_info", "versions, device and profile of this installation"),
+    ("notebooks", "execute"): ("metalearn_kit.notebook_runner", "re-execute the notebooks and save their outputs"),
+    ("bench", "notebooks"): ("metalearn_kit.notebook_runner_bench", "time and memory of each notebook"),
+    ("bench", "meta-step"): ("metalearn_kit.evaluation.bench_meta_step", "time one meta-step per backend"),
+    ("bench", "restoration"): ("metalearn_kit.evaluation.bench_restoration", "the restoration benchmark table"),
+    ("bench", "generation"): ("metalearn_kit.evaluation.bench_generation", "the generation benchmark table"),
+    ("train",): ("metalearn_kit.meta.cli_train", "meta-train an experiment from its config"),
+    ("db",): ("metalearn_kit.store.cli", "query the meta-database"),
+}
+
+
+def build_parser(load_modules: bool = True, words: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metalearn-kit", description=__doc__.splitlines()[0])
+    groups: dict[str, argparse._SubParsersAction] = {}
+    top = parser.add_subparsers(dest="command", metavar="COMMAND")
+    top.required = True
+    for path, (module_name, help_text) in COMMANDS.items():
+        if len(path) == 1:
+            sub = top.add_parser(path[0], help=help_text)
+        else:
+            if path[0] not in groups:
+                group = top.add_parser(path[0], help=f"{path[0]} commands")
+                groups[path[0]] = group.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+                groups[path[0]].required = True
+            sub = groups[path[0]].add_parser(path[1], help=help_text)
+        sub.set_defaults(_module=module_name)
+        if load_modules and (words is None or tuple(words[: len(path)]) == path):
+            module = importlib.import_module(module_name)
+            module.configure_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    words = tuple(w for w in argv if not w.startswith("-"))[:2]
+    parser = build_parser(words=words)
+    args = parser.parse_args(argv)
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.main(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        # bad input: one clear line, not a traceback
+        print(f"metalearn-kit: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
