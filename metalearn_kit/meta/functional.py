@@ -1,0 +1,131 @@
+"""The ``torch.func`` backend: the inner loop as a pure function of the parameters, ``vmap``-ed over the
+tasks of a meta-batch.
+
+For each task the function adapts the parameters on the support set with ``torch.func.grad`` and
+:mod:`metalearn_kit.meta.inner`'s functional optimizers, then evaluates the query loss. The model's own
+parameters enter unbatched (``in_dims=None``) and are *not* detached, so ordinary autograd records the
+whole unrolled loop and ``loss.backward()`` puts the (second-order) meta-gradient on
+``model.parameters()``. First-order MAML detaches the inner gradients, which makes each inner step's
+Jacobian the identity.
+
+Randomness inside the forward (VAE reparameterisation, dropout) needs ``vmap(randomness=...)``:
+``"different"`` (the default here) draws independent noise for every task, as a Python loop over tasks
+would; ``"same"`` shares one draw across the tasks of a meta-batch. Randomness must come from torch's
+global RNG (``torch.randn_like`` etc.), not from a ``torch.Generator`` passed explicitly, which vmap refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from .inner import InnerOptimizer, LearningRate, Params, clip_grads
+
+LossFn = Callable[..., torch.Tensor]
+
+
+class _MethodCall(nn.Module):
+    """Calls ``getattr(inner, method)`` so ``functional_call`` can run any method, not only ``forward``."""
+
+    def __init__(self, inner: nn.Module, method: str) -> None:
+        super().__init__()
+        self.m = inner
+        self.method = method
+
+    def forward(self, *args, **kwargs):
+        return getattr(self.m, self.method)(*args, **kwargs)
+
+
+class FunctionalModel:
+    """A callable view of ``module`` with other weights: ``fm(x)`` is ``module(x)`` computed with ``tensors``
+    (parameters and buffers by name) in place of the module's own; the module itself is not touched.
+    Other methods work too (``fm.encode(x)``, ``fm.decode(z)``) through the same substitution.
+
+    This is what ``loss_fn(model, batch)`` receives as ``model`` during adaptation and meta-training."""
+
+    def __init__(self, module: nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:
+        self.module = module
+        self.tensors = dict(tensors)
+
+    def __call__(self, *args, **kwargs):
+        return functional_call(self.module, self.tensors, args, kwargs, strict=False)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or name in ("module", "tensors"):
+            raise AttributeError(name)
+        attr = getattr(self.module, name)
+        if not callable(attr) or isinstance(attr, nn.Module):
+            return attr
+        caller = _MethodCall(self.module, name)
+        prefixed = {f"m.{k}": v for k, v in self.tensors.items()}
+        return lambda *args, **kwargs: functional_call(caller, prefixed, args, kwargs, strict=False)
+
+    @property
+    def training(self) -> bool:
+        return self.module.training
+
+
+def task_inner_loop(module: nn.Module, fixed: Mapping[str, torch.Tensor], params: Params, support, loss_fn: LossFn,
+                    optimizer: InnerOptimizer, steps: int, lr: LearningRate, first_order: bool,
+                    grad_clip: float | None = None) -> tuple[Params, torch.Tensor]:
+    """Adapt ``params`` on one task's ``support`` (pure function: vmap-able). ``fixed`` are the tensors
+    not adapted (other parameters, buffers). Returns the adapted parameters and the support losses before
+    each step (``[steps]``)."""
+
+    def support_loss(p: Params):
+        loss = loss_fn(FunctionalModel(module, {**fixed, **p}), support)
+        return loss, loss.detach()
+
+    state = optimizer.init(params)
+    losses = []
+    for _ in range(steps):
+        grads, loss = grad(support_loss, has_aux=True)(params)
+        if first_order:
+            grads = {k: g.detach() for k, g in grads.items()}
+        if grad_clip is not None:
+            grads = clip_grads(grads, grad_clip)
+        params, state = optimizer.step(params, grads, state, lr)
+        losses.append(loss)
+    support_losses = torch.stack(losses) if losses else torch.zeros(0, device=_device_of(params, fixed))
+    return params, support_losses
+
+
+def _device_of(*dicts) -> torch.device:
+    for d in dicts:
+        for t in d.values():
+            return t.device
+    return torch.device("cpu")
+
+
+def batched_adapt(module: nn.Module, fixed: Mapping[str, torch.Tensor], params: Params, support, query,
+                  loss_fn: LossFn, optimizer: InnerOptimizer, steps: int, lr: LearningRate, first_order: bool,
+                  *, return_params: bool, query_before: bool, randomness: str, chunk_size: int | None,
+                  grad_clip: float | None = None):
+    """Adapt on every task of a stacked meta-batch at once (``support``/``query``: tuples of
+    ``[tasks, shots, ...]``). Returns ``(query_loss [tasks], support_losses [tasks, steps],
+    adapted params {name: [tasks, ...]} or None, query_loss_before [tasks] or None)``."""
+
+    def one_task(params_, support_, query_):
+        before = None
+        if query_before:
+            with torch.no_grad():
+                before = loss_fn(FunctionalModel(module, {**fixed, **params_}), query_).detach()
+        adapted, support_losses = task_inner_loop(module, fixed, params_, support_, loss_fn, optimizer, steps, lr,
+                                                  first_order, grad_clip)
+        q = loss_fn(FunctionalModel(module, {**fixed, **adapted}), query_)
+        outs = [q, support_losses]
+        if return_params:
+            outs.append(adapted)
+        if before is not None:
+            outs.append(before)
+        return tuple(outs)
+
+    outs = vmap(one_task, in_dims=(None, 0, 0), randomness=randomness, chunk_size=chunk_size)(params, support, query)
+    q, support_losses = outs[0], outs[1]
+    rest = list(outs[2:])
+    adapted = rest.pop(0) if return_params else None
+    before = rest.pop(0) if query_before else None
+    return q, support_losses, adapted, before

@@ -1,0 +1,78 @@
+"""The ``higher`` backend: a Python loop over tasks, each adapted inside ``higher.innerloop_ctx`` with its
+differentiable SGD/Adam. Slower than the vmapped ``torch.func`` backend on a GPU, but it runs any model
+``higher`` can patch (including BatchNorm with ``track_running_stats=False``) and serves as the reference
+the functional backend is tested against.
+
+Meta-SGD's per-parameter learning rates go in through ``higher``'s ``override`` (one parameter group per
+adapted parameter, each with its own ``lr`` tensor). First-order MAML detaches the inner gradients with
+``grad_callback``, so each step's Jacobian is the identity (the same trick as the functional backend).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+
+from .inner import InnerOptimizer, clip_grads
+
+
+def _import_higher():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import higher
+    return higher
+
+
+def higher_task(module: nn.Module, adapt_names: list[str], support, query, loss_fn: Callable,
+                optimizer: InnerOptimizer, steps: int, inner_lr: float,
+                lrs: Mapping[str, torch.Tensor] | None, first_order: bool, *, query_before: bool,
+                return_params: bool, grad_clip: float | None = None):
+    """One task: returns ``(query_loss, support_losses [steps], adapted {name: tensor} or None,
+    query_loss_before or None)``. ``module``'s own parameters receive the meta-gradient on backward."""
+    higher = _import_higher()
+    named = dict(module.named_parameters())
+    adapted_params = [named[n] for n in adapt_names]
+    if lrs is None:
+        torch_opt = optimizer.torch_optimizer(adapted_params, lr=inner_lr)
+        override = None
+    else:
+        # one group per parameter so each can get its own learned lr tensor through `override`
+        torch_opt = optimizer.torch_optimizer([{"params": [p]} for p in adapted_params], lr=inner_lr)
+        override = {"lr": [lrs[n] for n in adapt_names]}
+
+    all_names = [n for n, _ in module.named_parameters()]
+    adapt_index = [all_names.index(n) for n in adapt_names]
+
+    def callback(grads):
+        grads = list(grads)
+        if grad_clip is not None:
+            sub = clip_grads({str(i): grads[i] for i in adapt_index if grads[i] is not None}, grad_clip)
+            for key, g in sub.items():
+                grads[int(key)] = g
+        if first_order:
+            grads = [None if g is None else g.detach() for g in grads]
+        return grads
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with higher.innerloop_ctx(module, torch_opt, copy_initial_weights=False, override=override,
+                                  track_higher_grads=True) as (fmodel, diffopt):
+            before = None
+            if query_before:
+                with torch.no_grad():
+                    before = loss_fn(fmodel, query).detach()
+            losses = []
+            for _ in range(steps):
+                loss = loss_fn(fmodel, support)
+                losses.append(loss.detach())
+                diffopt.step(loss, grad_callback=callback)
+            q = loss_fn(fmodel, query)
+            adapted = None
+            if return_params:
+                fast = list(fmodel.parameters())
+                adapted = {n: fast[all_names.index(n)] for n in adapt_names}
+    support_losses = torch.stack(losses) if losses else torch.zeros(0, device=q.device)
+    return q, support_losses, adapted, before

@@ -1,0 +1,178 @@
+"""Functional inner-loop optimizers and the shared eager inner loop.
+
+Parameters are dicts ``{name: tensor}``. An optimizer never mutates anything: ``step`` returns new
+parameters and a new state, so the whole unrolled inner loop stays one differentiable graph (MAML's
+second-order gradient flows through it) and it runs unchanged under ``torch.func.vmap``.
+
+The update rules are written to match ``higher``'s differentiable SGD/Adam *exactly* (including Adam's
+``sqrt(v) + eps`` denominator with the bias corrections folded into the step size), so both backends
+give the same numbers.
+
+``lr`` may be a float (the same rate everywhere) or a dict ``{name: tensor}`` of per-parameter rates
+broadcastable to each parameter (Meta-SGD learns these).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import torch
+
+from .._checks import check_choice, check_float
+
+Params = dict[str, torch.Tensor]
+LearningRate = float | torch.Tensor | Mapping[str, torch.Tensor]
+
+
+class DivergenceError(ValueError):
+    """A loss became NaN or Inf during (meta-)training. The message names where (inner step or meta
+    iteration) and the learning rate in force, so the fix (a lower rate, gradient clipping) is obvious."""
+
+
+def _lr_for(lr: LearningRate, name: str):
+    if isinstance(lr, Mapping):
+        return lr[name]
+    return lr
+
+
+class FunctionalSGD:
+    """SGD with optional heavy-ball momentum: ``buf = g`` (first step), ``buf = momentum * buf + g``,
+    ``p <- p - lr * buf``. Same rule as ``torch.optim.SGD`` / ``higher``'s DifferentiableSGD."""
+
+    name = "sgd"
+
+    def __init__(self, momentum: float = 0.0) -> None:
+        self.momentum = check_float("momentum", momentum, minimum=0.0, maximum=1.0)
+
+    def init(self, params: Params) -> dict:
+        return {"step": 0, "buf": {}}
+
+    def step(self, params: Params, grads: Params, state: dict, lr: LearningRate) -> tuple[Params, dict]:
+        new_params, new_buf = {}, {}
+        for name, p in params.items():
+            g = grads[name]
+            if self.momentum:
+                g = g if state["step"] == 0 else self.momentum * state["buf"][name] + g
+                new_buf[name] = g
+            new_params[name] = p - _lr_for(lr, name) * g
+        return new_params, {"step": state["step"] + 1, "buf": new_buf}
+
+    def torch_optimizer(self, params, lr: float) -> torch.optim.Optimizer:
+        """The ``torch.optim`` twin (what ``higher`` wraps)."""
+        return torch.optim.SGD(params, lr=lr, momentum=self.momentum)
+
+    def __repr__(self) -> str:
+        return f"FunctionalSGD(momentum={self.momentum})"
+
+
+class FunctionalAdam:
+    """Adam as ``higher`` differentiates it: ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
+    ``p <- p - lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)``.
+
+    ``sqrt`` is made safe at ``v == 0`` (gradient 0 there instead of ``inf * 0 = nan``), which is what
+    ``higher`` does with its gradient mask."""
+
+    name = "adam"
+
+    def __init__(self, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = (check_float("betas[0]", betas[0], 0.0, 1.0), check_float("betas[1]", betas[1], 0.0, 1.0))
+        if self.betas[0] >= 1 or self.betas[1] >= 1:
+            raise ValueError(f"betas must each be < 1, got {betas!r}")
+        self.eps = check_float("eps", eps, minimum=0.0)
+
+    def init(self, params: Params) -> dict:
+        return {"step": 0, "m": {k: torch.zeros_like(p) for k, p in params.items()},
+                "v": {k: torch.zeros_like(p) for k, p in params.items()}}
+
+    def step(self, params: Params, grads: Params, state: dict, lr: LearningRate) -> tuple[Params, dict]:
+        b1, b2 = self.betas
+        t = state["step"] + 1
+        scale = math.sqrt(1 - b2**t) / (1 - b1**t)
+        new_params, m_new, v_new = {}, {}, {}
+        for name, p in params.items():
+            g = grads[name]
+            m = b1 * state["m"][name] + (1 - b1) * g
+            v = b2 * state["v"][name] + (1 - b2) * g * g
+            positive = v > 0
+            root = torch.where(positive, torch.where(positive, v, torch.ones_like(v)).sqrt(), torch.zeros_like(v))
+            new_params[name] = p - (_lr_for(lr, name) * scale) * (m / (root + self.eps))
+            m_new[name], v_new[name] = m, v
+        return new_params, {"step": t, "m": m_new, "v": v_new}
+
+    def torch_optimizer(self, params, lr: float) -> torch.optim.Optimizer:
+        return torch.optim.Adam(params, lr=lr, betas=self.betas, eps=self.eps)
+
+    def __repr__(self) -> str:
+        return f"FunctionalAdam(betas={self.betas}, eps={self.eps})"
+
+
+InnerOptimizer = FunctionalSGD | FunctionalAdam
+INNER_OPTIMIZERS = {"sgd": FunctionalSGD, "adam": FunctionalAdam}
+
+
+def make_inner_optimizer(inner_optimizer: str | InnerOptimizer) -> InnerOptimizer:
+    """``"sgd"`` / ``"adam"`` (default settings) or an already built functional optimizer."""
+    if isinstance(inner_optimizer, (FunctionalSGD, FunctionalAdam)):
+        return inner_optimizer
+    if not isinstance(inner_optimizer, str):
+        raise TypeError(f"inner_optimizer must be 'sgd', 'adam', a FunctionalSGD or a FunctionalAdam, "
+                        f"got {type(inner_optimizer).__name__}")
+    check_choice("inner_optimizer", inner_optimizer, INNER_OPTIMIZERS)
+    return INNER_OPTIMIZERS[inner_optimizer]()
+
+
+def check_finite_losses(losses: torch.Tensor, what: str, lr_text: str) -> None:
+    """Raise :class:`DivergenceError` naming the first non-finite step of ``losses`` (``[..., steps]``)."""
+    if losses.numel() == 0:
+        return
+    bad = ~torch.isfinite(losses.detach())
+    if bool(bad.any()):
+        steps_bad = bad.reshape(-1, losses.shape[-1]).any(dim=0).nonzero().flatten()
+        first = int(steps_bad[0])
+        raise DivergenceError(f"{what} became NaN/Inf at inner step {first} (0-based, of {losses.shape[-1]}) "
+                              f"with {lr_text}; lower the inner learning rate, use grad clipping, or check the "
+                              f"task data for NaN")
+
+
+def inner_loop(params: Params, support_loss: Callable[[Params], torch.Tensor], optimizer: InnerOptimizer,
+               steps: int, lr: LearningRate, *, create_graph: bool = False,
+               observe: Callable[[int, Params], None] | None = None, lr_text: str = "",
+               grad_clip: float | None = None) -> tuple[Params, list[float]]:
+    """The eager inner loop shared by ``adapt``, ``finetune`` and ``scratch_baseline``: ``steps``
+    optimizer steps on ``support_loss(params)``. Returns the final parameters and the support loss *before*
+    each step (``steps`` floats). ``observe(step, params)`` is called at steps ``0..steps`` (for
+    per-step query metrics). Raises :class:`DivergenceError` on a NaN/Inf support loss."""
+    state = optimizer.init(params)
+    losses: list[float] = []
+    names = list(params)
+    for step in range(steps):
+        if observe is not None:
+            observe(step, params)
+        loss = support_loss(params)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise DivergenceError(f"support loss became {value} at inner step {step} (0-based, of {steps}) with "
+                                  f"{lr_text or f'lr={lr}'}; lower the learning rate or clip gradients")
+        losses.append(value)
+        grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph,
+                                    allow_unused=True)
+        grads = {n: (torch.zeros_like(params[n]) if g is None else g) for n, g in zip(names, grads)}
+        if grad_clip is not None:
+            grads = clip_grads(grads, grad_clip)
+        params, state = optimizer.step(params, grads, state, lr)
+        if not create_graph:
+            params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
+    if observe is not None:
+        observe(steps, params)
+    return params, losses
+
+
+def clip_grads(grads: Params, max_norm: float) -> Params:
+    """Scale ``grads`` so their global L2 norm is at most ``max_norm`` (vmap-safe: no data-dependent
+    branching)."""
+    total = torch.sqrt(sum((g * g).sum() for g in grads.values()))
+    factor = torch.clamp(max_norm / (total + 1e-12), max=1.0)
+    return {k: g * factor for k, g in grads.items()}
