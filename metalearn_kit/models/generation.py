@@ -200,14 +200,17 @@ def make_vae_loss_fn(likelihood: str = "bernoulli"):
 
 
 def importance_weighted_nll(model, images: torch.Tensor, samples: int = 16,
-                            likelihood: str = "bernoulli", chunk: int = 256) -> torch.Tensor:
+                            likelihood: str | None = None, chunk: int = 256) -> torch.Tensor:
     """Per-image importance-weighted upper bound on ``-log p(x)`` in nats ``[N]`` (Burda et al. IWAE):
     ``-log (1/S) sum_s p(x, z_s) / q(z_s | x)``, ``z_s ~ q(z | x)``. ``samples = 1`` is the negative ELBO
     with a Monte-Carlo KL; larger ``samples`` tightens the bound. Uses only ``model(x)`` (each call draws
     fresh noise), so it works on adapted functional models; the images are repeated ``samples`` times.
+    ``likelihood`` defaults to ``model.likelihood``.
     """
     check_images("images", images)
     check_int("samples", samples, minimum=1)
+    likelihood = likelihood or getattr(model, "likelihood", "bernoulli")
+    check_choice("likelihood", likelihood, LIKELIHOODS)
     count = images.shape[0]
     log_weights = []
     with torch.no_grad():
