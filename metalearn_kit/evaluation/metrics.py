@@ -8,6 +8,7 @@ value per image (``reduction="none"``) or their mean (``reduction="mean"``, a Py
 from __future__ import annotations
 
 import time
+
 import torch
 import torch.nn.functional as F
 
@@ -21,7 +22,8 @@ def _pair(name_a: str, a, name_b: str, b) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if not t.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}; use .float() / 255")
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}; "
+                            f"use .float() / 255")
         if t.dim() not in (3, 4):
             raise ValueError(f"{name} must have shape [N, C, H, W] or [C, H, W], got {tuple(t.shape)}")
     if a.shape != b.shape:

@@ -171,7 +171,8 @@ class EncoderRestorer(nn.Module):
     ``adapt_params=model.restorer_names()`` to the learner.
     """
 
-    def __init__(self, channels: int = 1, width: int = 32, encoder_depth: int = 3, restorer_depth: int = 2) -> None:
+    def __init__(self, channels: int = 1, width: int = 32, encoder_depth: int = 3,
+                 restorer_depth: int = 2) -> None:
         super().__init__()
         self.channels = check_int("channels", channels, minimum=1)
         check_int("width", width, minimum=1)

@@ -60,9 +60,11 @@ class SineLayer(nn.Module):
 
 class Siren(nn.Module):
     """Coordinates ``[P, 2]`` -> values ``[P, out_channels]``: ``hidden_layers`` sine layers of ``width``
-    units then a linear output. ``omega`` (SIREN's ``w0``, 30 in the paper) sets the first layer's frequency."""
+    units then a linear output. ``omega`` (SIREN's ``w0``, 30 in the paper) sets the first layer's
+    frequency."""
 
-    def __init__(self, out_channels: int = 1, width: int = 64, hidden_layers: int = 3, omega: float = 30.0) -> None:
+    def __init__(self, out_channels: int = 1, width: int = 64, hidden_layers: int = 3,
+                 omega: float = 30.0) -> None:
         super().__init__()
         self.out_channels = check_int("out_channels", out_channels, minimum=1)
         check_int("width", width, minimum=1)
