@@ -1,5 +1,33 @@
-"""Tasks and task distributions."""
+"""Tasks and task distributions: degradation families, restoration and few-shot generation tasks."""
 
+from .degradations import (
+    JPEG,
+    SPLITS,
+    Degradation,
+    GaussianBlur,
+    GaussianNoise,
+    Inpainting,
+    KernelBlur,
+    MotionBlur,
+    PoissonNoise,
+    SuperResolution,
+    blur,
+    check_kernel,
+    gaussian_kernel,
+    list_degradations,
+    make_degradation,
+    motion_kernel,
+    register_degradation,
+    restoration_split,
+)
+from .generation import FewShotGenerationTasks
+from .restoration import RestorationTasks
 from .task import Batch, Task, TaskBatch, stack_tasks
 
-__all__ = ["Batch", "Task", "TaskBatch", "stack_tasks"]
+__all__ = [
+    "Batch", "Task", "TaskBatch", "stack_tasks",
+    "Degradation", "make_degradation", "list_degradations", "register_degradation", "restoration_split",
+    "SPLITS", "GaussianNoise", "PoissonNoise", "GaussianBlur", "MotionBlur", "KernelBlur", "Inpainting",
+    "SuperResolution", "JPEG", "blur", "gaussian_kernel", "motion_kernel", "check_kernel",
+    "RestorationTasks", "FewShotGenerationTasks",
+]

@@ -268,7 +268,7 @@ class Degradation:
         Random parts (noise) come from ``generator``, so the same seed gives the same output."""
         clean = check_images("clean", clean)
         params = self.check_params(params)
-        self.check_image_size(clean.shape[-2], clean.shape[-1])
+        self.check_image_size(clean.shape[-2], clean.shape[-1], params)
         out = self.degrade(clean, params, make_generator(generator))
         if out.shape != clean.shape:
             raise RuntimeError(f"{type(self).__name__}.degrade returned shape {tuple(out.shape)}, expected "
@@ -287,8 +287,9 @@ class Degradation:
         when the family has none. ``image_size`` ``(H, W)`` is needed by operators that depend on it (masks)."""
         return None
 
-    def check_image_size(self, height: int, width: int) -> None:
-        """Raise ``ValueError`` if images of this size cannot be degraded (e.g. not divisible by the scale)."""
+    def check_image_size(self, height: int, width: int, params: dict[str, Any] | None = None) -> None:
+        """Raise ``ValueError`` if images of this size cannot be degraded (e.g. not divisible by the scale)
+        with ``params``, or with any parameters the ranges allow when ``params`` is ``None``."""
 
     # -- helpers for subclasses: random draws on the CPU generator, moved to the images' device -------------
     @staticmethod
@@ -420,7 +421,7 @@ class GaussianBlur(Degradation):
             out = out + params["noise_sigma"] * self.randn(clean.shape, generator, clean)
         return out
 
-    def check_image_size(self, height, width):
+    def check_image_size(self, height, width, params=None):
         if self.kernel_size // 2 >= min(height, width):
             raise ValueError(f"images of size {height}x{width} are too small for kernel_size {self.kernel_size}; "
                              f"use larger patches or a smaller kernel_size")
@@ -586,11 +587,13 @@ class SuperResolution(Degradation):
     kernel of width ``kernel_sigma`` (reflect padding) and subsampled by ``scale`` (every ``scale``-th
     pixel, starting at 0), plus optional noise ``noise_sigma``. :meth:`downsample` returns that true LR
     ``[N, C, H/scale, W/scale]``; :meth:`apply` returns it upsampled back to ``[N, C, H, W]`` with bicubic
-    interpolation, the usual network input. Clean sizes must be divisible by every possible ``scale``."""
+    interpolation, the usual network input. Clean sizes must be divisible by every possible ``scale``.
+    Default ranges: scale 2 for training, the unseen scale 4 for testing (both divide the kit's 28- and
+    32-pixel patches); pass ``scale=[2, 3, 4]`` with patches that are multiples of 12 for all three."""
 
     name = "super_resolution"
-    default_ranges = {"train": {"scale": [2, 3], "kernel_sigma": (0.4, 1.6), "noise_sigma": 0.0},
-                      "val": {"scale": [2, 3], "kernel_sigma": (0.4, 1.6), "noise_sigma": 0.0},
+    default_ranges = {"train": {"scale": [2], "kernel_sigma": (0.4, 1.6), "noise_sigma": 0.0},
+                      "val": {"scale": [2], "kernel_sigma": (0.4, 1.6), "noise_sigma": 0.0},
                       "test": {"scale": [4], "kernel_sigma": (1.8, 2.6), "noise_sigma": 0.0}}
     param_limits = {"kernel_sigma": (1e-3, None), "noise_sigma": (0.0, None)}
     param_choices = {"scale": (2, 3, 4)}
@@ -606,8 +609,8 @@ class SuperResolution(Degradation):
     def kernel(self, params: dict[str, Any]) -> torch.Tensor:
         return gaussian_kernel(self.kernel_size, params["kernel_sigma"])
 
-    def check_image_size(self, height, width):
-        for scale in self.possible_values("scale"):
+    def check_image_size(self, height, width, params=None):
+        for scale in self.possible_values("scale") if params is None else [params["scale"]]:
             if height % scale or width % scale:
                 raise ValueError(f"clean patch size {height}x{width} must be divisible by scale {scale} for "
                                  f"super-resolution; use a patch size that is a multiple of "
@@ -620,7 +623,7 @@ class SuperResolution(Degradation):
         """The true low-resolution image ``[N, C, H/scale, W/scale]`` (blur, subsample, noise, clamp)."""
         clean = check_images("clean", clean)
         params = self.check_params(params)
-        self.check_image_size(clean.shape[-2], clean.shape[-1])
+        self.check_image_size(clean.shape[-2], clean.shape[-1], params)
         return self._downsample(clean, params, make_generator(generator)).clamp(0.0, 1.0)
 
     def _downsample(self, clean, params, generator):
