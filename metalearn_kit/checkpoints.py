@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".bin"}
+_META_KEY = "metalearn_kit_meta"
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -82,8 +83,9 @@ def save(path: str | os.PathLike, model_or_state: nn.Module | dict[str, torch.Te
         meta_text = json.dumps(meta, indent=2, sort_keys=True, default=_json_default)
     except (TypeError, ValueError) as err:
         raise TypeError(f"meta must be JSON-serialisable: {err}") from err
-    blob = st_save(_state_of(model_or_state))
-    # weights first, metadata second: a JSON file always describes weights that are complete on disk
+    # The metadata travels inside the safetensors header too, so weights and metadata are replaced in one
+    # atomic rename; the JSON file beside it is a readable copy for people and tools.
+    blob = st_save(_state_of(model_or_state), metadata={_META_KEY: meta_text})
     atomic_write_bytes(path, blob)
     atomic_write_bytes(meta_path(path), meta_text.encode())
     return path
@@ -107,7 +109,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, allow_pickl
     Pickle-based files are refused unless ``allow_pickle=True``; then they are read with
     ``torch.load(weights_only=True)`` (no arbitrary code) and ``meta`` is ``{}``.
     """
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -129,11 +131,16 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, allow_pickl
     elif path.suffix == ".safetensors":
         try:
             state = load_file(str(path), device=str(map_location))
+            with safe_open(str(path), framework="pt") as handle:
+                header = handle.metadata() or {}
         except (SafetensorError, OSError) as err:
             raise ValueError(f"{str(path)!r} is not a readable safetensors file ({err}); "
                              f"it may be truncated or corrupted") from err
-        mp = meta_path(path)
-        meta = json.loads(mp.read_text()) if mp.exists() else {}
+        if _META_KEY in header:  # authoritative: written in the same atomic step as the weights
+            meta = json.loads(header[_META_KEY])
+        else:  # a safetensors file from elsewhere: use the JSON beside it if there is one
+            mp = meta_path(path)
+            meta = json.loads(mp.read_text()) if mp.exists() else {}
     else:
         raise ValueError(f"path must end in .safetensors (or a pickle suffix with allow_pickle=True), "
                          f"got {str(path)!r}")
