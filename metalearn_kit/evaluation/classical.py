@@ -69,7 +69,19 @@ def _kernels_np(kernels: torch.Tensor, n: int) -> np.ndarray:
     if not isinstance(kernels, torch.Tensor) or kernels.dim() != 3 or kernels.shape[0] != n:
         shape = tuple(kernels.shape) if isinstance(kernels, torch.Tensor) else type(kernels).__name__
         raise ValueError(f"kernels must have shape [N={n}, kh, kw] (one blur kernel per image), got {shape}")
-    return kernels.detach().cpu().double().numpy()
+    # the kit blurs by correlation; scikit-image deconvolves a convolution, so hand it the flipped kernel
+    return kernels.detach().cpu().double().flip(-1, -2).numpy()
+
+
+def _padded(deconvolve: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[[np.ndarray, np.ndarray],
+                                                                                      np.ndarray]:
+    """Run ``deconvolve(image, psf)`` on the image reflect-padded by the kernel size, then crop: the kit's
+    blur uses reflect padding, and without this the FFT's wrap-around rings over the whole of a small patch."""
+    def run(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
+        pad = max(psf.shape)
+        out = deconvolve(np.pad(image, pad, mode="reflect"), psf)
+        return out[pad:-pad, pad:-pad]
+    return run
 
 
 def wiener_deconvolve(blurred: torch.Tensor, kernels: torch.Tensor, balance: float = 0.01) -> torch.Tensor:
@@ -79,7 +91,8 @@ def wiener_deconvolve(blurred: torch.Tensor, kernels: torch.Tensor, balance: flo
 
     balance = check_float("balance", balance, minimum=0.0, strict_min=True)
     psfs = _kernels_np(kernels, blurred.shape[0] if isinstance(blurred, torch.Tensor) else 0)
-    return _per_channel("blurred", blurred, lambda x, i: wiener(x, psfs[i], balance, clip=True))
+    run = _padded(lambda x, psf: wiener(x, psf, balance, clip=True))
+    return _per_channel("blurred", blurred, lambda x, i: run(x, psfs[i]))
 
 
 def richardson_lucy_deconvolve(blurred: torch.Tensor, kernels: torch.Tensor,
@@ -89,7 +102,8 @@ def richardson_lucy_deconvolve(blurred: torch.Tensor, kernels: torch.Tensor,
 
     iterations = check_int("iterations", iterations, minimum=1)
     psfs = _kernels_np(kernels, blurred.shape[0] if isinstance(blurred, torch.Tensor) else 0)
-    return _per_channel("blurred", blurred, lambda x, i: richardson_lucy(x, psfs[i], num_iter=iterations))
+    run = _padded(lambda x, psf: richardson_lucy(x, psf, num_iter=iterations))
+    return _per_channel("blurred", blurred, lambda x, i: run(x, psfs[i]))
 
 
 def biharmonic_inpaint(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

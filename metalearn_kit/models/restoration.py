@@ -39,26 +39,42 @@ def _grouped(images: torch.Tensor, kernels: torch.Tensor) -> tuple[torch.Tensor,
     image ``i`` (all channels) meets kernel ``i``."""
     n, c, h, w = images.shape
     weight = kernels.to(images.dtype).repeat_interleave(c, dim=0).unsqueeze(1)  # [N*C, 1, kh, kw]
-    return images.reshape(1, n * c, h, w), weight
+    return images.reshape(n * c, 1, h, w).transpose(0, 1), weight
+
+
+def _reflect_index(size: int, pad: int, device: torch.device) -> torch.Tensor:
+    """Source index of each position of a reflect-padded axis (``numpy``/``torch`` 'reflect': the edge
+    pixel is not repeated)."""
+    if pad >= size:
+        raise ValueError(f"images of size {size} are too small for a kernel needing padding {pad}; use larger "
+                         f"images or a smaller kernel")
+    idx = torch.arange(-pad, size + pad, device=device).abs()
+    return torch.where(idx > size - 1, 2 * (size - 1) - idx, idx)
 
 
 def blur(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """``A x``: blur image ``i`` of ``[N, C, H, W]`` with kernel ``i`` of ``[N, kh, kw]`` (zero padding,
-    output the same size). Correlation with the kernel flipped = true convolution."""
+    """``A x``: correlate image ``i`` of ``[N, C, H, W]`` with kernel ``i`` of ``[N, kh, kw]`` after reflect
+    padding, output the same size -- the kit's degradation convention (``tasks.degradations.blur``)."""
     n, c, h, w = images.shape
     kernels = _check_kernels(kernels, n)
-    flat, weight = _grouped(images, kernels.flip(-1, -2))
-    pad = (kernels.shape[1] // 2, kernels.shape[2] // 2)
-    return F.conv2d(flat, weight, padding=pad, groups=n * c).reshape(n, c, h, w)
+    rows = _reflect_index(h, kernels.shape[1] // 2, images.device)
+    cols = _reflect_index(w, kernels.shape[2] // 2, images.device)
+    padded = images[..., rows, :][..., cols]
+    flat, weight = _grouped(padded, kernels)
+    return F.conv2d(flat, weight, groups=n * c).reshape(n, c, h, w)
 
 
 def blur_adjoint(residual: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """``A^T r`` for :func:`blur` (exact adjoint, including the zero-padded border)."""
+    """``A^T r`` for :func:`blur` (exact: the transposed correlation, then the reflect padding folded back
+    onto the pixels it copied)."""
     n, c, h, w = residual.shape
     kernels = _check_kernels(kernels, n)
-    flat, weight = _grouped(residual, kernels.flip(-1, -2))
-    pad = (kernels.shape[1] // 2, kernels.shape[2] // 2)
-    return F.conv_transpose2d(flat, weight, padding=pad, groups=n * c).reshape(n, c, h, w)
+    rows = _reflect_index(h, kernels.shape[1] // 2, residual.device)
+    cols = _reflect_index(w, kernels.shape[2] // 2, residual.device)
+    flat, weight = _grouped(residual, kernels)
+    padded = F.conv_transpose2d(flat, weight, groups=n * c).reshape(n, c, len(rows), len(cols))
+    folded = residual.new_zeros(n, c, len(rows), w).index_add(3, cols, padded)
+    return residual.new_zeros(n, c, h, w).index_add(2, rows, folded)
 
 
 def blur_downsample(images: torch.Tensor, kernels: torch.Tensor, scale: int) -> torch.Tensor:
@@ -137,11 +153,13 @@ def _conv_stack(in_channels: int, width: int, out_channels: int, depth: int, las
 
 
 def _zero_last(module: nn.Sequential) -> None:
-    """Start the residual branch at zero, so a fresh model is the identity (input passes through): the
-    scratch baseline then starts at the degraded image, not at noise."""
+    """Start the residual branch near zero, so a fresh model is close to the identity (the scratch baseline
+    starts at the degraded image, not at noise) -- but not at zero, which would give every earlier layer a
+    zero gradient on the first step."""
     last = [m for m in module if isinstance(m, nn.Conv2d)][-1]
-    nn.init.zeros_(last.weight)
-    nn.init.zeros_(last.bias)
+    with torch.no_grad():
+        last.weight.mul_(0.1)
+        last.bias.zero_()
 
 
 class ResidualRestorer(nn.Module):
