@@ -1,0 +1,342 @@
+"""Meta-testing from the store: start a new task from the stored model of the most similar past task,
+then fine-tune on the new task's support set (the warm start of AutoML systems and model-zoo selection).
+
+Two ways to choose, and their mix:
+
+- ``by="descriptor"``: the nearest stored task by :func:`~metalearn_kit.store.similarity.task_descriptor`
+  distance; costs no model evaluation at all;
+- ``by="support_loss"``: every stored model is run on the new support set and the lowest loss wins;
+  costs one forward pass per stored model;
+- ``by="both"``: the ``k_candidates`` nearest tasks by descriptor, then the lowest support loss among them.
+
+:func:`compare_warm_start` puts the warm start next to other initialisations (MAML's meta-learned one,
+joint pre-training, scratch) on the same unseen tasks with the same fine-tuning budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._checks import check_choice, check_float, check_int
+from .db import MetaDatabase
+from .similarity import (
+    DESCRIPTOR_NAMES,
+    DESCRIPTOR_VERSION,
+    descriptor_distance,
+    is_restoration_support,
+    support_loss,
+    task_descriptor,
+)
+
+Batch = tuple[torch.Tensor, ...]
+LossFn = Callable[[Callable, Batch], torch.Tensor]
+
+
+@dataclass
+class Candidate:
+    """A stored model considered for a warm start."""
+
+    artefact_id: int
+    run_id: int
+    task_id: int | None
+    family: str | None
+    algorithm: str
+    backbone: str
+    distance: float | None = None  # descriptor distance to the new task (None: no comparable descriptor)
+    support_loss: float | None = None  # loss on the new support set (None: not evaluated)
+    skipped: str | None = None  # why it could not be used (e.g. the weights do not fit the model)
+
+
+@dataclass
+class WarmStartResult:
+    """What :func:`warm_start` returns."""
+
+    model: nn.Module  # the adapted model
+    source: Candidate | None  # the stored model it started from (None: nothing usable, started from scratch)
+    candidates: list[Candidate]  # every stored model considered, in ranking order
+    models_evaluated: int  # stored models whose support loss was computed to choose
+    models_loaded: int  # stored models read from disk (evaluated or tried)
+    support_losses: list[float] = field(default_factory=list)  # fine-tuning: before step 1, ..., after last
+    descriptor: torch.Tensor | None = None
+    seconds_choosing: float = 0.0
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _to(batch: Batch, device: torch.device) -> Batch:
+    return tuple(t.to(device) for t in batch)
+
+
+def finetune_steps_loop(model: nn.Module, support: Batch, loss_fn: LossFn, steps: int, lr: float,
+                        optimizer: str = "adam",
+                        on_step: Callable[[int, nn.Module], None] | None = None) -> list[float]:
+    """Fine-tune ``model`` in place on ``support`` for ``steps`` full-batch steps of ``optimizer``
+    (``"sgd"`` or ``"adam"``, learning rate ``lr``). ``on_step(step, model)`` is called before the first
+    step (``step=0``) and after each step. Returns the support losses: before each step, then after the last
+    (``steps + 1`` values)."""
+    check_int("steps", steps, minimum=0)
+    check_float("lr", lr, minimum=0.0, strict_min=True)
+    check_choice("optimizer", optimizer, ("sgd", "adam"))
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params and steps:
+        raise ValueError(f"model {type(model).__name__} has no trainable parameters to fine-tune")
+    opt = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr)
+    losses = []
+    model.train()
+    if on_step is not None:
+        on_step(0, model)
+    for step in range(1, steps + 1):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model, support)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"fine-tuning diverged at step {step} (support loss {float(loss)}); "
+                                     f"lower lr (now {lr:g})")
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(step, model)
+    losses.append(support_loss(model, support, loss_fn))
+    return losses
+
+
+def _support_of(task: Any) -> Batch:
+    support = getattr(task, "support", task)
+    if not isinstance(support, tuple) or not support or not all(isinstance(t, torch.Tensor) for t in support):
+        raise TypeError(f"task must be a Task or a support tuple of tensors, got {type(task).__name__}")
+    return support
+
+
+def _candidates(db: MetaDatabase, backbone: str | None, family: str | None,
+                descriptor: torch.Tensor | None) -> list[Candidate]:
+    """Stored models matching ``backbone``/``family``, with their descriptor distance to ``descriptor``
+    when both have comparable descriptors."""
+    out = []
+    for row in db.descriptor_candidates():
+        if backbone is not None and row["backbone"] != backbone:
+            continue
+        if family is not None and row["family"] != family:
+            continue
+        cand = Candidate(artefact_id=row["artefact_id"], run_id=row["run_id"], task_id=row["task_id"],
+                         family=row["family"], algorithm=row["algorithm"], backbone=row["backbone"])
+        stored = row["descriptor"]
+        if (descriptor is not None and stored is not None and row["descriptor_version"] == DESCRIPTOR_VERSION
+                and len(stored) == len(DESCRIPTOR_NAMES)):
+            cand.distance = descriptor_distance(descriptor, row["descriptor"])
+        out.append(cand)
+    return out
+
+
+def warm_start(db: MetaDatabase, task: Any, model_factory: Callable[[], nn.Module], loss_fn: LossFn,
+               k_candidates: int = 5, by: str = "both", finetune_steps: int = 10, lr: float = 1e-3,
+               optimizer: str = "adam", backbone: str | None = None, family: str | None = None) -> WarmStartResult:
+    """Adapt to ``task`` (a Task or its support tuple) starting from the best stored model in ``db``.
+
+    ``model_factory()`` builds a fresh model of the stored kind (weights are loaded into it; stored models
+    whose weights do not fit are skipped and marked). ``by``: ``"descriptor"``, ``"support_loss"`` or
+    ``"both"`` (see the module docstring); ``k_candidates`` caps the descriptor shortlist for ``"both"``.
+    ``backbone``/``family`` restrict the stored models considered. Fine-tuning: ``finetune_steps`` steps of
+    ``optimizer`` at ``lr`` on the support set. With no usable stored model the model from
+    ``model_factory()`` is fine-tuned as it is (``result.source is None``, with a warning).
+    """
+    if not isinstance(db, MetaDatabase):
+        raise TypeError(f"db must be a MetaDatabase, got {type(db).__name__}")
+    if not callable(model_factory):
+        raise TypeError(f"model_factory must be a callable returning a fresh nn.Module, got {model_factory!r}")
+    check_choice("by", by, ("descriptor", "support_loss", "both"))
+    check_int("k_candidates", k_candidates, minimum=1)
+    check_int("finetune_steps", finetune_steps, minimum=0)
+    support = _support_of(task)
+    started = time.perf_counter()
+
+    descriptor = None
+    if is_restoration_support(support):
+        descriptor = task_descriptor(support)
+    elif by in ("descriptor", "both"):
+        raise ValueError(f"by={by!r} needs a restoration support (degraded, clean) to compute a descriptor; "
+                         f"use by='support_loss' for other tasks")
+    candidates = _candidates(db, backbone, family, descriptor)
+    if by in ("descriptor", "both"):
+        # a stored model without a comparable descriptor cannot be ranked by descriptor: not considered
+        candidates = sorted((c for c in candidates if c.distance is not None),
+                            key=lambda c: (c.distance, c.artefact_id))
+
+    loaded = evaluated = 0
+    chosen: tuple[Candidate, nn.Module] | None = None
+
+    def try_load(cand: Candidate) -> nn.Module | None:
+        nonlocal loaded
+        model = model_factory()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model_factory must return an nn.Module, got {type(model).__name__}")
+        loaded += 1
+        try:
+            db.load_artefact(cand.artefact_id, model=model)
+        except ValueError as err:  # weights of another architecture, or a changed file
+            cand.skipped = str(err)
+            return None
+        return model
+
+    if by == "descriptor":
+        for cand in candidates:
+            model = try_load(cand)
+            if model is not None:
+                chosen = (cand, model)
+                break
+    else:
+        shortlist = candidates[:k_candidates] if by == "both" else candidates
+        best_loss = math.inf
+        for cand in shortlist:
+            model = try_load(cand)
+            if model is None:
+                continue
+            cand.support_loss = support_loss(model, _to(support, _model_device(model)), loss_fn)
+            evaluated += 1
+            if chosen is None or cand.support_loss < best_loss:
+                best_loss = cand.support_loss
+                chosen = (cand, model)  # keep only the best model in memory
+
+    choosing = time.perf_counter() - started
+    if chosen is None:
+        warnings.warn(f"no usable stored model in {db.path} (considered {len(candidates)}); fine-tuning the "
+                      f"model from model_factory() as it is", RuntimeWarning, stacklevel=2)
+        source, model = None, model_factory()
+    else:
+        source, model = chosen
+    losses = finetune_steps_loop(model, _to(support, _model_device(model)), loss_fn, finetune_steps, lr, optimizer)
+    return WarmStartResult(model=model, source=source, candidates=candidates, models_evaluated=evaluated,
+                           models_loaded=loaded, support_losses=losses, descriptor=descriptor,
+                           seconds_choosing=choosing)
+
+
+@torch.no_grad()
+def restoration_psnr(model: Callable, batch: Batch) -> float:
+    """Mean PSNR (dB) of ``model(degraded)`` clamped to [0, 1] against ``clean`` over a batch."""
+    degraded, clean = batch[0], batch[1]
+    restored = model(degraded).clamp(0, 1)
+    mse = (restored - clean).square().flatten(1).mean(1).clamp_min(1e-10)
+    return float((10 * torch.log10(1.0 / mse)).mean())
+
+
+def _init_model(name: str, init: Any, model_factory: Callable[[], nn.Module]) -> nn.Module:
+    """A fresh model from ``init``: ``None`` (scratch: ``model_factory()``), an ``nn.Module`` (its weights are
+    copied), a learner with a ``.model`` (e.g. MAML), or a state dict."""
+    if init is None:
+        return model_factory()
+    if hasattr(init, "model") and isinstance(init.model, nn.Module):
+        init = init.model
+    if isinstance(init, nn.Module):
+        model = model_factory()
+        try:
+            model.load_state_dict(init.state_dict())
+        except RuntimeError:
+            # another architecture than model_factory builds: fine-tune a copy of it as it is
+            model = copy.deepcopy(init)
+        return model
+    if isinstance(init, Mapping):
+        model = model_factory()
+        try:
+            model.load_state_dict(dict(init))
+        except RuntimeError as err:
+            raise ValueError(f"inits[{name!r}] is a state dict that does not fit model_factory()'s model: {err}") \
+                from err
+        return model
+    raise TypeError(f"inits[{name!r}] must be None (scratch), an nn.Module, a learner with .model, or a state "
+                    f"dict, got {type(init).__name__}")
+
+
+def _query_probe(query: Batch, steps: Sequence[int], metric_fn: Callable, loss_fn: LossFn,
+                 metric_curve: list[float], query_curve: list[float]) -> Callable[[int, nn.Module], None]:
+    """An ``on_step`` callback that appends the query metric and loss at the chosen steps."""
+
+    def on_step(step: int, model: nn.Module) -> None:
+        if step in steps:
+            batch = _to(query, _model_device(model))
+            model.eval()
+            metric_curve.append(float(metric_fn(model, batch)))
+            query_curve.append(support_loss(model, batch, loss_fn))
+            model.train()
+
+    return on_step
+
+
+def compare_warm_start(db: MetaDatabase, tasks: Sequence[Any], model_factory: Callable[[], nn.Module],
+                       loss_fn: LossFn, inits: Mapping[str, Any], metric_fn: Callable[[Callable, Batch], float]
+                       | None = None, finetune_steps: int = 20, lr: float = 1e-3, optimizer: str = "adam",
+                       by: str = "both", k_candidates: int = 5, eval_steps: Sequence[int] | None = None,
+                       backbone: str | None = None) -> dict[str, Any]:
+    """Fine-tune from several initialisations on the same unseen ``tasks`` (each with support and query)
+    with the same budget, and measure the query metric along the way.
+
+    Methods: ``"store"`` (:func:`warm_start` from ``db``) plus one per entry of ``inits``, e.g.
+    ``{"maml": maml_learner, "joint": pretrained_model, "scratch": None}`` (see :func:`_init_model` for the
+    accepted values). ``metric_fn(model, query) -> float`` (default :func:`restoration_psnr`, higher is
+    better) is measured at ``eval_steps`` (default ``0, 1, finetune_steps // 2, finetune_steps``).
+
+    Returns ``{"steps", "methods", "per_task": [{"task", "method", "metric": [...], "query_loss": [...],
+    "support_losses": [...]}], "summary": {method: {"metric_mean": [...], "metric_std": [...]}},
+    "store": [{"task", "source_artefact", "source_family", "distance", "models_evaluated", "seconds_choosing"}]}``.
+    """
+    if not isinstance(inits, Mapping):
+        raise TypeError(f"inits must be a dict name -> initialisation, got {type(inits).__name__}")
+    if "store" in inits:
+        raise ValueError("inits must not use the name 'store'; it is the warm start from db")
+    tasks = list(tasks)
+    if not tasks:
+        raise ValueError("tasks must hold at least one unseen task")
+    for i, task in enumerate(tasks):
+        if not hasattr(task, "support") or not hasattr(task, "query"):
+            raise TypeError(f"tasks[{i}] must be a Task with support and query, got {type(task).__name__}")
+    check_int("finetune_steps", finetune_steps, minimum=0)
+    steps = sorted({0, min(1, finetune_steps), finetune_steps // 2, finetune_steps} if eval_steps is None
+                   else {check_int("eval_steps entry", s, minimum=0, maximum=finetune_steps) for s in eval_steps})
+    metric_fn = metric_fn or restoration_psnr
+    methods = ["store", *inits]
+    per_task, store_info = [], []
+
+    for index, task in enumerate(tasks):
+        for method in methods:
+            metric_curve: list[float] = []
+            query_curve: list[float] = []
+            on_step = _query_probe(task.query, steps, metric_fn, loss_fn, metric_curve, query_curve)
+            if method == "store":
+                # choose (no fine-tuning), then fine-tune with the same loop as every other method
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    choice = warm_start(db, task, model_factory, loss_fn, k_candidates=k_candidates, by=by,
+                                        finetune_steps=0, lr=lr, optimizer=optimizer, backbone=backbone)
+                model = choice.model
+                store_info.append({
+                    "task": index,
+                    "source_artefact": None if choice.source is None else choice.source.artefact_id,
+                    "source_family": None if choice.source is None else choice.source.family,
+                    "distance": None if choice.source is None else choice.source.distance,
+                    "models_evaluated": choice.models_evaluated, "seconds_choosing": choice.seconds_choosing})
+            else:
+                model = _init_model(method, inits[method], model_factory)
+            support = _to(task.support, _model_device(model))
+            losses = finetune_steps_loop(model, support, loss_fn, finetune_steps, lr, optimizer, on_step=on_step)
+            per_task.append({"task": index, "method": method, "metric": metric_curve, "query_loss": query_curve,
+                             "support_losses": losses})
+
+    summary = {}
+    for method in methods:
+        curves = torch.tensor([r["metric"] for r in per_task if r["method"] == method], dtype=torch.float64)
+        summary[method] = {"metric_mean": curves.mean(0).tolist(),
+                           "metric_std": (curves.std(0) if len(curves) > 1 else torch.zeros(len(steps))).tolist()}
+    return {"steps": steps, "methods": methods, "per_task": per_task, "summary": summary, "store": store_info}
