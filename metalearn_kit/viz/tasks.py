@@ -102,7 +102,8 @@ def plot_task(task: Task, max_images: int = 5, ax: Any = None, fig: Any = None):
             if row_labels is None:
                 continue
             for i, label in enumerate(row_labels[:count].tolist()):
-                ax.text(i * (w + pad) + 1, r * (h + pad) + 1, str(label), color="red", fontsize=7, va="top")
+                ax.text(i * (w + pad) + 1, r * (h + pad) + 1, str(label), color="red", fontsize=7, va="top",
+                        bbox={"facecolor": "white", "alpha": 0.7, "pad": 0.5, "linewidth": 0})
     ax.set_title(task_title(task.info), fontsize=9)
     if ax.figure is not None and fig is not None:
         figure.tight_layout()
