@@ -71,6 +71,13 @@ def test_restoration_task_shapes_info_and_pairs():
         both = torch.cat([clean, task.query[1]])
         assert torch.allclose(torch.cat([degraded, task.query[0]]), d.apply(both, info["params"]), atol=1e-6)
         assert not torch.equal(degraded, clean)
+        op = tasks.operator(task)
+        if info["family"] == "inpainting":
+            assert torch.equal(degraded, clean * op["mask"])
+        elif info["family"] == "gaussian_blur":
+            assert abs(op["kernel"].sum().item() - 1) < 1e-5
+        else:
+            assert op is None  # JPEG has no known linear forward model
 
 
 def test_families_are_chosen_uniformly_and_params_vary():
@@ -310,6 +317,7 @@ def test_plot_task_for_generation_and_into_given_axes(artifacts_dir):
     fig, ax = plt.subplots()
     assert plot_task(task, ax=ax) is fig
     assert "2-way" in ax.get_title() and "class_" in ax.get_title()
+    assert len(ax.get_yticks()) == 4  # a support and a query row per way
     fig.savefig(os.path.join(artifacts_dir, "tasks_generation.png"), dpi=80)
     plt.close(fig)
     with pytest.raises(TypeError, match="plot_task\\(batch\\[0\\]\\)"):
@@ -320,18 +328,43 @@ def test_plot_task_for_generation_and_into_given_axes(artifacts_dir):
 
 # -- the kit's real sources ---------------------------------------------------------------------------------
 
-def test_with_the_real_sources():
-    data = pytest.importorskip("metalearn_kit.data")
-    if not hasattr(data, "glyphs"):
-        pytest.skip("metalearn_kit.data.glyphs is not available yet")
-    source = data.glyphs("background", image_size=28)
+def _real_source(name):
+    """``metalearn_kit.data.<name>`` (the function), whether or not ``data/__init__`` exports it yet."""
+    import importlib
+
+    data = importlib.import_module("metalearn_kit.data")
+    factory = getattr(data, name, None)
+    if not callable(factory):
+        try:
+            factory = getattr(importlib.import_module(f"metalearn_kit.data.{name}"), name)
+        except (ImportError, AttributeError):
+            pytest.skip(f"metalearn_kit.data.{name} is not available yet")
+    return factory
+
+
+def test_with_the_real_sources(artifacts_dir):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from metalearn_kit.viz import plot_task
+
+    source = _real_source("glyphs")("background", image_size=28)
     generation = FewShotGenerationTasks(source, shots=5, queries=5, ways=2)
     task = generation.sample(0)
     assert task.support[0].shape == (10, 1, 28, 28) and task.info["classes"][0] in source.classes
+    fig = plot_task(task)
+    fig.savefig(os.path.join(artifacts_dir, "tasks_generation_glyphs.png"), dpi=80)
+    plt.close(fig)
     restoration = RestorationTasks(source, ["gaussian_noise", "super_resolution"], shots=3, queries=2, split="test")
     batch = restoration.sample_batch(2, generator=0)
     assert batch.support[0].shape == (2, 3, 1, 28, 28)
-    if hasattr(data, "photos"):
-        photos = data.photos("train", patch_size=32, channels=1)
-        task = RestorationTasks(photos, make_degradation("motion_blur"), shots=2, queries=2).sample(0)
-        assert task.support[0].shape == (2, 1, 32, 32)
+
+    photos = _real_source("photos")("train", patch_size=32, channels=1)
+    tasks = RestorationTasks(photos, make_degradation("motion_blur", split="test"), shots=4, queries=3)
+    task = tasks.sample(0)
+    assert task.support[0].shape == (4, 1, 32, 32)
+    fig = plot_task(task, max_images=4)
+    fig.savefig(os.path.join(artifacts_dir, "tasks_motion_blur_photos.png"), dpi=80)
+    plt.close(fig)

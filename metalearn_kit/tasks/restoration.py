@@ -89,9 +89,8 @@ class RestorationTasks:
     A task picks one family uniformly from ``degradations``, draws its parameters once, and degrades
     ``shots`` support and ``queries`` query clean patches from ``source`` with them (each image gets its
     own noise draw). ``task.support = (degraded [K, C, H, W], clean [K, C, H, W])``, same for the query;
-    ``task.info`` (JSON-serialisable) holds ``family``, ``params``, ``split``, ``shots``, ``queries``.
-    The known forward model of a task is ``sampler.degradation(task.info["family"]).operator(
-    task.info["params"], image_size)``.
+    ``task.info`` (JSON-serialisable) holds ``family``, ``params``, ``split``, ``shots``, ``queries``
+    (and ``source`` when the source has a ``name``). :meth:`operator` gives a task's known forward model.
 
     Args:
         source: photo source, class image source or image tensor ``[N, C, H, W]`` (see module docs).
@@ -131,6 +130,16 @@ class RestorationTasks:
             raise ValueError(f"family {family!r} is not in this distribution; it has {self.families}")
         return self._by_name[family]
 
+    def operator(self, task: Task) -> dict[str, Any] | None:
+        """The known forward model of ``task`` (blur kernel, mask, scale, noise level) from its info, as
+        :meth:`Degradation.operator` gives it; ``None`` for families without one (JPEG)."""
+        if not isinstance(task, Task):
+            raise TypeError(f"task must be a Task from this distribution, got {type(task).__name__}")
+        info = task.info
+        if "family" not in info or "params" not in info:
+            raise ValueError("task.info has no family/params; it was not sampled from a RestorationTasks")
+        return self.degradation(info["family"]).operator(info["params"], tuple(task.support[1].shape[-2:]))
+
     def sample(self, generator: torch.Generator | int | None = None) -> Task:
         """One task. The same seed (or a generator in the same state) gives the same task."""
         g = make_generator(generator)
@@ -143,8 +152,12 @@ class RestorationTasks:
         degradation.check_image_size(clean.shape[-2], clean.shape[-1])
         degraded = degradation.apply(clean, params, g)
         k = self.shots
-        info = {"kind": "restoration", "family": family, "params": params, "split": self.split,
+        # The split whose ranges the parameters came from (an instance keeps the split it was built with).
+        split = self.split if self.split is not None else getattr(degradation, "split", None)
+        info = {"kind": "restoration", "family": family, "params": params, "split": split,
                 "shots": self.shots, "queries": self.queries}
+        if isinstance(getattr(self.source, "name", None), str):
+            info["source"] = self.source.name
         json.dumps(info)  # fail here, not in a checkpoint or a log, if a family returns odd parameters
         return Task((degraded[:k], clean[:k]), (degraded[k:], clean[k:]), info)
 

@@ -44,7 +44,7 @@ def plot_task(task: Task, max_images: int = 5, ax: Any = None, fig: Any = None):
 
     Restoration tasks (``support = (degraded, clean)``) get four rows: support degraded, support clean,
     query degraded, query clean. Generation tasks (``support = (images, labels)``) get a support and a query
-    row, each image marked with its label when there are several ways. The title comes from ``task.info``.
+    row (a pair of rows per label when there are several ways). The title comes from ``task.info``.
 
     Args:
         task: a :class:`~metalearn_kit.tasks.Task` (pick one from a batch with ``batch[i]``).
@@ -67,10 +67,18 @@ def plot_task(task: Task, max_images: int = 5, ax: Any = None, fig: Any = None):
     if restoration:
         rows = [("support\ndegraded", task.support[0]), ("support\nclean", task.support[1]),
                 ("query\ndegraded", task.query[0]), ("query\nclean", task.query[1])]
-        labels = None
+    elif len(task.support) > 1 and len(task.query) > 1 and task.support[1].dim() == 1 \
+            and int(task.support[1].max()) > 0:
+        # Several ways: one support row and one query row per label (at most max_images labels).
+        names = task.info.get("classes", [])
+        rows = []
+        for label in task.support[1].unique().tolist()[:max_images]:
+            name = str(names[label]).rsplit("/", 1)[-1] if label < len(names) else str(label)
+            short = name if len(name) <= 12 else name[:11] + "~"  # the title carries the full names
+            rows.append((f"support {label}\n{short}", task.support[0][task.support[1] == label]))
+            rows.append((f"query {label}", task.query[0][task.query[1] == label]))
     else:
         rows = [("support", task.support[0]), ("query", task.query[0])]
-        labels = [task.support[1] if len(task.support) > 1 else None, task.query[1] if len(task.query) > 1 else None]
 
     count = min(max_images, max(images.shape[0] for _, images in rows))
     pad = 2
@@ -96,14 +104,6 @@ def plot_task(task: Task, max_images: int = 5, ax: Any = None, fig: Any = None):
     ax.set_xticks([])
     for side in ax.spines.values():
         side.set_visible(False)
-    if labels is not None and task.info.get("ways", 1) > 1:
-        w = task.support[0].shape[-1]
-        for r, row_labels in enumerate(labels):
-            if row_labels is None:
-                continue
-            for i, label in enumerate(row_labels[:count].tolist()):
-                ax.text(i * (w + pad) + 1, r * (h + pad) + 1, str(label), color="red", fontsize=7, va="top",
-                        bbox={"facecolor": "white", "alpha": 0.7, "pad": 0.5, "linewidth": 0})
     ax.set_title(task_title(task.info), fontsize=9)
     if ax.figure is not None and fig is not None:
         figure.tight_layout()
