@@ -9,6 +9,7 @@ adapted = learner.adapt(task.support, loss_fn, steps=5)
 ```
 """
 
+from .baselines import finetune, joint_pretrain, scratch_baseline
 from .inner import DivergenceError, FunctionalAdam, FunctionalSGD, make_inner_optimizer
 from .maml import (
     FOMAML,
@@ -20,7 +21,10 @@ from .maml import (
     choose_backend,
     second_order_memory_estimate,
 )
+from .reptile import Reptile
+from .train import meta_train, sample_tasks
 
 __all__ = ["MAML", "FOMAML", "MetaSGD", "AdaptedModel", "MetaOutput", "DivergenceError", "FunctionalSGD",
            "FunctionalAdam", "make_inner_optimizer", "adapt_module", "choose_backend",
-           "second_order_memory_estimate"]
+           "second_order_memory_estimate", "Reptile", "meta_train", "sample_tasks", "finetune",
+           "joint_pretrain", "scratch_baseline"]

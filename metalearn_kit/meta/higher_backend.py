@@ -29,9 +29,11 @@ def _import_higher():
 def higher_task(module: nn.Module, adapt_names: list[str], support, query, loss_fn: Callable,
                 optimizer: InnerOptimizer, steps: int, inner_lr: float,
                 lrs: Mapping[str, torch.Tensor] | None, first_order: bool, *, query_before: bool,
-                return_params: bool, grad_clip: float | None = None):
+                return_params: bool, grad_clip: float | None = None, track_graph: bool = True):
     """One task: returns ``(query_loss, support_losses [steps], adapted {name: tensor} or None,
-    query_loss_before or None)``. ``module``'s own parameters receive the meta-gradient on backward."""
+    query_loss_before or None)``. ``module``'s own parameters receive the meta-gradient on backward.
+    ``track_graph=False`` (validation, Reptile) keeps no graph across steps (higher's
+    ``track_higher_grads=False``)."""
     higher = _import_higher()
     named = dict(module.named_parameters())
     adapted_params = [named[n] for n in adapt_names]
@@ -59,7 +61,7 @@ def higher_task(module: nn.Module, adapt_names: list[str], support, query, loss_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with higher.innerloop_ctx(module, torch_opt, copy_initial_weights=False, override=override,
-                                  track_higher_grads=True) as (fmodel, diffopt):
+                                  track_higher_grads=track_graph) as (fmodel, diffopt):
             before = None
             if query_before:
                 with torch.no_grad():

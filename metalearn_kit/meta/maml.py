@@ -270,11 +270,20 @@ class MAML(nn.Module):
         first_order = self.first_order if first_order is None else first_order
         batch = as_task_batch(tasks, self._device())
         lrs = self.inner_learning_rates()
-        with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
-            if self.backend == "func":
+        create_graph = create_graph and torch.is_grad_enabled()
+        if self.backend == "func":
+            # torch.func.grad computes the inner gradients even under no_grad; no_grad only stops the outer
+            # (meta-gradient) graph from being recorded
+            with torch.set_grad_enabled(create_graph):
                 out = self._run_func(batch, loss_fn, steps, lrs, first_order, query_before, return_params)
-            else:
-                out = self._run_higher(batch, loss_fn, steps, lrs, first_order, query_before, return_params)
+        else:
+            # higher needs autograd for its inner gradients; without create_graph it detaches every step
+            with torch.enable_grad():
+                out = self._run_higher(batch, loss_fn, steps, lrs, first_order, query_before, return_params,
+                                       create_graph)
+            if not create_graph:
+                out = MetaOutput(out.loss.detach(), out.query_after, out.support_losses, out.query_before,
+                                 None if out.adapted is None else {k: v.detach() for k, v in out.adapted.items()})
         check_finite_losses(out.support_losses, "support loss", self._lr_text())
         if not bool(torch.isfinite(out.query_after).all()):
             raise DivergenceError(f"query loss after {steps} inner steps is NaN/Inf although every support loss was "
@@ -296,7 +305,8 @@ class MAML(nn.Module):
         before = torch.cat([r[3].reshape(-1) for r in results]) if query_before else None
         return MetaOutput(q.mean(), q.detach(), support_losses, before, adapted)
 
-    def _run_higher(self, batch, loss_fn, steps, lrs, first_order, query_before, return_params) -> MetaOutput:
+    def _run_higher(self, batch, loss_fn, steps, lrs, first_order, query_before, return_params,
+                    create_graph) -> MetaOutput:
         tasks = list(batch) if isinstance(batch, TaskBatch) else batch
         qs, supports, befores, adapted = [], [], [], []
         lr_map = lrs if isinstance(lrs, Mapping) else None
@@ -304,7 +314,7 @@ class MAML(nn.Module):
             q, s, a, b = higher_task(self.model, self.adapt_names, task.support, task.query, loss_fn,
                                      self.inner_optimizer, steps, self.inner_lr, lr_map, first_order,
                                      query_before=query_before, return_params=return_params,
-                                     grad_clip=self.inner_grad_clip)
+                                     grad_clip=self.inner_grad_clip, track_graph=create_graph)
             qs.append(q.reshape(()))
             supports.append(s)
             befores.append(b)

@@ -1,0 +1,294 @@
+"""The meta-training loop: sample a meta-batch, compute the learner's meta-objective, step the meta-optimizer;
+with validation, callbacks for live plots, NaN guards, checkpoints and exact resume.
+
+Resume is exact: a run stopped after N of 2N iterations and resumed gives bit-identical parameters (on CPU)
+to an uninterrupted 2N-iteration run, because the checkpoint holds the learner's weights, the meta-optimizer
+state (flattened to tensors), the task sampler's generator state and torch's global RNG state (random ops
+inside the forward), and the history so far.
+
+``store`` hook (for the meta-database): any object with a ``record(**fields)`` method, or a plain callable
+taking the same keyword arguments. When the run ends, ``meta_train`` calls it once with
+``kind="meta_train"``, ``config`` (learner + loop settings), ``history``, ``final`` (the last record),
+``checkpoint`` (path or None) and ``machine`` (:func:`~metalearn_kit.config.describe_machine`). Nothing is
+recorded when ``store`` is None.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import checkpoints
+from .._checks import check_float, check_int
+from ..config import describe_machine, make_generator
+from ..tasks.task import TaskBatch, stack_tasks
+from .inner import DivergenceError
+
+CHECKPOINT_NAME = "meta_train.safetensors"
+META_OPTIMIZERS = ("adam", "adamw", "sgd")
+TRAIN_KEYS = ("iteration", "meta_loss", "query_loss_before", "query_loss_after", "support_loss_first",
+              "support_loss_last", "grad_norm", "wall_time_s")
+VAL_KEYS = ("val_iteration", "val_query_loss_before", "val_query_loss_after")
+
+
+def sample_tasks(sampler, n: int, generator: torch.Generator) -> TaskBatch:
+    """``sampler.sample_batch(n, generator)`` (the task distributions), or ``sampler(n, generator)``."""
+    if hasattr(sampler, "sample_batch"):
+        tasks = sampler.sample_batch(n, generator)
+    elif callable(sampler):
+        tasks = sampler(n, generator)
+    else:
+        raise TypeError(f"task_sampler must have a .sample_batch(n, generator) method or be a callable "
+                        f"(n, generator) -> TaskBatch, got {type(sampler).__name__}")
+    if not isinstance(tasks, TaskBatch):
+        tasks = stack_tasks(tasks)
+    return tasks
+
+
+def make_meta_optimizer(meta_optimizer, params, meta_lr: float) -> torch.optim.Optimizer:
+    if callable(meta_optimizer) and not isinstance(meta_optimizer, str):
+        return meta_optimizer(params, meta_lr)
+    if meta_optimizer not in META_OPTIMIZERS:
+        raise ValueError(f"meta_optimizer must be one of {META_OPTIMIZERS} or a callable (params, lr) -> "
+                         f"torch.optim.Optimizer, got {meta_optimizer!r}")
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[meta_optimizer]
+    return cls(params, lr=meta_lr)
+
+
+def _progress_disabled(progress: bool) -> bool:
+    flag = os.environ.get("TQDM_DISABLE", "").strip().lower()
+    return (not progress) or flag not in ("", "0", "false", "no")
+
+
+# ---------------------------------------------------------------- checkpoint (de)serialisation
+def _optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, entry in state["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.state.{index}.{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in state["param_groups"]]
+    return tensors, {"param_groups": groups, "scalar_state": scalars}
+
+
+def _optimizer_from_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer.state."):
+            index, key = name[len("optimizer.state."):].split(".", 1)
+            state.setdefault(int(index), {})[key] = value
+    for index, entry in meta["scalar_state"].items():
+        state.setdefault(int(index), {}).update(entry)
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _save_checkpoint(path: Path, learner, optimizer, generator: torch.Generator, history: dict, config: dict,
+                     iteration: int) -> Path:
+    tensors = {f"learner.{k}": v for k, v in learner.state_dict().items()}
+    opt_tensors, opt_meta = _optimizer_to_tensors(optimizer)
+    tensors.update(opt_tensors)
+    tensors["rng.sampler"] = generator.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    meta = {"kind": "meta_train", "iteration": iteration, "config": config, "history": history,
+            "optimizer": opt_meta, "machine": describe_machine()}
+    return checkpoints.save(path, tensors, meta)
+
+
+def _load_checkpoint(path: Path, learner, optimizer, generator: torch.Generator, config: dict) -> tuple[int, dict]:
+    tensors, meta = checkpoints.load(path)
+    if meta.get("kind") != "meta_train":
+        raise ValueError(f"{str(path)!r} is not a meta_train checkpoint; pass resume=False or another checkpoint_dir")
+    saved = meta["config"]["learner"]
+    if saved != config["learner"]:
+        raise ValueError(f"resume=True but the learner differs from the checkpoint's: saved {saved}, now "
+                         f"{config['learner']}; use the same learner settings or a fresh checkpoint_dir")
+    device = next((p.device for p in learner.parameters()), torch.device("cpu"))
+    learner_state = {k[len("learner."):]: v.to(device) for k, v in tensors.items() if k.startswith("learner.")}
+    learner.load_state_dict(learner_state)
+    _optimizer_from_tensors(optimizer, {k: v.to(device) for k, v in tensors.items()}, meta["optimizer"])
+    generator.set_state(tensors["rng.sampler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    if torch.cuda.is_available():
+        states = [tensors[f"rng.cuda.{i}"] for i in range(torch.cuda.device_count()) if f"rng.cuda.{i}" in tensors]
+        if states:
+            torch.cuda.set_rng_state_all(states)
+    return int(meta["iteration"]), meta["history"]
+
+
+def _call_store(store, **fields) -> None:
+    if store is None:
+        return
+    if hasattr(store, "record"):
+        store.record(**fields)
+    elif callable(store):
+        store(**fields)
+    else:
+        raise TypeError(f"store must have a .record(**fields) method or be callable, got {type(store).__name__}")
+
+
+# ---------------------------------------------------------------- the loop
+def meta_train(learner, task_sampler, loss_fn: Callable, iterations: int | None = None,
+               time_budget_s: float | None = None, meta_batch: int = 8, meta_lr: float = 1e-3,
+               meta_optimizer: str | Callable = "adam", val_sampler=None, val_every: int = 50, val_tasks: int = 16,
+               val_steps: int | None = None, val_seed: int = 1234, callbacks: Sequence[Callable] = (),
+               checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 100, resume: bool = False,
+               grad_clip: float | None = None, generator: torch.Generator | int | None = 0, progress: bool = True,
+               store=None, query_before: bool = True) -> dict[str, Any]:
+    """Meta-train ``learner`` (MAML, MetaSGD, Reptile, ...) on tasks from ``task_sampler``.
+
+    Runs ``iterations`` meta-steps (total, counting those before a resume) or until ``time_budget_s`` seconds
+    of training have passed, whichever comes first (at least one of them is required). Each step samples
+    ``meta_batch`` tasks, computes ``learner.meta_objective`` and applies ``meta_optimizer`` (``"adam"``,
+    ``"adamw"``, ``"sgd"`` or a callable ``(params, lr) -> Optimizer``) with ``meta_lr``.
+
+    Validation every ``val_every`` steps (and at the end) on ``val_tasks`` tasks drawn once from ``val_sampler``
+    with seed ``val_seed``: mean query loss before/after ``val_steps`` (default ``inner_steps``) adaptation
+    steps. ``callbacks`` are called as ``callback(iteration, record)`` after every step (live plots).
+
+    ``checkpoint_dir``: save every ``checkpoint_every`` steps and at the end; ``resume=True`` continues from the
+    checkpoint there (bit-identical on CPU). ``grad_clip``: clip the meta-gradient's global norm.
+    ``generator``: seed or ``torch.Generator`` of the task sampler. ``progress``: tqdm bar (also off with
+    ``$TQDM_DISABLE``). ``store``: see the module docstring.
+
+    Returns the history: a dict of lists, one entry per iteration for ``TRAIN_KEYS`` (``iteration``,
+    ``meta_loss``, ``query_loss_before``/``after`` (NaN when not computed), ``support_loss_first``/``last``,
+    ``grad_norm``, ``wall_time_s``: cumulative training time), one per validation for ``VAL_KEYS``, plus
+    ``config`` (dict) and ``stopped`` (``"iterations"`` or ``"time_budget"``).
+
+    Raises :class:`DivergenceError` naming the meta iteration and the learning rates when a loss or the
+    meta-gradient becomes NaN/Inf.
+    """
+    from tqdm.auto import tqdm
+
+    if not hasattr(learner, "meta_objective"):
+        raise TypeError(f"learner must be a MAML/MetaSGD/Reptile learner, got {type(learner).__name__}")
+    if iterations is None and time_budget_s is None:
+        raise ValueError("give iterations or time_budget_s (or both): meta_train needs a budget")
+    if iterations is not None:
+        check_int("iterations", iterations, minimum=1)
+    if time_budget_s is not None:
+        check_float("time_budget_s", time_budget_s, minimum=0.0, strict_min=True)
+    check_int("meta_batch", meta_batch, minimum=1)
+    check_float("meta_lr", meta_lr, minimum=0.0, strict_min=True)
+    check_int("val_every", val_every, minimum=1)
+    check_int("val_tasks", val_tasks, minimum=1)
+    check_int("checkpoint_every", checkpoint_every, minimum=1)
+    if grad_clip is not None:
+        check_float("grad_clip", grad_clip, minimum=0.0, strict_min=True)
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs checkpoint_dir (the folder of the run to continue)")
+    if isinstance(callbacks, Callable):
+        callbacks = (callbacks,)
+    generator = make_generator(generator)
+    params = [p for p in learner.parameters() if p.requires_grad]
+    optimizer = make_meta_optimizer(meta_optimizer, params, meta_lr)
+    config = {"learner": learner.config(),
+              "loop": {"meta_batch": meta_batch, "meta_lr": meta_lr,
+                       "meta_optimizer": meta_optimizer if isinstance(meta_optimizer, str) else "custom",
+                       "grad_clip": grad_clip, "iterations": iterations, "time_budget_s": time_budget_s,
+                       "val_every": val_every, "val_tasks": val_tasks, "val_steps": val_steps}}
+
+    history: dict[str, Any] = {k: [] for k in TRAIN_KEYS + VAL_KEYS}
+    start = 0
+    path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if resume and path is not None and path.exists():
+        start, saved_history = _load_checkpoint(path, learner, optimizer, generator, config)
+        history.update({k: list(saved_history.get(k, [])) for k in TRAIN_KEYS + VAL_KEYS})
+    elapsed_before = history["wall_time_s"][-1] if history["wall_time_s"] else 0.0
+
+    val_batch = None
+    if val_sampler is not None:
+        val_batch = sample_tasks(val_sampler, val_tasks, torch.Generator().manual_seed(val_seed))
+
+    lr_text = f"meta_lr={meta_lr}, {learner._lr_text()}"
+    stopped = "iterations"
+    total = iterations if iterations is not None else None
+    bar = tqdm(total=total, initial=start, disable=_progress_disabled(progress), desc=f"meta-train {learner.algorithm}")
+    t0 = time.perf_counter()
+    iteration = start
+    last_val = None
+    saved_at = start
+    try:
+        while iterations is None or iteration < iterations:
+            if time_budget_s is not None and elapsed_before + (time.perf_counter() - t0) >= time_budget_s:
+                stopped = "time_budget"
+                break
+            tasks = sample_tasks(task_sampler, meta_batch, generator)
+            optimizer.zero_grad(set_to_none=True)
+            try:
+                out = learner.meta_objective(tasks, loss_fn, query_before=query_before)
+            except DivergenceError as err:
+                raise DivergenceError(f"at meta iteration {iteration + 1}: {err} ({lr_text})") from err
+            meta_loss = float(out.loss.detach())
+            if not math.isfinite(meta_loss):
+                raise DivergenceError(f"meta loss became {meta_loss} at meta iteration {iteration + 1} ({lr_text}); "
+                                      f"lower meta_lr/inner_lr or set grad_clip")
+            out.loss.backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip is not None else math.inf))
+            if not math.isfinite(grad_norm):
+                raise DivergenceError(f"meta-gradient became NaN/Inf at meta iteration {iteration + 1} ({lr_text}); "
+                                      f"lower meta_lr/inner_lr or set grad_clip")
+            optimizer.step()
+            iteration += 1
+            support = out.support_losses
+            record = {
+                "iteration": iteration, "meta_loss": meta_loss,
+                "query_loss_before": float(out.query_before.mean()) if out.query_before is not None else math.nan,
+                "query_loss_after": float(out.query_after.mean()),
+                "support_loss_first": float(support[:, 0].mean()) if support.shape[-1] else math.nan,
+                "support_loss_last": float(support[:, -1].mean()) if support.shape[-1] else math.nan,
+                "grad_norm": grad_norm, "wall_time_s": elapsed_before + time.perf_counter() - t0}
+            for key in TRAIN_KEYS:
+                history[key].append(record[key])
+            is_last = iterations is not None and iteration == iterations
+            if val_batch is not None and (iteration % val_every == 0 or is_last):
+                last_val = _validate(learner, val_batch, loss_fn, val_steps, history, iteration)
+                record.update(last_val)
+            for callback in callbacks:
+                callback(iteration, record)
+            if path is not None and (iteration % checkpoint_every == 0 or is_last):
+                _save_checkpoint(path, learner, optimizer, generator, history, config, iteration)
+                saved_at = iteration
+            bar.update(1)
+            bar.set_postfix(loss=f"{meta_loss:.4g}")
+    finally:
+        bar.close()
+    if val_batch is not None and iteration > start and (not history["val_iteration"]
+                                                        or history["val_iteration"][-1] != iteration):
+        last_val = _validate(learner, val_batch, loss_fn, val_steps, history, iteration)
+    if path is not None and iteration > saved_at:
+        _save_checkpoint(path, learner, optimizer, generator, history, config, iteration)
+    history["config"] = config
+    history["stopped"] = stopped
+    final = {k: history[k][-1] for k in TRAIN_KEYS if history[k]}
+    if last_val:
+        final.update(last_val)
+    _call_store(store, kind="meta_train", config=config, history=history, final=final,
+                checkpoint=str(path) if path is not None else None, machine=describe_machine())
+    return history
+
+
+def _validate(learner, val_batch, loss_fn, val_steps, history, iteration) -> dict[str, float]:
+    # validation must not move torch's global RNG (random forwards): the training run then does not depend on
+    # when validation ran, which keeps resumed runs bit-identical
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        result = learner.evaluate(val_batch, loss_fn, steps=val_steps)
+    history["val_iteration"].append(iteration)
+    history["val_query_loss_before"].append(result["query_loss_before"])
+    history["val_query_loss_after"].append(result["query_loss_after"])
+    return {"val_query_loss_before": result["query_loss_before"], "val_query_loss_after": result["query_loss_after"]}
