@@ -31,9 +31,11 @@ def make_tasks(n, shots=3, queries=2, size=6, dtype=torch.float64, seed=0):
     tasks = []
     for _ in range(n):
         sigma = 0.05 + 0.3 * torch.rand((), generator=g, dtype=dtype)
-        def pair(k):
+
+        def pair(k, sigma=sigma):
             clean = torch.rand(k, 1, size, size, generator=g, dtype=dtype)
             return (clean + sigma * torch.randn(clean.shape, generator=g, dtype=dtype), clean)
+
         tasks.append(Task(pair(shots), pair(queries), {"sigma": float(sigma)}))
     return tasks
 
