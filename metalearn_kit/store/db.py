@@ -369,14 +369,23 @@ class MetaDatabase:
                 (algorithm, backbone, _dumps(config or {}), str(kit_version), seed, _dumps(machine), time.time()))
             return int(cur.lastrowid)
 
-    def finish_run(self, run_id: int, final_metrics: Mapping[str, Any] | None = None,
-                   status: str = "finished") -> None:
-        """Mark a run finished (or ``status="failed"``) and store its final metrics."""
-        self._require("runs", _check_id("run_id", run_id))
+    def finish_run(self, run_id: int, final_metrics: Mapping[str, Any] | None = None, status: str = "finished",
+                   history: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None) -> None:
+        """Mark a run finished (or ``status="failed"``) and store its final metrics, and optionally its
+        training ``history`` (dict of lists) and ``config`` entries (merged into the stored config). A field
+        left ``None`` keeps its stored value."""
+        row = self._require("runs", _check_id("run_id", run_id))
         _check_name("status", status)
+        for name, value in (("final_metrics", final_metrics), ("history", history), ("config", config)):
+            if value is not None and not isinstance(value, Mapping):
+                raise TypeError(f"{name} must be a dict or None, got {type(value).__name__}")
+        merged = {**json.loads(row["config"]), **(config or {})}
         with self._write() as con:
-            con.execute("UPDATE runs SET status = ?, finished = ?, final_metrics = ? WHERE id = ?",
-                        (status, time.time(), _dumps(final_metrics or {}), run_id))
+            # a field not given keeps what an earlier call stored
+            con.execute("UPDATE runs SET status = ?, finished = ?, final_metrics = COALESCE(?, final_metrics), "
+                        "history = COALESCE(?, history), config = ? WHERE id = ?",
+                        (status, time.time(), None if final_metrics is None else _dumps(final_metrics),
+                         None if history is None else _dumps(history), _dumps(merged), run_id))
 
     def add_task(self, task_or_info: Any, descriptor: Any = None) -> int:
         """Record a task; returns its id (the same id again for the same data).
@@ -549,8 +558,8 @@ class MetaDatabase:
     @staticmethod
     def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
         out = dict(row)
-        for key in ("config", "machine", "final_metrics"):
-            out[key] = json.loads(out[key]) if out.get(key) else ({} if key != "final_metrics" else None)
+        for key in ("config", "machine", "final_metrics", "history"):
+            out[key] = json.loads(out[key]) if out.get(key) else ({} if key in ("config", "machine") else None)
         return out
 
     def runs(self) -> list[dict[str, Any]]:
@@ -559,7 +568,10 @@ class MetaDatabase:
             "SELECT runs.*, (SELECT COUNT(DISTINCT task_id) FROM results WHERE run_id = runs.id) AS n_tasks, "
             "(SELECT COUNT(*) FROM results WHERE run_id = runs.id) AS n_results, "
             "(SELECT COUNT(*) FROM artefacts WHERE run_id = runs.id) AS n_artefacts FROM runs ORDER BY id DESC")
-        return [self._run_dict(r) for r in rows]
+        runs = [self._run_dict(r) for r in rows]
+        for run in runs:
+            run.pop("history")  # can be long; run(run_id) has it
+        return runs
 
     @staticmethod
     def _task_dict(row: sqlite3.Row) -> dict[str, Any]:

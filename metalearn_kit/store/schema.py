@@ -16,7 +16,7 @@ Tables (version 2):
   ``info-sha256:...`` when only the info dict was given), ``descriptor`` (JSON list of floats),
   ``descriptor_version``, ``created``.
 - ``runs``: ``id, algorithm, backbone, config`` (JSON), ``kit_version, seed, machine`` (JSON),
-  ``created, status, finished, final_metrics`` (JSON).
+  ``created, status, finished, final_metrics, history`` (JSON).
 - ``results`` (the meta-labels): ``id, run_id, task_id, metric, step`` (adaptation step), ``value``,
   ``iteration`` (meta-training iteration, or NULL).
 - ``artefacts``: ``id, run_id, task_id`` (NULL for a run-level model), ``path`` (relative to the artefact
@@ -74,6 +74,8 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE runs ADD COLUMN status TEXT NOT NULL DEFAULT 'running'",
         "ALTER TABLE runs ADD COLUMN finished REAL",
         "ALTER TABLE runs ADD COLUMN final_metrics TEXT",
+        # the meta-training loop's per-iteration history (JSON dict of lists), as meta_train returns it
+        "ALTER TABLE runs ADD COLUMN history TEXT",
         # descriptors are only comparable within one layout version
         "ALTER TABLE tasks ADD COLUMN descriptor_version INTEGER",
         # version-1 files could only hold the version-1 descriptor layout

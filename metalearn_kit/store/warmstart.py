@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .._checks import check_choice, check_float, check_int
+from ..meta import finetune
 from .db import MetaDatabase
 from .similarity import (
     DESCRIPTOR_NAMES,
@@ -65,7 +66,7 @@ class WarmStartResult:
     candidates: list[Candidate]  # every stored model considered, in ranking order
     models_evaluated: int  # stored models whose support loss was computed to choose
     models_loaded: int  # stored models read from disk (evaluated or tried)
-    support_losses: list[float] = field(default_factory=list)  # fine-tuning: before step 1, ..., after last
+    support_losses: list[float] = field(default_factory=list)  # support loss before each fine-tuning step
     descriptor: torch.Tensor | None = None
     seconds_choosing: float = 0.0
 
@@ -80,39 +81,6 @@ def _model_device(model: nn.Module) -> torch.device:
 
 def _to(batch: Batch, device: torch.device) -> Batch:
     return tuple(t.to(device) for t in batch)
-
-
-def finetune_steps_loop(model: nn.Module, support: Batch, loss_fn: LossFn, steps: int, lr: float,
-                        optimizer: str = "adam",
-                        on_step: Callable[[int, nn.Module], None] | None = None) -> list[float]:
-    """Fine-tune ``model`` in place on ``support`` for ``steps`` full-batch steps of ``optimizer``
-    (``"sgd"`` or ``"adam"``, learning rate ``lr``). ``on_step(step, model)`` is called before the first
-    step (``step=0``) and after each step. Returns the support losses: before each step, then after the last
-    (``steps + 1`` values)."""
-    check_int("steps", steps, minimum=0)
-    check_float("lr", lr, minimum=0.0, strict_min=True)
-    check_choice("optimizer", optimizer, ("sgd", "adam"))
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params and steps:
-        raise ValueError(f"model {type(model).__name__} has no trainable parameters to fine-tune")
-    opt = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr)
-    losses = []
-    model.train()
-    if on_step is not None:
-        on_step(0, model)
-    for step in range(1, steps + 1):
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model, support)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"fine-tuning diverged at step {step} (support loss {float(loss)}); "
-                                     f"lower lr (now {lr:g})")
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        if on_step is not None:
-            on_step(step, model)
-    losses.append(support_loss(model, support, loss_fn))
-    return losses
 
 
 def _support_of(task: Any) -> Batch:
@@ -161,6 +129,8 @@ def warm_start(db: MetaDatabase, task: Any, model_factory: Callable[[], nn.Modul
     check_choice("by", by, ("descriptor", "support_loss", "both"))
     check_int("k_candidates", k_candidates, minimum=1)
     check_int("finetune_steps", finetune_steps, minimum=0)
+    check_float("lr", lr, minimum=0.0, strict_min=True)
+    check_choice("optimizer", optimizer, ("sgd", "adam"))
     support = _support_of(task)
     started = time.perf_counter()
 
@@ -218,9 +188,10 @@ def warm_start(db: MetaDatabase, task: Any, model_factory: Callable[[], nn.Modul
         source, model = None, model_factory()
     else:
         source, model = chosen
-    losses = finetune_steps_loop(model, _to(support, _model_device(model)), loss_fn, finetune_steps, lr, optimizer)
-    return WarmStartResult(model=model, source=source, candidates=candidates, models_evaluated=evaluated,
-                           models_loaded=loaded, support_losses=losses, descriptor=descriptor,
+    adapted = finetune(model, _to(support, _model_device(model)), loss_fn, steps=finetune_steps, lr=lr,
+                       optimizer=optimizer)
+    return WarmStartResult(model=adapted.to_module(), source=source, candidates=candidates, models_evaluated=evaluated,
+                           models_loaded=loaded, support_losses=list(adapted.support_losses), descriptor=descriptor,
                            seconds_choosing=choosing)
 
 
@@ -260,37 +231,24 @@ def _init_model(name: str, init: Any, model_factory: Callable[[], nn.Module]) ->
                     f"dict, got {type(init).__name__}")
 
 
-def _query_probe(query: Batch, steps: Sequence[int], metric_fn: Callable, loss_fn: LossFn,
-                 metric_curve: list[float], query_curve: list[float]) -> Callable[[int, nn.Module], None]:
-    """An ``on_step`` callback that appends the query metric and loss at the chosen steps."""
-
-    def on_step(step: int, model: nn.Module) -> None:
-        if step in steps:
-            batch = _to(query, _model_device(model))
-            model.eval()
-            metric_curve.append(float(metric_fn(model, batch)))
-            query_curve.append(support_loss(model, batch, loss_fn))
-            model.train()
-
-    return on_step
-
-
 def compare_warm_start(db: MetaDatabase, tasks: Sequence[Any], model_factory: Callable[[], nn.Module],
-                       loss_fn: LossFn, inits: Mapping[str, Any], metric_fn: Callable[[Callable, Batch], float]
-                       | None = None, finetune_steps: int = 20, lr: float = 1e-3, optimizer: str = "adam",
-                       by: str = "both", k_candidates: int = 5, eval_steps: Sequence[int] | None = None,
+                       loss_fn: LossFn, inits: Mapping[str, Any],
+                       metric_fn: Callable[[Callable, Batch], float] | None = None, finetune_steps: int = 20,
+                       lr: float = 1e-3, optimizer: str = "adam", by: str = "both", k_candidates: int = 5,
                        backbone: str | None = None) -> dict[str, Any]:
     """Fine-tune from several initialisations on the same unseen ``tasks`` (each with support and query)
-    with the same budget, and measure the query metric along the way.
+    with the same budget (``finetune_steps`` steps of ``optimizer`` at ``lr``, through
+    :func:`metalearn_kit.meta.finetune`), measuring the query metric after every step.
 
-    Methods: ``"store"`` (:func:`warm_start` from ``db``) plus one per entry of ``inits``, e.g.
-    ``{"maml": maml_learner, "joint": pretrained_model, "scratch": None}`` (see :func:`_init_model` for the
-    accepted values). ``metric_fn(model, query) -> float`` (default :func:`restoration_psnr`, higher is
-    better) is measured at ``eval_steps`` (default ``0, 1, finetune_steps // 2, finetune_steps``).
+    Methods: ``"store"`` (the stored model :func:`warm_start` chooses from ``db``) plus one per entry of
+    ``inits``, e.g. ``{"maml": maml_learner, "joint": pretrained_model, "scratch": None}``: ``None`` is a fresh
+    ``model_factory()``, an ``nn.Module`` or a learner with ``.model`` has its weights copied, a dict is a state
+    dict. ``metric_fn(model, query) -> float`` defaults to :func:`restoration_psnr` (higher is better).
 
-    Returns ``{"steps", "methods", "per_task": [{"task", "method", "metric": [...], "query_loss": [...],
-    "support_losses": [...]}], "summary": {method: {"metric_mean": [...], "metric_std": [...]}},
-    "store": [{"task", "source_artefact", "source_family", "distance", "models_evaluated", "seconds_choosing"}]}``.
+    Returns ``{"steps": [0..finetune_steps], "methods", "per_task": [{"task", "method", "metric": [...],
+    "support_losses": [...], "query_loss"}], "summary": {method: {"metric_mean": [...], "metric_std": [...],
+    "final_mean"}}, "store": [{"task", "source_artefact", "source_family", "distance", "models_evaluated",
+    "seconds_choosing"}]}`` (``metric`` has ``finetune_steps + 1`` values, after 0, 1, ... steps).
     """
     if not isinstance(inits, Mapping):
         raise TypeError(f"inits must be a dict name -> initialisation, got {type(inits).__name__}")
@@ -303,19 +261,14 @@ def compare_warm_start(db: MetaDatabase, tasks: Sequence[Any], model_factory: Ca
         if not hasattr(task, "support") or not hasattr(task, "query"):
             raise TypeError(f"tasks[{i}] must be a Task with support and query, got {type(task).__name__}")
     check_int("finetune_steps", finetune_steps, minimum=0)
-    steps = sorted({0, min(1, finetune_steps), finetune_steps // 2, finetune_steps} if eval_steps is None
-                   else {check_int("eval_steps entry", s, minimum=0, maximum=finetune_steps) for s in eval_steps})
     metric_fn = metric_fn or restoration_psnr
     methods = ["store", *inits]
     per_task, store_info = [], []
 
     for index, task in enumerate(tasks):
         for method in methods:
-            metric_curve: list[float] = []
-            query_curve: list[float] = []
-            on_step = _query_probe(task.query, steps, metric_fn, loss_fn, metric_curve, query_curve)
             if method == "store":
-                # choose (no fine-tuning), then fine-tune with the same loop as every other method
+                # choose only (0 steps); the fine-tuning below is the same call for every method
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
                     choice = warm_start(db, task, model_factory, loss_fn, k_candidates=k_candidates, by=by,
@@ -329,14 +282,19 @@ def compare_warm_start(db: MetaDatabase, tasks: Sequence[Any], model_factory: Ca
                     "models_evaluated": choice.models_evaluated, "seconds_choosing": choice.seconds_choosing})
             else:
                 model = _init_model(method, inits[method], model_factory)
-            support = _to(task.support, _model_device(model))
-            losses = finetune_steps_loop(model, support, loss_fn, finetune_steps, lr, optimizer, on_step=on_step)
-            per_task.append({"task": index, "method": method, "metric": metric_curve, "query_loss": query_curve,
-                             "support_losses": losses})
+            device = _model_device(model)
+            query = _to(task.query, device)
+            adapted = finetune(model, _to(task.support, device), loss_fn, steps=finetune_steps, lr=lr,
+                               optimizer=optimizer, query=query, metric=metric_fn)
+            per_task.append({"task": index, "method": method, "metric": [float(v) for v in adapted.query_metrics],
+                             "support_losses": list(adapted.support_losses),
+                             "query_loss": support_loss(adapted, query, loss_fn)})
 
     summary = {}
     for method in methods:
         curves = torch.tensor([r["metric"] for r in per_task if r["method"] == method], dtype=torch.float64)
-        summary[method] = {"metric_mean": curves.mean(0).tolist(),
-                           "metric_std": (curves.std(0) if len(curves) > 1 else torch.zeros(len(steps))).tolist()}
-    return {"steps": steps, "methods": methods, "per_task": per_task, "summary": summary, "store": store_info}
+        std = curves.std(0) if len(curves) > 1 else torch.zeros(curves.shape[1])
+        summary[method] = {"metric_mean": curves.mean(0).tolist(), "metric_std": std.tolist(),
+                           "final_mean": float(curves[:, -1].mean())}
+    return {"steps": list(range(finetune_steps + 1)), "methods": methods, "per_task": per_task,
+            "summary": summary, "store": store_info}
