@@ -1,0 +1,129 @@
+"""Natural-image patches from the photographs bundled inside the scikit-image wheel (no download).
+
+Restoration tasks need clean natural images; these ship with scikit-image, so notebooks run offline.
+The split is by photograph: a test photograph never lends a pixel to training.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .._checks import check_choice, check_int
+from ..config import make_generator
+
+SPLITS = ("train", "test")
+MAX_SIDE = 512  # bigger photographs are downscaled so the whole set stays a few MB
+
+# Real photographs only: synthetic or binary pictures (horse, logo, colorwheel, checkerboard) teach a
+# restoration model nothing about natural statistics, and `cat` is the same picture as `chelsea`.
+_COLOUR = ("astronaut", "chelsea", "coffee", "hubble_deep_field", "immunohistochemistry", "retina", "rocket")
+_GREY = ("brick", "camera", "cell", "clock", "coins", "grass", "gravel", "microaneurysms", "moon", "page", "text")
+# Fixed meta-test photographs: two colour ones (so channels=3 has a test split) and two grey textures.
+_TEST = ("camera", "coffee", "gravel", "immunohistochemistry")
+
+
+def photo_names(split: str, channels: int) -> tuple[str, ...]:
+    """Names of the scikit-image photographs in one split (``channels=3`` keeps colour ones only)."""
+    check_choice("split", split, SPLITS)
+    _check_channels(channels)
+    pool = _COLOUR if channels == 3 else tuple(sorted(_COLOUR + _GREY))
+    return tuple(n for n in pool if (n in _TEST) == (split == "test"))
+
+
+def _check_channels(channels) -> None:
+    if isinstance(channels, bool) or not isinstance(channels, int):
+        raise TypeError(f"channels must be the int 1 (grey) or 3 (colour), got {channels!r}")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (colour), got {channels}")
+
+
+@functools.cache
+def _load(name: str, channels: int) -> torch.Tensor:
+    """One photograph as float32 ``[C, H, W]`` in [0, 1], longer side at most MAX_SIDE."""
+    import skimage.data
+
+    array = np.asarray(getattr(skimage.data, name)())
+    image = torch.from_numpy(array.astype(np.float32) / 255.0)
+    image = image[None] if image.dim() == 2 else image.permute(2, 0, 1)[:3]
+    if channels == 1 and image.shape[0] == 3:
+        # ITU-R BT.601 luma, the usual colour-to-grey weights.
+        weights = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+        image = (image * weights).sum(0, keepdim=True)
+    side = max(image.shape[-2:])
+    if side > MAX_SIDE:
+        size = [round(s * MAX_SIDE / side) for s in image.shape[-2:]]
+        image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+    return image.clamp_(0, 1).contiguous()
+
+
+class PhotoSource:
+    """Photographs of one split and random square patches of them.
+
+    Attributes:
+        names: the scikit-image names of the photographs.
+        images: list of float32 ``[C, H, W]`` tensors in [0, 1].
+        channels: 1 or 3.
+        patch_size: side of the patches :meth:`sample_patches` returns.
+    """
+
+    def __init__(self, split: str, patch_size: int, channels: int):
+        self.split = split
+        self.channels = channels
+        self.patch_size = patch_size
+        self.names = list(photo_names(split, channels))
+        self.images = [_load(name, channels) for name in self.names]
+        smallest = min(min(img.shape[-2:]) for img in self.images)
+        if patch_size > smallest:
+            raise ValueError(f"patch_size must be at most {smallest} (the smallest {split} photograph's side "
+                             f"for channels={channels}), got {patch_size}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image(self, index: int) -> torch.Tensor:
+        """Photograph ``index`` as float32 ``[C, H, W]`` in [0, 1]."""
+        check_int("index", index, 0, len(self.images) - 1)
+        return self.images[index]
+
+    def sample_patches(self, n: int, generator: torch.Generator | int | None = None) -> torch.Tensor:
+        """``n`` random crops: float32 ``[n, C, patch_size, patch_size]`` in [0, 1].
+
+        Each crop picks a photograph uniformly (so small photographs are not drowned out by large ones)
+        and a uniform position in it. Same generator state -> same patches.
+        """
+        check_int("n", n, 0)
+        gen = make_generator(generator)
+        p = self.patch_size
+        which = torch.randint(len(self.images), (n,), generator=gen)
+        # One uniform number per axis, scaled to each photograph's own free range.
+        offsets = torch.rand(n, 2, generator=gen, dtype=torch.float64)
+        out = torch.empty(n, self.channels, p, p)
+        for k in range(n):
+            img = self.images[int(which[k])]
+            top = int(offsets[k, 0] * (img.shape[-2] - p + 1))
+            left = int(offsets[k, 1] * (img.shape[-1] - p + 1))
+            out[k] = img[:, top:top + p, left:left + p]
+        return out
+
+    def __repr__(self) -> str:
+        return (f"PhotoSource({self.split!r}: {len(self.images)} photographs, channels={self.channels}, "
+                f"patch_size={self.patch_size})")
+
+
+def photos(split: str = "train", patch_size: int = 32, channels: int = 1) -> PhotoSource:
+    """Natural photographs bundled with scikit-image, split by photograph into ``train`` and ``test``.
+
+    Args:
+        split: ``"train"`` or ``"test"``; no photograph is in both.
+        patch_size: side of the square patches ``sample_patches`` cuts (>= 8, at most the smallest
+            photograph's side).
+        channels: 1 converts every photograph to grey; 3 keeps the colour photographs only.
+    """
+    check_choice("split", split, SPLITS)
+    check_int("patch_size", patch_size, 8)
+    _check_channels(channels)
+    return PhotoSource(split, patch_size, channels)
