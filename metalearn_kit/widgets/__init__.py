@@ -1,0 +1,46 @@
+"""Interactive explorers for notebooks: core ipywidgets plus matplotlib figures rendered to PNG bytes and
+shown in ``ipywidgets.Image`` (so they work in JupyterLab 4, Binder and Colab's ipywidgets 7 without ipympl).
+
+Heavy work runs on a button press or on slider release (``continuous_update=False``), and rendered frames
+are cached, so scrubbing a step slider is instant. Importing this package imports neither ipywidgets nor
+matplotlib; each name loads its module on first use.
+
+- :class:`TaskExplorer`: degradation family / severity / shots -> the support and query sets of a task.
+- :class:`AdaptationExplorer`: a step slider over precomputed adaptation results of several methods;
+  :func:`adaptation_results` computes them with the engine's ``MAML.adapt`` / fine-tuning.
+- :class:`LiveMetaTrainingPlot`: a ``meta_train(callbacks=[plot])`` callback that redraws a loss plot in place.
+- :class:`GenerationExplorer`, :class:`RestorationExplorer`: generic front-ends for user-given functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> submodule that defines it; submodules load on first use.
+_EXPORTS = {
+    "TaskExplorer": "explorers",
+    "AdaptationExplorer": "explorers",
+    "GenerationExplorer": "explorers",
+    "RestorationExplorer": "explorers",
+    "LiveMetaTrainingPlot": "live",
+    "adaptation_results": "results",
+    "check_adaptation_results": "results",
+    "figure_to_png": "render",
+    "image_grid_png": "render",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'metalearn_kit.widgets' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+__all__ = sorted(_EXPORTS)

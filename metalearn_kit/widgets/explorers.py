@@ -1,0 +1,453 @@
+"""Explorer widgets: each is an ``ipywidgets.VBox`` (display it, or leave it last in a cell).
+
+Only core ipywidgets features that exist in both ipywidgets 7 (Colab) and 8 (JupyterLab 4) are used;
+pictures are matplotlib figures rendered to PNG bytes in an ``ipywidgets.Image``.
+
+Every explorer keeps the data it shows as attributes (``task``, ``png``, ``last_error``) and has plain methods
+(``redraw()``, ``generate()``, ``run()``) doing what its controls do, so it can be driven from code and tested
+without a browser. An error raised inside a control's handler is shown in the explorer's status line (a
+handler's exception would otherwise only reach the browser's log console).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import ipywidgets as widgets
+import torch
+
+from .._checks import check_images, check_int
+from . import render
+from .results import check_adaptation_results
+from .severity import SeverityKnob
+
+
+def _status(text: str, error: bool = False) -> str:
+    colour = "#b00020" if error else "#333"
+    return f'<span style="color:{colour}">{html.escape(text)}</span>'
+
+
+class _Explorer(widgets.VBox):
+    """Shared parts: an Image for the picture, an HTML status line, error capture for handlers."""
+
+    def _init_parts(self, dpi: int) -> None:
+        self.dpi = check_int("dpi", dpi, minimum=20, maximum=300)
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.status = widgets.HTML(value="")
+        self.last_error: BaseException | None = None
+        self.png: bytes = b""
+
+    def _show_png(self, png: bytes) -> None:
+        self.png = png
+        self.image.value = png
+
+    def _guarded(self, action: Callable[[], Any]) -> Callable[..., None]:
+        def handler(*_: Any) -> None:
+            try:
+                action()
+                self.last_error = None
+            except Exception as err:  # shown to the reader; the traceback would be lost in the browser console
+                self.last_error = err
+                self.status.value = _status(f"{type(err).__name__}: {err}", error=True)
+
+        return handler
+
+
+# ---------------------------------------------------------------------------------------------- tasks
+class TaskExplorer(_Explorer):
+    """Pick a degradation family, its severity and the shots, and see one restoration task: the support and
+    query sets, degraded and clean (drawn by :func:`metalearn_kit.viz.plot_task`).
+
+    Controls: ``family`` (Dropdown), ``source`` (Dropdown, only with several sources), ``severity``
+    (FloatSlider, 0 = mildest training level, 1 = harshest test level, see
+    :class:`~metalearn_kit.widgets.severity.SeverityKnob`), ``shots`` (IntSlider) and a ``new task`` button
+    (next seed: new images and new random parameters). Any change redraws.
+
+    Args:
+        sources: an image source (glyphs, photos, or an image tensor ``[N, C, H, W]``) or a dict
+            ``{name: source}``.
+        families: family names, ``Degradation`` classes or instances (user-defined ones too); default all
+            registered family that can be built from its name alone (``metalearn_kit.tasks.list_degradations()``;
+            ``kernel_blur`` needs kernels, so pass an instance).
+        shots: initial support size (1 to ``max_shots``).
+        queries: query images per task.
+        seed: seed of the first task; ``new task`` adds one.
+        severity: initial severity in [0, 1].
+    """
+
+    def __init__(self, sources: Any, families: Sequence[Any] | None = None, shots: int = 5, queries: int = 3,
+                 seed: int = 0, severity: float = 0.3, max_shots: int = 10, dpi: int = render.DPI) -> None:
+        from ..tasks.degradations import Degradation, list_degradations
+
+        super().__init__()
+        self._init_parts(dpi)
+        if isinstance(sources, Mapping):
+            if not sources:
+                raise ValueError("sources must hold at least one image source, got an empty dict")
+            self.sources = dict(sources)
+        else:
+            self.sources = {"images": sources}
+        self.knobs: dict[str, SeverityKnob] = {}
+        if families is None:
+            # every registered family that can be built from its name alone (kernel_blur needs kernels)
+            for name in list_degradations():
+                try:
+                    self.knobs[name] = SeverityKnob(name)
+                except (TypeError, ValueError):
+                    continue
+            families = []
+        elif isinstance(families, (str, Degradation)) or not isinstance(families, Sequence) or not families:
+            raise ValueError(f"families must be a non-empty list of family names, classes or Degradation "
+                             f"instances, got {families!r}")
+        for family in families:
+            knob = SeverityKnob(family)
+            if knob.name in self.knobs:
+                raise ValueError(f"families lists {knob.name!r} twice; give each family once")
+            self.knobs[knob.name] = knob
+        check_int("max_shots", max_shots, minimum=1)
+        check_int("shots", shots, minimum=1, maximum=max_shots)
+        self.queries = check_int("queries", queries, minimum=1)
+        self.seed = check_int("seed", seed, minimum=0)
+        if not 0.0 <= float(severity) <= 1.0:
+            raise ValueError(f"severity must be in [0, 1] (0 = mildest training level), got {severity!r}")
+        self.task = None
+
+        self.family = widgets.Dropdown(options=list(self.knobs), value=next(iter(self.knobs)), description="family")
+        self.source = widgets.Dropdown(options=list(self.sources), value=next(iter(self.sources)),
+                                       description="source")
+        self.severity = widgets.FloatSlider(value=float(severity), min=0.0, max=1.0, step=0.05,
+                                            description="severity", continuous_update=False, readout_format=".2f")
+        self.shots = widgets.IntSlider(value=shots, min=1, max=max_shots, step=1, description="shots",
+                                       continuous_update=False)
+        self.new_task = widgets.Button(description="new task", tooltip="draw another task (next seed)")
+        self.params = widgets.HTML(value="")
+        top = [self.family] + ([self.source] if len(self.sources) > 1 else [])
+        self.children = [widgets.HBox(top), widgets.HBox([self.severity, self.shots]),
+                         widgets.HBox([self.new_task, self.params]), self.image, self.status]
+
+        redraw = self._guarded(self.redraw)
+        for control in (self.family, self.source, self.severity, self.shots):
+            control.observe(redraw, names="value")
+        self.new_task.on_click(self._guarded(self.next_task))
+        self.redraw()
+
+    def make_task(self) -> Any:
+        """The task the controls describe (``family``, ``severity``, ``shots``, ``source``, current seed)."""
+        from ..tasks.restoration import RestorationTasks
+
+        knob = self.knobs[self.family.value]
+        degradation = knob.degradation(self.severity.value)
+        tasks = RestorationTasks(self.sources[self.source.value], degradation, shots=self.shots.value,
+                                 queries=self.queries)
+        return tasks.sample(self.seed)
+
+    def redraw(self) -> None:
+        """Sample the task the controls describe and draw it."""
+        from ..viz.tasks import plot_task
+
+        knob = self.knobs[self.family.value]
+        self.severity.disabled = not knob.adjustable
+        self.params.value = _status(knob.describe(self.severity.value))
+        self.task = self.make_task()
+        count = max(self.shots.value, self.queries)
+        fig = render.new_figure(0.95 * count + 1.4, 0.95 * 4 + 0.6)
+        plot_task(self.task, max_images=count, fig=fig)
+        self._show_png(render.figure_to_png(fig, self.dpi))
+        self.status.value = _status(f"seed {self.seed}: {self.task.shots} support and {self.task.queries} query "
+                                    f"pairs, images {tuple(self.task.support[0].shape[1:])}")
+
+    def next_task(self) -> None:
+        """What the ``new task`` button does: the next seed, redrawn."""
+        self.seed += 1
+        self.redraw()
+
+
+# ---------------------------------------------------------------------------------------------- adaptation
+def _finite(values: Sequence[float]) -> list[float]:
+    return [v if math.isfinite(v) else float("nan") for v in values]
+
+
+def _db(value: float) -> str:
+    return f"{value:.2f} dB" if math.isfinite(value) else "inf dB"
+
+
+class AdaptationExplorer(_Explorer):
+    """Scrub through adaptation steps on one unseen task: the degraded input, each method's output after ``k``
+    steps (PSNR in the titles), the clean target, and the PSNR curves with a line at ``k``.
+
+    Controls: ``step`` (IntSlider, ``continuous_update=False``) and a Play button. The text line reads
+    ``"step k: method PSNR dB, ..."``. All frames are rendered once (``prerender=True``) or on first view and
+    cached, so scrubbing is instant.
+
+    Args:
+        results: ``{method: {"images": [C, H, W] per step, "psnr": float per step}, "degraded": [C, H, W],
+            "clean": [C, H, W]}`` (see :mod:`metalearn_kit.widgets.results`; :func:`adaptation_results` makes it).
+        step: initial step (default 0: before adaptation).
+        prerender: render every step now rather than on first view.
+        title: figure title.
+    """
+
+    def __init__(self, results: Mapping[str, Any], step: int = 0, prerender: bool = True, title: str | None = None,
+                 dpi: int = render.DPI, play_interval_ms: int = 500) -> None:
+        super().__init__()
+        self._init_parts(dpi)
+        self.title = title
+        self.slider = widgets.IntSlider(value=0, min=0, max=1, step=1, description="step", continuous_update=False)
+        self.play = widgets.Play(value=0, min=0, max=1, step=1,
+                                 interval=check_int("play_interval_ms", play_interval_ms, minimum=50))
+        widgets.jslink((self.play, "value"), (self.slider, "value"))
+        self.label = widgets.HTML(value="")
+        self.children = [widgets.HBox([self.play, self.slider]), self.label, self.image]
+        self.slider.observe(self._guarded(lambda: self.show_step(self.slider.value)), names="value")
+        self.set_results(results, step=step, prerender=prerender)
+
+    # -- data
+    def set_results(self, results: Mapping[str, Any], step: int = 0, prerender: bool = True) -> None:
+        """Show new results (checked first; the frame cache is cleared)."""
+        data = check_adaptation_results(results)
+        check_int("step", step, minimum=0, maximum=data["steps"])
+        self.data = data
+        self.steps = data["steps"]
+        self.methods = list(data["methods"])
+        self._cache: dict[int, bytes] = {}
+        self._input_psnr = self._psnr(data["degraded"])
+        # max before value: ipywidgets refuses a value above max
+        for control in (self.slider, self.play):
+            control.max = max(self.steps, 1)
+        self.slider.disabled = self.play.disabled = self.steps == 0
+        if prerender:
+            for k in range(self.steps + 1):
+                self.png_at(k)
+        if self.slider.value == step:
+            self.show_step(step)
+        else:
+            self.slider.value = step  # the observer shows it
+
+    def _psnr(self, image: torch.Tensor) -> float | None:
+        from ..evaluation.metrics import psnr
+
+        if self.data["clean"] is None:
+            return None
+        return float(psnr(image[None], self.data["clean"][None]))
+
+    def text_at(self, step: int) -> str:
+        """The label text: ``"step k: method PSNR dB, ..."``."""
+        parts = [f"{name} {_db(self.data['methods'][name]['psnr'][step])}" for name in self.methods]
+        text = f"step {step}: " + ", ".join(parts)
+        if self._input_psnr is not None:
+            text += f" (degraded input {_db(self._input_psnr)})"
+        return text
+
+    # -- drawing
+    def figure(self, step: int | None = None) -> Any:
+        """The matplotlib ``Figure`` for ``step`` (default: the slider's), e.g. for a static copy."""
+        step = self.slider.value if step is None else check_int("step", step, minimum=0, maximum=self.steps)
+        data = self.data
+        columns = len(self.methods) + 1 + (data["clean"] is not None)
+        fig = render.new_figure(max(1.55 * columns, 5.0), 3.9)
+        grid = fig.add_gridspec(2, columns, height_ratios=[1.0, 0.85])
+        input_title = "degraded" + (f"\n{_db(self._input_psnr)}" if self._input_psnr is not None else "")
+        render.show_image(fig.add_subplot(grid[0, 0]), data["degraded"], input_title)
+        for i, name in enumerate(self.methods, start=1):
+            entry = data["methods"][name]
+            render.show_image(fig.add_subplot(grid[0, i]), entry["images"][step],
+                              f"{name}, step {step}\n{_db(entry['psnr'][step])}")
+        if data["clean"] is not None:
+            render.show_image(fig.add_subplot(grid[0, columns - 1]), data["clean"], "clean")
+        curves = fig.add_subplot(grid[1, :])
+        x = list(range(self.steps + 1))
+        for name in self.methods:
+            values = _finite(data["methods"][name]["psnr"])
+            (line,) = curves.plot(x, values, marker="o", markersize=3, label=name)
+            curves.plot([step], [values[step]], marker="o", markersize=7, color=line.get_color())
+        if self._input_psnr is not None and math.isfinite(self._input_psnr):
+            curves.axhline(self._input_psnr, color="grey", linestyle=":", linewidth=1, label="degraded input")
+        curves.axvline(step, color="black", linewidth=1)
+        curves.set_xlabel("adaptation steps", fontsize=8)
+        curves.set_ylabel("query PSNR (dB)", fontsize=8)
+        curves.tick_params(labelsize=7)
+        curves.legend(fontsize=7, loc="best")
+        curves.grid(alpha=0.3)
+        if self.title:
+            fig.suptitle(self.title, fontsize=9)
+        fig.tight_layout()
+        return fig
+
+    def png_at(self, step: int) -> bytes:
+        """PNG bytes of ``step``'s frame (rendered once, then cached)."""
+        check_int("step", step, minimum=0, maximum=self.steps)
+        if step not in self._cache:
+            self._cache[step] = render.figure_to_png(self.figure(step), self.dpi)
+        return self._cache[step]
+
+    def show_step(self, step: int) -> None:
+        """Show ``step`` (what moving the slider does)."""
+        png = self.png_at(step)
+        self._show_png(png)
+        self.label.value = _status(self.text_at(step))
+        if self.slider.value != step:
+            self.slider.value = step
+
+
+# ---------------------------------------------------------------------------------------------- generation
+class GenerationExplorer(_Explorer):
+    """Pick a class, the shots and the adaptation steps; press ``generate`` to draw samples with a user-given
+    ``sample_fn(class_index, shots, steps) -> images [N, C, H, W]`` (C = 1 or 3, values in [0, 1]).
+
+    Args:
+        sample_fn: the generator front-end (e.g. adapt a meta-learned generator on ``shots`` images of the class
+            for ``steps`` steps and sample).
+        classes: the number of classes, or their names (index = position).
+        shots, steps: initial values; ``max_shots``, ``max_steps`` the slider ends.
+        columns: images per row.
+        support_fn: optional ``support_fn(class_index, shots) -> images [K, C, H, W]`` shown above the samples.
+    """
+
+    def __init__(self, sample_fn: Callable[[int, int, int], torch.Tensor], classes: int | Sequence[str],
+                 shots: int = 5, steps: int = 5, max_shots: int = 20, max_steps: int = 50, columns: int = 8,
+                 support_fn: Callable[[int, int], torch.Tensor] | None = None, dpi: int = render.DPI) -> None:
+        super().__init__()
+        self._init_parts(dpi)
+        if not callable(sample_fn):
+            raise TypeError(f"sample_fn must be callable sample_fn(class_index, shots, steps) -> images, got "
+                            f"{type(sample_fn).__name__}")
+        if support_fn is not None and not callable(support_fn):
+            raise TypeError(f"support_fn must be callable support_fn(class_index, shots) -> images or None, got "
+                            f"{type(support_fn).__name__}")
+        self.sample_fn, self.support_fn = sample_fn, support_fn
+        if isinstance(classes, int) and not isinstance(classes, bool):
+            check_int("classes", classes, minimum=1)
+            names = [str(i) for i in range(classes)]
+        elif isinstance(classes, Sequence) and not isinstance(classes, str) and classes:
+            names = [str(c) for c in classes]
+        else:
+            raise ValueError(f"classes must be a number of classes (>= 1) or a non-empty list of class names, "
+                             f"got {classes!r}")
+        check_int("max_shots", max_shots, minimum=1)
+        check_int("max_steps", max_steps, minimum=0)
+        check_int("shots", shots, minimum=1, maximum=max_shots)
+        check_int("steps", steps, minimum=0, maximum=max_steps)
+        self.columns = check_int("columns", columns, minimum=1)
+        self.class_index = widgets.Dropdown(options=[(f"{i}: {n}" if n != str(i) else n, i)
+                                                     for i, n in enumerate(names)], value=0, description="class")
+        self.shots = widgets.IntSlider(value=shots, min=1, max=max_shots, description="shots",
+                                       continuous_update=False)
+        self.steps = widgets.IntSlider(value=steps, min=0, max=max_steps, description="steps",
+                                       continuous_update=False)
+        self.button = widgets.Button(description="generate", button_style="primary")
+        self.samples: torch.Tensor | None = None
+        self.status.value = _status("press generate")
+        self.children = [widgets.HBox([self.class_index, self.shots, self.steps]),
+                         widgets.HBox([self.button, self.status]), self.image]
+        self.button.on_click(self._guarded(self.generate))
+
+    def generate(self) -> torch.Tensor:
+        """What the button does: call ``sample_fn`` with the controls' values and show the samples."""
+        c, shots, steps = self.class_index.value, self.shots.value, self.steps.value
+        self.button.disabled = True
+        self.status.value = _status(f"generating class {c} ({shots} shots, {steps} steps) ...")
+        try:
+            start = time.perf_counter()
+            samples = self.sample_fn(c, shots, steps)
+            samples = check_images("sample_fn output", samples).detach().cpu()
+            seconds = time.perf_counter() - start
+            rows, titles = [samples], ["sample"] * samples.shape[0]
+            if self.support_fn is not None:
+                support = check_images("support_fn output", self.support_fn(c, shots)).detach().cpu()
+                if support.shape[1:] != samples.shape[1:]:
+                    raise ValueError(f"support_fn output has images {tuple(support.shape[1:])} but sample_fn gives "
+                                     f"{tuple(samples.shape[1:])}; they must match")
+                rows, titles = [support, samples], ["support"] * support.shape[0] + titles
+            grid = torch.cat(rows)
+            label = self.class_index.label
+            png = render.image_grid_png(grid, columns=self.columns, titles=titles,
+                                        suptitle=f"class {label}: {shots} shots, {steps} steps", dpi=self.dpi)
+        finally:
+            self.button.disabled = False
+        self.samples = samples
+        self._show_png(png)
+        self.status.value = _status(f"{samples.shape[0]} samples of class {label} in {seconds:.2f} s")
+        return samples
+
+
+# ---------------------------------------------------------------------------------------------- restoration
+class RestorationExplorer(_Explorer):
+    """Pick an image and a degradation, press ``adapt``, then watch the adaptation step by step.
+
+    ``restore_fn(image_index, degradation, steps)`` does the work and returns adaptation results in the format
+    of :class:`AdaptationExplorer` (``{method: {"images", "psnr"}, "degraded", "clean"}``; one method is fine),
+    e.g. degrade the image, build a task from it, and call :func:`adaptation_results`.
+
+    Args:
+        restore_fn: the user-given adaptation function.
+        images: names of the images to choose from, their number, or the images ``[N, C, H, W]`` themselves.
+        degradations: names (or ``Degradation`` instances) to choose from; ``restore_fn`` gets the name.
+        steps: initial adaptation steps; ``max_steps`` the slider end.
+    """
+
+    def __init__(self, restore_fn: Callable[[int, str, int], Mapping[str, Any]], images: Any,
+                 degradations: Sequence[Any], steps: int = 10, max_steps: int = 100,
+                 dpi: int = render.DPI) -> None:
+        super().__init__()
+        self._init_parts(dpi)
+        if not callable(restore_fn):
+            raise TypeError(f"restore_fn must be callable restore_fn(image_index, degradation, steps) -> results, "
+                            f"got {type(restore_fn).__name__}")
+        self.restore_fn = restore_fn
+        if isinstance(images, torch.Tensor):
+            check_images("images", images)
+            names = [f"image {i}" for i in range(images.shape[0])]
+        elif isinstance(images, int) and not isinstance(images, bool):
+            check_int("images", images, minimum=1)
+            names = [f"image {i}" for i in range(images)]
+        elif isinstance(images, Sequence) and not isinstance(images, str):
+            names = [str(n) for n in images]
+        else:
+            raise TypeError(f"images must be a list of names, a count or a tensor [N, C, H, W], got "
+                            f"{type(images).__name__}")
+        if not names:
+            raise ValueError("images must offer at least one image to choose")
+        if isinstance(degradations, str) or not isinstance(degradations, Sequence) or not degradations:
+            raise ValueError(f"degradations must be a non-empty list of family names, got {degradations!r}")
+        labels = [d if isinstance(d, str) else (getattr(d, "name", "") or type(d).__name__) for d in degradations]
+        check_int("max_steps", max_steps, minimum=1)
+        check_int("steps", steps, minimum=1, maximum=max_steps)
+        self.image_index = widgets.Dropdown(options=[(n, i) for i, n in enumerate(names)], value=0,
+                                            description="image")
+        self.degradation = widgets.Dropdown(options=labels, value=labels[0], description="degradation")
+        self.steps = widgets.IntSlider(value=steps, min=1, max=max_steps, description="steps",
+                                       continuous_update=False)
+        self.button = widgets.Button(description="adapt", button_style="primary")
+        self.view: AdaptationExplorer | None = None
+        self.results: Mapping[str, Any] | None = None
+        self.status.value = _status("press adapt")
+        self.children = [widgets.HBox([self.image_index, self.degradation, self.steps]),
+                         widgets.HBox([self.button, self.status])]
+        self.button.on_click(self._guarded(self.run))
+
+    def run(self) -> Mapping[str, Any]:
+        """What the button does: call ``restore_fn`` and show its results at the last step."""
+        i, name, steps = self.image_index.value, self.degradation.value, self.steps.value
+        self.button.disabled = True
+        self.status.value = _status(f"adapting to {name} on image {i} for {steps} steps ...")
+        try:
+            start = time.perf_counter()
+            results = self.restore_fn(i, name, steps)
+            seconds = time.perf_counter() - start
+            data = check_adaptation_results(results)
+            if self.view is None:
+                self.view = AdaptationExplorer(results, step=data["steps"], dpi=self.dpi)
+                self.children = [*self.children, self.view]
+            else:
+                self.view.set_results(results, step=data["steps"])
+        finally:
+            self.button.disabled = False
+        self.results = results
+        self._show_png(self.view.png)
+        self.status.value = _status(f"{name} on {self.image_index.label}: {data['steps']} steps in {seconds:.2f} s; "
+                                    f"move the step slider or press play to watch")
+        return results
