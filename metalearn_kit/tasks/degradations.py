@@ -120,6 +120,11 @@ def blur(images: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
     This is a correlation (``F.conv2d``), the convention of the whole kit; flip the kernel for a true
     convolution (the built-in Gaussian kernels are symmetric, so it makes no difference for them)."""
+    images = check_images("images", images, unit_range=False)
+    if not isinstance(kernel, torch.Tensor) or kernel.dim() != 2 or kernel.shape[0] != kernel.shape[1] \
+            or kernel.shape[0] % 2 == 0:
+        raise ValueError(f"kernel must be a square 2-D tensor with an odd size, got "
+                         f"{tuple(kernel.shape) if isinstance(kernel, torch.Tensor) else type(kernel).__name__}")
     k = kernel.shape[-1]
     pad = k // 2
     n, c, h, w = images.shape
