@@ -1,0 +1,633 @@
+"""Few-shot generation experiments on unseen glyph classes, and their sample-quality metrics.
+
+Methods compared with the same meta-training budget (outer iterations x meta-batch of tasks):
+
+- ``maml`` / ``fomaml`` / ``reptile``: a :class:`~metalearn_kit.models.generation.ConvVAE` whose initial
+  weights are meta-learned with the ELBO as ``loss_fn``; adapted with ``k`` SGD steps on the support set.
+- ``joint``: the same VAE trained on pooled background tasks (no inner loop), then the *same* fine-tuning.
+- ``scratch``: a freshly initialised VAE trained only on the support set (Adam, ``k`` steps).
+- ``statistician``: Neural-Statistician-lite, conditioned on the support set in one forward pass (``k = 0``).
+- ``figr``: FIGR -- Reptile over a WGAN-GP generator and critic; adapted by ``k`` alternating GAN steps
+  (samples only: a GAN has no likelihood).
+
+Metrics on evaluation-alphabet classes (never seen in training): ``query_nll_nats`` (importance-weighted
+bound on ``-log p(x)`` of the query images, nats per image), ``prototype_accuracy`` (5-way nearest-prototype
+accuracy of generated samples in the background-trained feature space) and ``frechet_distance``
+(generated vs real query features). Trained weights are loaded from ``checkpoints_data/generation_*`` when
+their recorded config matches, else trained (and cached).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import checkpoints
+from .._checks import check_choice, check_float, check_int
+from ..config import describe_machine, get_profile, profile_sizes
+from ..models.generation import (
+    ConvVAE,
+    Critic,
+    Generator,
+    NeuralStatisticianLite,
+    condition_on,
+    importance_weighted_nll,
+    mean_image,
+    statistician_loss,
+    vae_loss_fn,
+    wgan_generator_loss,
+    wgan_gp_critic_loss,
+)
+from .features import FeatureNet, extract_features, frechet_distance, prototype_accuracy, train_feature_net
+
+EXPERIMENT = "generation"
+VAE_METHODS = ("maml", "fomaml", "reptile", "joint", "scratch")
+METHODS = (*VAE_METHODS, "statistician", "figr")
+METRICS = ("query_nll_nats", "prototype_accuracy", "frechet_distance")
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints_data"
+
+# Sizes per profile (the only place that differs between the CPU "fast" run and the GPU "full" run).
+SIZES = {
+    "fast": {
+        "feature_steps": 500, "meta_iterations": 300, "meta_batch": 4, "train_shots": 5, "train_queries": 5,
+        "inner_steps": 5, "statistician_iterations": 1200, "figr_iterations": 300, "figr_inner_steps": 5,
+        "eval_tasks": 8, "shots": [1, 5, 10], "steps": [0, 1, 5, 10, 50], "iw_samples": 16, "sample_count": 32,
+    },
+    "full": {
+        "feature_steps": 3000, "meta_iterations": 3000, "meta_batch": 8, "train_shots": 5, "train_queries": 5,
+        "inner_steps": 5, "statistician_iterations": 12000, "figr_iterations": 3000, "figr_inner_steps": 10,
+        "eval_tasks": 40, "shots": [1, 5, 10], "steps": [0, 1, 5, 10, 50], "iw_samples": 64, "sample_count": 64,
+    },
+}
+# Settings shared by both profiles.
+COMMON = {
+    "image_size": 28, "data_seed": 0, "seed": 0, "latent": 16, "width": 24, "hidden": 96,
+    "likelihood": "bernoulli", "inner_lr": 2e-4, "meta_lr": 1e-3, "scratch_lr": 1e-3, "joint_lr": 1e-3,
+    "gan_latent": 32, "gan_lr": 2e-4, "gan_betas": [0.0, 0.9], "gp_weight": 10.0, "critic_steps": 2,
+    "figr_epsilon": 0.1, "ways": 5, "eval_queries": 10,
+}
+
+
+def generation_config(profile: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """The experiment's full config for ``profile`` (``"fast"``/``"full"``; default: the active profile),
+    with ``overrides`` applied (unknown keys raise ``ValueError``)."""
+    profile = get_profile(profile)
+    config = {**COMMON, **copy.deepcopy(profile_sizes(SIZES, profile)), "profile": profile}
+    unknown = sorted(set(overrides) - set(config))
+    if unknown:
+        raise ValueError(f"unknown generation config keys {unknown}; known keys: {sorted(config)}")
+    config.update(overrides)
+    _check_config(config)
+    return config
+
+
+def _check_config(config: dict) -> None:
+    for key in ("feature_steps", "meta_iterations", "meta_batch", "train_shots", "train_queries", "eval_tasks",
+                "statistician_iterations", "figr_iterations", "figr_inner_steps", "iw_samples", "sample_count",
+                "critic_steps", "eval_queries"):
+        check_int(key, config[key], minimum=1)
+    check_int("inner_steps", config["inner_steps"], minimum=0)
+    check_int("ways", config["ways"], minimum=2)
+    for key in ("inner_lr", "meta_lr", "scratch_lr", "joint_lr", "gan_lr"):
+        check_float(key, config[key], minimum=0.0, strict_min=True)
+    for key in ("shots", "steps"):
+        values = config[key]
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ValueError(f"{key} must be a non-empty list of ints, got {values!r}")
+        for v in values:
+            check_int(key, v, minimum=1 if key == "shots" else 0)
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+def load_sources(config: dict) -> tuple[Any, Any]:
+    """(background, evaluation) glyph sources at the config's image size and data seed."""
+    from ..data import glyphs
+
+    return (glyphs("background", image_size=config["image_size"], seed=config["data_seed"]),
+            glyphs("evaluation", image_size=config["image_size"], seed=config["data_seed"]))
+
+
+def _tasks(source, shots: int, queries: int):
+    from ..tasks.generation import FewShotGenerationTasks
+
+    return FewShotGenerationTasks(source, shots=shots, queries=queries)
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+
+
+def _cache_path(name: str) -> Path:
+    from ..data import cache_dir
+
+    return cache_dir("checkpoints") / f"generation_{name}.safetensors"
+
+
+def _training_config(name: str, config: dict) -> dict:
+    """The part of ``config`` that determines the weights of checkpoint ``name``."""
+    keys = ["image_size", "data_seed", "seed"]
+    if name == "featnet":
+        keys += ["feature_steps"]
+    elif name in ("maml", "fomaml", "reptile", "joint"):
+        keys += ["latent", "width", "hidden", "likelihood", "inner_lr", "meta_lr", "joint_lr", "meta_iterations",
+                 "meta_batch", "train_shots", "train_queries", "inner_steps"]
+    elif name == "statistician":
+        keys += ["latent", "width", "hidden", "likelihood", "meta_lr", "statistician_iterations", "meta_batch"]
+    elif name == "figr":
+        keys += ["gan_latent", "width", "hidden", "gan_lr", "gan_betas", "gp_weight", "critic_steps",
+                 "figr_epsilon", "figr_iterations", "figr_inner_steps", "train_shots", "train_queries"]
+    return {"name": name, **{k: config[k] for k in keys}}
+
+
+def _find_checkpoint(name: str, config: dict) -> Path | None:
+    """The shipped (or cached) checkpoint for ``name`` whose recorded training config equals ``config``'s."""
+    wanted = _training_config(name, config)
+    for path in (SHIPPED_DIR / f"generation_{name}_{config['profile']}.safetensors", _cache_path(name)):
+        if path.exists():
+            _, meta = checkpoints.load(path)
+            if meta.get("config") == wanted:
+                return path
+    return None
+
+
+def _save_checkpoint(name: str, model: nn.Module, config: dict, history: dict, path: Path | None) -> Path:
+    meta = {"config": _training_config(name, config), "seed": config["seed"], "metrics": _summary(history),
+            "machine": describe_machine(), "profile": config["profile"],
+            "command": f"metalearn-kit bench generation --profile {config['profile']} --make-checkpoint {name}"}
+    return checkpoints.save(path or _cache_path(name), model, meta)
+
+
+def _summary(history: dict) -> dict:
+    out = {}
+    for key, value in history.items():
+        if isinstance(value, list) and value and isinstance(value[-1], (int, float)):
+            out[f"{key}_last"] = value[-1]
+        elif isinstance(value, (int, float)):
+            out[key] = value
+    return out
+
+
+def _seeded(seed: int):
+    """Fork torch's global RNG and seed it: model inits and reparameterisation noise (which must use the
+    global RNG to work under vmap) become reproducible without disturbing the caller's RNG."""
+    fork = torch.random.fork_rng(devices=[])
+    fork.__enter__()
+    torch.manual_seed(seed)
+    return fork
+
+
+# ----------------------------------------------------------------------------------- the models
+
+
+def make_vae(config: dict) -> ConvVAE:
+    return ConvVAE(channels=1, image_size=config["image_size"], latent=config["latent"], width=config["width"],
+                   hidden=config["hidden"], likelihood=config["likelihood"])
+
+
+def make_statistician(config: dict) -> NeuralStatisticianLite:
+    return NeuralStatisticianLite(channels=1, image_size=config["image_size"], latent=config["latent"],
+                                  width=config["width"], hidden=config["hidden"], likelihood=config["likelihood"])
+
+
+class GANPair(nn.Module):
+    """Generator and critic kept together so one checkpoint (and one Reptile update) covers both."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.generator = Generator(latent=config["gan_latent"], image_size=config["image_size"],
+                                   width=config["width"], hidden=config["hidden"])
+        self.critic = Critic(image_size=config["image_size"], width=config["width"])
+
+
+def train_vae(method: str, config: dict, background, progress: bool = False) -> tuple[ConvVAE, dict]:
+    """Meta-train (``maml``/``fomaml``/``reptile``) or jointly pretrain (``joint``) a VAE on background tasks
+    for ``config["meta_iterations"]`` iterations of ``config["meta_batch"]`` tasks. Returns (model, history)."""
+    from ..meta import MAML, Reptile, joint_pretrain, meta_train
+
+    check_choice("method", method, ("maml", "fomaml", "reptile", "joint"))
+    sampler = _tasks(background, config["train_shots"], config["train_queries"])
+    fork = _seeded(config["seed"])
+    try:
+        model = make_vae(config)
+        if method == "joint":
+            history = joint_pretrain(model, sampler, vae_loss_fn, iterations=config["meta_iterations"],
+                                     meta_batch=config["meta_batch"], lr=config["joint_lr"],
+                                     generator=config["seed"], progress=progress)
+            return model, history
+        if method == "reptile":
+            learner = Reptile(model, inner_lr=config["inner_lr"], inner_steps=config["inner_steps"],
+                              train_on="support+query")
+        else:
+            learner = MAML(model, inner_lr=config["inner_lr"], inner_steps=config["inner_steps"],
+                           first_order=method == "fomaml")
+        history = meta_train(learner, sampler, vae_loss_fn, iterations=config["meta_iterations"],
+                             meta_batch=config["meta_batch"], meta_lr=config["meta_lr"], generator=config["seed"],
+                             progress=progress, query_before=False)
+        return model, history
+    finally:
+        fork.__exit__(None, None, None)
+
+
+def train_statistician(config: dict, background, progress: bool = False) -> tuple[NeuralStatisticianLite, dict]:
+    """Train NS-lite on background tasks whose number of shots is drawn from ``config["shots"]`` each
+    iteration (so one model serves every K). Returns (model, history with ``loss`` per iteration)."""
+    from tqdm.auto import tqdm
+
+    samplers = [_tasks(background, k, config["train_queries"]) for k in config["shots"]]
+    generator = torch.Generator().manual_seed(config["seed"])
+    fork = _seeded(config["seed"])
+    try:
+        model = make_statistician(config)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config["meta_lr"])
+        history: dict[str, list] = {"loss": [], "shots": [], "wall_time_s": []}
+        start = time.perf_counter()
+        for _ in tqdm(range(config["statistician_iterations"]), disable=not progress, desc="statistician"):
+            which = int(torch.randint(0, len(samplers), (1,), generator=generator))
+            batch = samplers[which].sample_batch(config["meta_batch"], generator)
+            loss = statistician_loss(model, batch.support[0], batch.query[0])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            history["loss"].append(float(loss.detach()))
+            history["shots"].append(config["shots"][which])
+            history["wall_time_s"].append(time.perf_counter() - start)
+        return model, history
+    finally:
+        fork.__exit__(None, None, None)
+
+
+def gan_train_steps(pair: GANPair, images: torch.Tensor, steps: int, config: dict,
+                    generator: torch.Generator) -> dict[str, list[float]]:
+    """``steps`` WGAN-GP steps on ``images [K, C, H, W]``, in place: each step takes ``critic_steps`` critic
+    updates (:func:`wgan_gp_critic_loss`) then one generator update (:func:`wgan_generator_loss`), Adam with
+    ``gan_lr``/``gan_betas`` (fresh optimizer state, as FIGR's inner loop). Returns the loss histories."""
+    check_int("steps", steps, minimum=0)
+    betas = tuple(config["gan_betas"])
+    opt_c = torch.optim.Adam(pair.critic.parameters(), lr=config["gan_lr"], betas=betas)
+    opt_g = torch.optim.Adam(pair.generator.parameters(), lr=config["gan_lr"], betas=betas)
+    history: dict[str, list[float]] = {"critic_loss": [], "generator_loss": []}
+    count = images.shape[0]
+    for _ in range(steps):
+        for _ in range(config["critic_steps"]):
+            z = torch.randn(count, pair.generator.latent, generator=generator)
+            with torch.no_grad():
+                fake = pair.generator(z)
+            loss_c = wgan_gp_critic_loss(pair.critic, images, fake, config["gp_weight"], generator)
+            opt_c.zero_grad(set_to_none=True)
+            loss_c.backward()
+            opt_c.step()
+        z = torch.randn(count, pair.generator.latent, generator=generator)
+        loss_g = wgan_generator_loss(pair.critic, pair.generator(z))
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        history["critic_loss"].append(float(loss_c.detach()))
+        history["generator_loss"].append(float(loss_g.detach()))
+    return history
+
+
+def train_figr(config: dict, background, progress: bool = False) -> tuple[GANPair, dict]:
+    """FIGR (Clouatre & Demers 2019): Reptile over generator *and* critic. Each iteration copies the weights,
+    runs ``figr_inner_steps`` WGAN-GP steps on one background class (support + query images), then moves
+    the initial weights toward the adapted ones: ``theta <- theta + figr_epsilon * (phi - theta)``.
+
+    A two-player inner loop is not a single ``loss_fn``, so this loop is written out here rather than
+    through the engine's :class:`Reptile`; the outer update is the same."""
+    from tqdm.auto import tqdm
+
+    sampler = _tasks(background, config["train_shots"], config["train_queries"])
+    generator = torch.Generator().manual_seed(config["seed"])
+    fork = _seeded(config["seed"])
+    try:
+        pair = GANPair(config)
+        fast = copy.deepcopy(pair)
+        history: dict[str, list] = {"critic_loss": [], "generator_loss": [], "wall_time_s": []}
+        start = time.perf_counter()
+        epsilon = config["figr_epsilon"]
+        for _ in tqdm(range(config["figr_iterations"]), disable=not progress, desc="figr"):
+            task = sampler.sample(generator)
+            fast.load_state_dict(pair.state_dict())
+            inner = gan_train_steps(fast, torch.cat([task.support[0], task.query[0]]),
+                                    config["figr_inner_steps"], config, generator)
+            with torch.no_grad():
+                for theta, phi in zip(pair.parameters(), fast.parameters(), strict=True):
+                    theta.add_(epsilon * (phi - theta))
+            history["critic_loss"].append(inner["critic_loss"][-1])
+            history["generator_loss"].append(inner["generator_loss"][-1])
+            history["wall_time_s"].append(time.perf_counter() - start)
+        return pair, history
+    finally:
+        fork.__exit__(None, None, None)
+
+
+def _make(name: str, config: dict) -> nn.Module:
+    if name == "featnet":
+        raise ValueError("featnet is built by train_feature_net")
+    if name == "statistician":
+        return make_statistician(config)
+    if name == "figr":
+        return GANPair(config)
+    return make_vae(config)
+
+
+def _train(name: str, config: dict, background, progress: bool) -> tuple[nn.Module, dict]:
+    if name == "featnet":
+        return train_feature_net(background, steps=config["feature_steps"], generator=config["seed"])
+    if name == "statistician":
+        return train_statistician(config, background, progress)
+    if name == "figr":
+        return train_figr(config, background, progress)
+    return train_vae(name, config, background, progress)
+
+
+CHECKPOINT_NAMES = ("featnet", "maml", "fomaml", "reptile", "joint", "statistician", "figr")
+
+
+def get_trained(name: str, config: dict, background=None, *, retrain: bool = False, save_to: Path | None = None,
+                progress: bool = False, log: Callable[[str], None] | None = None) -> tuple[nn.Module, dict]:
+    """The trained model ``name`` (one of :data:`CHECKPOINT_NAMES`) for ``config``: loaded from a shipped or
+    cached checkpoint whose recorded training config matches, else trained (and cached; or written to
+    ``save_to``). Returns ``(model in eval mode, info)``; ``info`` has ``source`` (path or ``"trained"``),
+    ``seconds`` and the checkpoint/history summary."""
+    check_choice("name", name, CHECKPOINT_NAMES)
+    path = None if retrain else _find_checkpoint(name, config)
+    start = time.perf_counter()
+    if path is not None:
+        state, meta = checkpoints.load(path)
+        if name == "featnet":
+            num_classes = state["classifier.weight"].shape[0]
+            model = FeatureNet(num_classes, feature_dim=state["classifier.weight"].shape[1])
+        else:
+            model = _make(name, config)
+        model.load_state_dict(state)
+        info = {"source": str(path), "metrics": meta.get("metrics", {}), "seconds": time.perf_counter() - start}
+    else:
+        if background is None:
+            background, _ = load_sources(config)
+        if log:
+            log(f"training {name} ({config['profile']} profile) ...")
+        model, history = _train(name, config, background, progress)
+        written = _save_checkpoint(name, model, config, history, save_to)
+        info = {"source": "trained", "saved": str(written), "metrics": _summary(history),
+                "seconds": time.perf_counter() - start}
+    model.eval()
+    return model, info
+
+
+# ------------------------------------------------------------------------------------- evaluation
+
+
+class _Recorder:
+    """A ``metric(model, query)`` for ``adapt``/``finetune`` that, after each of the steps in ``steps``,
+    records the query NLL bound and (optionally) samples; other steps return NaN at no cost."""
+
+    def __init__(self, steps: Sequence[int], iw_samples: int, sample_z: torch.Tensor | None, likelihood: str):
+        self.steps = set(steps)
+        self.iw_samples = iw_samples
+        self.sample_z = sample_z
+        self.likelihood = likelihood
+        self.calls = 0
+        self.nll: dict[int, float] = {}
+        self.samples: dict[int, torch.Tensor] = {}
+
+    def __call__(self, model, query) -> float:
+        step = self.calls
+        self.calls += 1
+        if step not in self.steps:
+            return math.nan
+        value = float(importance_weighted_nll(model, query[0], self.iw_samples, self.likelihood).mean())
+        self.nll[step] = value
+        if self.sample_z is not None:
+            with torch.no_grad():
+                self.samples[step] = mean_image(model.decode(self.sample_z), self.likelihood)
+        return value
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    se = float(t.std() / math.sqrt(len(values))) if len(values) > 1 else 0.0
+    return float(t.mean()), se
+
+
+def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, models: dict | None = None,
+                        feature_net: FeatureNet | None = None, sources=None, progress: bool = False,
+                        log: Callable[[str], None] | None = None, keep_samples: bool = False) -> dict[str, Any]:
+    """Run the evaluation grid: for each method, each ``K`` in ``config["shots"]`` and ``eval_tasks`` unseen
+    classes, adapt on ``K`` support images and record metrics after each ``k`` in ``config["steps"]``.
+
+    ``models`` (name -> trained model) and ``feature_net`` skip :func:`get_trained`. Returns ``{"rows": [...],
+    "samples": {(method, shots, steps): images [N, 1, H, W]} (first task; with keep_samples), "info": {...}}``;
+    each row: ``experiment, method, shots, steps, metric, value, std_error, tasks``.
+    """
+    from ..meta import MAML, finetune, scratch_baseline
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {list(methods)}")
+    _check_config(config)
+    background, evaluation = sources if sources is not None else load_sources(config)
+    models = dict(models or {})
+    info: dict[str, Any] = {"checkpoints": {}}
+    if feature_net is None:
+        feature_net, info["checkpoints"]["featnet"] = get_trained("featnet", config, background, log=log)
+    for name in methods:
+        if name != "scratch" and name not in models:
+            models[name], info["checkpoints"][name] = get_trained(name, config, background, progress=progress,
+                                                                  log=log)
+    max_shots = max(config["shots"])
+    queries = config["eval_queries"]
+    if max_shots + queries > evaluation.images_per_class:
+        raise ValueError(f"max(shots) + eval_queries = {max_shots} + {queries} exceeds the "
+                         f"{evaluation.images_per_class} images per class; lower eval_queries")
+    steps_grid = sorted(set(config["steps"]))
+    max_steps = max(steps_grid)
+    # One fixed set of evaluation tasks: target class, its images split into a query set (shared by every K)
+    # and a support pool, plus ways-1 distractor classes for the prototype accuracy.
+    rng = torch.Generator().manual_seed(config["seed"] + 1)
+    n_tasks = min(config["eval_tasks"], evaluation.num_classes)
+    targets = torch.randperm(evaluation.num_classes, generator=rng)[:n_tasks].tolist()
+    task_list = []
+    for target in targets:
+        images = evaluation.images_of(target)
+        order = torch.randperm(images.shape[0], generator=rng)
+        others = [c for c in torch.randperm(evaluation.num_classes, generator=rng).tolist() if c != target]
+        distractors = [evaluation.images_of(c)[:queries] for c in others[: config["ways"] - 1]]
+        task_list.append({"class": evaluation.classes[target], "query": images[order[:queries]],
+                          "pool": images[order[queries:queries + max_shots]], "distractors": distractors})
+    with torch.no_grad():
+        for task in task_list:
+            task["query_features"] = extract_features(feature_net, task["query"])
+            task["distractor_features"] = [extract_features(feature_net, d) for d in task["distractors"]]
+
+    results: dict[tuple, list[float]] = {}
+    samples: dict[tuple, torch.Tensor] = {}
+
+    def record(method: str, shots: int, steps: int, metric: str, value: float) -> None:
+        results.setdefault((method, shots, steps, metric), []).append(value)
+
+    def quality(method: str, shots: int, steps: int, images: torch.Tensor, task: dict, first: bool) -> None:
+        feats = extract_features(feature_net, images.clamp(0, 1))
+        record(method, shots, steps, "prototype_accuracy",
+               prototype_accuracy(feats, [task["query_features"], *task["distractor_features"]], target=0))
+        record(method, shots, steps, "frechet_distance", frechet_distance(feats, task["query_features"]))
+        if first and keep_samples:
+            samples[(method, shots, steps)] = images.detach().clone()
+
+    latent = config["latent"]
+    fork = _seeded(config["seed"] + 2)
+    start = time.perf_counter()
+    try:
+        for method in methods:
+            t_method = time.perf_counter()
+            for shots in config["shots"]:
+                for index, task in enumerate(task_list):
+                    support = (task["pool"][:shots], torch.zeros(shots, dtype=torch.int64))
+                    query = (task["query"], torch.zeros(queries, dtype=torch.int64))
+                    z_gen = torch.Generator().manual_seed(config["seed"] + 1000 * index + shots)
+                    if method in VAE_METHODS:
+                        z = torch.randn(config["sample_count"], latent, generator=z_gen)
+                        recorder = _Recorder(steps_grid, config["iw_samples"], z, config["likelihood"])
+                        if method == "scratch":
+                            scratch_baseline(lambda: make_vae(config), support, vae_loss_fn, max_steps,
+                                             config["scratch_lr"], "adam", query=query, metric=recorder,
+                                             seed=config["seed"] + index)
+                        elif method == "joint":
+                            finetune(models["joint"], support, vae_loss_fn, max_steps, config["inner_lr"], "sgd",
+                                     query=query, metric=recorder)
+                        else:
+                            learner = MAML(models[method], inner_lr=config["inner_lr"], inner_steps=max_steps)
+                            learner.adapt(support, vae_loss_fn, max_steps, query=query, metric=recorder)
+                        for k in steps_grid:
+                            record(method, shots, k, "query_nll_nats", recorder.nll[k])
+                            quality(method, shots, k, recorder.samples[k], task, index == 0)
+                    elif method == "statistician":
+                        model = models["statistician"]
+                        bound = condition_on(model, support[0])
+                        record(method, shots, 0, "query_nll_nats", float(importance_weighted_nll(
+                            bound, query[0], config["iw_samples"]).mean()))
+                        quality(method, shots, 0, model.sample(bound.c, config["sample_count"], z_gen), task,
+                                index == 0)
+                    else:  # figr: alternate GAN steps on the support, samples after each k in the grid
+                        pair = copy.deepcopy(models["figr"]).train()
+                        z = torch.randn(config["sample_count"], config["gan_latent"], generator=z_gen)
+                        done = 0
+                        for k in steps_grid:
+                            gan_train_steps(pair, support[0], k - done, config, z_gen)
+                            done = k
+                            with torch.no_grad():
+                                quality(method, shots, k, pair.generator(z), task, index == 0)
+            if log:
+                log(f"evaluated {method} in {time.perf_counter() - t_method:.1f} s")
+    finally:
+        fork.__exit__(None, None, None)
+    rows = []
+    for (method, shots, steps, metric), values in sorted(results.items(), key=lambda kv: (
+            METHODS.index(kv[0][0]), kv[0][1], kv[0][2], METRICS.index(kv[0][3]))):
+        mean, se = _mean_se(values)
+        rows.append({"experiment": EXPERIMENT, "method": method, "shots": shots, "steps": steps, "metric": metric,
+                     "value": mean, "std_error": se, "tasks": len(values)})
+    info.update({"eval_seconds": time.perf_counter() - start, "eval_classes": [t["class"] for t in task_list],
+                 "per_task": {"|".join(map(str, key)): values for key, values in results.items()}})
+    return {"rows": rows, "samples": samples, "info": info}
+
+
+def _value(rows: list[dict], method: str, shots: int, steps: int, metric: str) -> float | None:
+    for row in rows:
+        if (row["method"], row["shots"], row["steps"], row["metric"]) == (method, shots, steps, metric):
+            return row["value"]
+    return None
+
+
+def check_targets(result: dict, shots: int = 5, steps: int = 10) -> list[dict[str, Any]]:
+    """Whether the issue's targets hold, each as ``{"target", "holds" (True/False/None = not measured),
+    "detail"}``. "No worse than" is a paired test: the mean per-task difference is within 1.96 standard
+    errors. Nothing is tuned here; whatever fails is reported as failing."""
+    rows = result["rows"]
+    per_task = result["info"]["per_task"]
+
+    def paired(a: str, b: str, metric: str) -> tuple[float, float] | None:
+        xa = per_task.get(f"{a}|{shots}|{steps}|{metric}")
+        xb = per_task.get(f"{b}|{shots}|{steps}|{metric}")
+        if not xa or not xb or len(xa) != len(xb):
+            return None
+        return _mean_se([x - y for x, y in zip(xa, xb, strict=True)])
+
+    out = []
+    for algo in ("maml", "fomaml", "reptile"):
+        vs_scratch, vs_joint = paired(algo, "scratch", "query_nll_nats"), paired(algo, "joint", "query_nll_nats")
+        holds = None
+        if vs_scratch is not None and vs_joint is not None:
+            holds = vs_scratch[0] < 0 and vs_joint[0] <= 1.96 * vs_joint[1]
+        detail = ("not measured" if holds is None else
+                  f"NLL({algo}) - NLL(scratch) = {vs_scratch[0]:+.2f} +- {vs_scratch[1]:.2f} nats, "
+                  f"NLL({algo}) - NLL(joint+ft) = {vs_joint[0]:+.2f} +- {vs_joint[1]:.2f} nats")
+        out.append({"target": f"{algo} VAE, {shots} shots, {steps} steps: query NLL < scratch and no worse than "
+                              f"joint pretraining + fine-tuning", "holds": holds, "detail": detail})
+    ns = [_value(rows, "statistician", k, 0, "query_nll_nats") for k in (1, 5, 10)]
+    holds = None if None in ns else bool(ns[0] > ns[1] > ns[2])
+    out.append({"target": "NS-lite query NLL decreases as shots go 1 -> 5 -> 10", "holds": holds,
+                "detail": "not measured" if holds is None else " -> ".join(f"{v:.2f}" for v in ns) + " nats"})
+    meta_methods = ("maml", "fomaml", "reptile", "figr")
+    candidates = [(m, _value(rows, m, shots, steps, "prototype_accuracy")) for m in meta_methods]
+    candidates = [(m, v) for m, v in candidates if v is not None]
+    scratch_fd = _value(rows, "scratch", shots, steps, "frechet_distance")
+    if not candidates or scratch_fd is None:
+        out.append({"target": "best meta-learned samples: prototype accuracy >= 60% and Frechet < scratch",
+                    "holds": None, "detail": "not measured"})
+    else:
+        best, acc = max(candidates, key=lambda mv: mv[1])
+        fd = _value(rows, best, shots, steps, "frechet_distance")
+        out.append({"target": f"best meta-learned samples ({best}, {shots} shots, {steps} steps): 5-way prototype "
+                              f"accuracy >= 60% and Frechet < scratch",
+                    "holds": bool(acc >= 0.6 and fd < scratch_fd),
+                    "detail": f"accuracy {acc:.1%}, Frechet {fd:.2f} vs scratch {scratch_fd:.2f}"})
+    return out
+
+
+def format_table(rows: list[dict]) -> str:
+    """One text table: method x K x k -> NLL (nats), prototype accuracy, Frechet distance (mean +- s.e.)."""
+    cells: dict[tuple, dict[str, str]] = {}
+    for row in rows:
+        text = (f"{row['value']:.1%}" if row["metric"] == "prototype_accuracy" else f"{row['value']:.2f}")
+        cells.setdefault((row["method"], row["shots"], row["steps"]), {})[row["metric"]] = (
+            f"{text} +- {row['std_error'] * (100 if row['metric'] == 'prototype_accuracy' else 1):.2f}")
+    header = f"{'method':<13}{'K':>3}{'k':>4}  {'query NLL (nats)':>20}  {'proto acc (%)':>16}  {'Frechet':>16}"
+    lines = [header, "-" * len(header)]
+    for (method, shots, steps), metrics in cells.items():
+        lines.append(f"{method:<13}{shots:>3}{steps:>4}  {metrics.get('query_nll_nats', '-'):>20}  "
+                     f"{metrics.get('prototype_accuracy', '-'):>16}  {metrics.get('frechet_distance', '-'):>16}")
+    return "\n".join(lines)
+
+
+def save_sample_grid(samples: dict, path: str | Path, columns: int = 8) -> Path:
+    """Save a PNG with one row of ``columns`` samples per (method, K, k) entry of ``samples``, labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    if not samples:
+        raise ValueError("samples is empty; run evaluate_generation(..., keep_samples=True)")
+    keys = list(samples)
+    fig, axes = plt.subplots(len(keys), 1, figsize=(columns * 0.6 + 1.8, 0.7 * len(keys) + 0.3), squeeze=False)
+    for ax, key in zip(axes[:, 0], keys, strict=True):
+        images = samples[key][:columns, 0]
+        strip = torch.cat(list(images), dim=1).cpu().numpy()
+        ax.imshow(strip, cmap="gray_r", vmin=0, vmax=1)
+        ax.set_yticks([])
+        ax.set_xticks([])
+        ax.set_ylabel(f"{key[0]}\nK={key[1]} k={key[2]}", rotation=0, ha="right", va="center", fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
