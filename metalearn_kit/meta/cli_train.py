@@ -1,0 +1,267 @@
+"""``metalearn-kit train EXPERIMENT``: meta-train a named experiment (metalearn_kit.experiments) from its config.
+
+One process:   metalearn-kit train denoise --profile fast --out runs/denoise
+N GPUs:        torchrun --standalone --nproc_per_node N -m metalearn_kit.cli train denoise --out runs/denoise
+N machines:    torchrun --nnodes M --nproc_per_node N --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
+                   -m metalearn_kit.cli train denoise --out runs/denoise
+
+Writes ``OUT/meta_train.safetensors`` (the resumable checkpoint), ``OUT/model.safetensors`` (the meta-learned
+initial weights) and ``OUT/train_log.json`` (settings, history, timings). Under torchrun every rank computes
+``meta_batch / world_size`` tasks of each meta-batch; rank 0 alone writes files and store records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import checkpoints
+from ..config import PROFILES, describe_machine, seed_everything
+
+LOG_NAME = "train_log.json"
+MODEL_NAME = "model.safetensors"
+EXIT_RANK_LOST = 1
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from ..experiments import ALGORITHMS, BACKENDS, list_experiments
+
+    parser.description = __doc__.split("\n\n")[0]
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = "\n".join(__doc__.split("\n\n")[1:])
+    parser.add_argument("experiment", help=f"one of {', '.join(list_experiments())}")
+    parser.add_argument("--profile", default=None, help=f"{' | '.join(PROFILES)} (default: $METALEARN_KIT_PROFILE, "
+                                                        f"else full on CUDA, fast elsewhere)")
+    parser.add_argument("--algorithm", default=None, help=f"{' | '.join(ALGORITHMS)} (default: the experiment's)")
+    parser.add_argument("--backend", default="auto", help=f"{' | '.join(BACKENDS)} (default: auto)")
+    parser.add_argument("--iterations", type=int, default=None, help="meta-steps in total, counting those "
+                                                                     "before a resume (default: the profile's)")
+    parser.add_argument("--meta-batch", type=int, default=None,
+                        help="tasks per meta-step over all ranks; divisible by the number of ranks")
+    parser.add_argument("--meta-lr", type=float, default=None, help="outer learning rate (default: the profile's)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the task stream")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/EXPERIMENT-ALGORITHM)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--checkpoint-every", type=int, default=None, help="meta-steps between checkpoints")
+    parser.add_argument("--store", default=None, metavar="PATH",
+                        help="record the run, sampled tasks and final weights into this meta-database")
+    parser.add_argument("--store-every", type=int, default=10,
+                        help="with --store: record the tasks of every N-th meta-batch (default 10)")
+    parser.add_argument("--device", default=None, help="cpu | cuda | mps (default: $METALEARN_KIT_DEVICE or the best)")
+    parser.add_argument("--dist-timeout", type=float, default=60.0,
+                        help="seconds a rank waits for the others before giving up (default 60)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _fail(flag: str, message: str) -> ValueError:
+    return ValueError(f"{flag} {message}")
+
+
+def _validate(args: argparse.Namespace, world_size: int) -> None:
+    """Bad arguments -> ValueError naming the flag (the CLI turns it into exit code 2) before any work."""
+    from ..experiments import ALGORITHMS, BACKENDS, list_experiments
+
+    if args.experiment not in list_experiments():
+        raise _fail("experiment", f"must be one of {list_experiments()}, got {args.experiment!r}")
+    if args.profile is not None and args.profile not in PROFILES:
+        raise _fail("--profile", f"must be one of {list(PROFILES)}, got {args.profile!r}")
+    if args.algorithm is not None and args.algorithm not in ALGORITHMS:
+        raise _fail("--algorithm", f"must be one of {list(ALGORITHMS)}, got {args.algorithm!r}")
+    if args.backend not in BACKENDS:
+        raise _fail("--backend", f"must be one of {list(BACKENDS)}, got {args.backend!r}")
+    for flag, value in (("--iterations", args.iterations), ("--meta-batch", args.meta_batch),
+                        ("--checkpoint-every", args.checkpoint_every), ("--store-every", args.store_every)):
+        if value is not None and value < 1:
+            raise _fail(flag, f"must be >= 1, got {value}")
+    if args.seed < 0:
+        raise _fail("--seed", f"must be >= 0, got {args.seed}")
+    if args.meta_lr is not None and not (math.isfinite(args.meta_lr) and args.meta_lr > 0):
+        raise _fail("--meta-lr", f"must be a finite number > 0, got {args.meta_lr}")
+    if not (math.isfinite(args.dist_timeout) and args.dist_timeout > 0):
+        raise _fail("--dist-timeout", f"must be a finite number of seconds > 0, got {args.dist_timeout}")
+    if args.meta_batch is not None and args.meta_batch % world_size:
+        lower = max(world_size, args.meta_batch - args.meta_batch % world_size)
+        raise _fail("--meta-batch", f"{args.meta_batch} is not divisible by the world size {world_size} (ranks "
+                                    f"started by torchrun): every rank takes meta-batch / world size tasks; use "
+                                    f"{lower} or {lower + world_size}")
+
+
+def _jsonable(value: Any) -> Any:
+    """Strict JSON: NaN/Inf -> null, tuples -> lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    return str(value)
+
+
+class _TaskRecorder:
+    """Feeds the meta-database: the observer keeps the last meta-batch with its per-task losses, the callback
+    records it on every ``every``-th iteration (the observer does not know the iteration number)."""
+
+    def __init__(self, recorder, every: int, inner_steps: int) -> None:
+        self.recorder, self.every, self.inner_steps = recorder, every, inner_steps
+        self.pending = None
+
+    def observe(self, tasks, output) -> None:
+        self.pending = (tasks, output)
+
+    def callback(self, iteration: int, record: dict) -> None:
+        if self.pending is None or iteration % self.every:
+            return
+        tasks, output = self.pending
+        self.pending = None
+        metrics = []
+        for i in range(len(tasks)):
+            # query loss by adaptation step: step 0 (before) and step inner_steps (after); the steps in between
+            # were not measured (None is skipped by the recorder)
+            curve: list[float | None] = [None] * (self.inner_steps + 1)
+            if output.query_before is not None:
+                curve[0] = float(output.query_before[i])
+            curve[self.inner_steps] = float(output.query_after[i])
+            metrics.append({"query_loss": curve})
+        self.recorder.record(iteration, list(tasks), metrics)
+
+
+def _open_store(path: str, setup):
+    try:
+        from ..store import MetaDatabase, StoreRecorder
+    except ImportError as err:  # the store is optional in a stripped-down install
+        raise ValueError(f"--store is not available in this installation ({err}); run without --store") from err
+    db = MetaDatabase(path)
+    return StoreRecorder(db, setup.algorithm, type(setup.model).__name__, config=setup.describe(), seed=setup.seed)
+
+
+def _preflight(args: argparse.Namespace, out: Path, ctx) -> None:
+    """Checks only rank 0 can make (its disk), shared with every rank so that all of them stop together."""
+    from .distributed import checkpoint_iteration
+    from .train import CHECKPOINT_NAME
+
+    problem = None
+    if ctx.is_main:
+        exists = (out / CHECKPOINT_NAME).exists()
+        if exists and not args.resume:
+            problem = (f"--out {str(out)!r} already holds a run (iteration {checkpoint_iteration(out)}); pass "
+                       f"--resume to continue it or choose another --out")
+    if ctx.distributed:
+        import torch.distributed as dist
+
+        box = [problem]
+        dist.broadcast_object_list(box, src=0)
+        problem = box[0]
+    if problem:
+        raise ValueError(problem)
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..experiments import build_experiment
+    from .distributed import (
+        RankLostError,
+        checkpoint_iteration,
+        distributed_meta_train,
+        init_distributed,
+        shutdown_distributed,
+        world_from_env,
+    )
+    from .train import CHECKPOINT_NAME
+
+    rank, world_size, _ = world_from_env()
+    _validate(args, world_size)
+    algorithm_name = args.algorithm or "default"
+    out = Path(args.out) if args.out is not None else Path("runs") / f"{args.experiment}-{algorithm_name}"
+    ctx = init_distributed(timeout_s=args.dist_timeout, device=args.device)
+
+    def stopped_by_launcher(signum, frame):  # torchrun stops the surviving ranks with SIGTERM when one dies
+        raise RankLostError(f"rank {ctx.rank} lost: stopped by signal {signal.Signals(signum).name} (the launcher "
+                            f"stops every rank when one of them fails)")
+
+    previous_handler = signal.signal(signal.SIGTERM, stopped_by_launcher) if ctx.distributed else None
+    recorder = None
+    log: dict[str, Any] = {}
+    try:
+        _preflight(args, out, ctx)
+        seed_everything(args.seed)
+        setup = build_experiment(args.experiment, profile=args.profile, algorithm=args.algorithm,
+                                 backend=args.backend, device=ctx.device, seed=args.seed)
+        settings = setup.settings
+        if args.iterations is not None:
+            settings.iterations = args.iterations
+        if args.meta_batch is not None:
+            settings.meta_batch = args.meta_batch
+        if args.meta_lr is not None:
+            settings.meta_lr = args.meta_lr
+        if args.checkpoint_every is not None:
+            settings.checkpoint_every = args.checkpoint_every
+        if settings.meta_batch % world_size:
+            raise _fail("--meta-batch", f"is needed: the experiment's meta-batch {settings.meta_batch} is not "
+                                        f"divisible by the world size {world_size}")
+        resumed_from = checkpoint_iteration(out) if (args.resume and ctx.is_main) else None
+        log = {"experiment": setup.describe(), "command": sys.argv, "world_size": world_size,
+               "device": str(ctx.device), "backend_distributed": ctx.backend, "out": str(out),
+               "resumed_from": resumed_from, "status": "running"}
+        callbacks, observers = [], []
+        if args.store is not None and ctx.is_main:
+            recorder = _open_store(args.store, setup)
+            tasks = _TaskRecorder(recorder, args.store_every, setup.learner.inner_steps)
+            callbacks.append(tasks.callback)
+            observers.append(tasks.observe)
+            log["store"] = {"path": str(args.store), "run_id": recorder.run_id}
+        start = time.perf_counter()
+        history = distributed_meta_train(
+            setup.learner, setup.task_sampler, setup.loss_fn, ctx, iterations=settings.iterations,
+            meta_batch=settings.meta_batch, meta_lr=settings.meta_lr, meta_optimizer=settings.meta_optimizer,
+            val_sampler=setup.val_sampler, val_every=settings.val_every, val_tasks=settings.val_tasks,
+            grad_clip=settings.grad_clip, checkpoint_dir=out, checkpoint_every=settings.checkpoint_every,
+            resume=args.resume, generator=args.seed, progress=not args.no_progress, callbacks=callbacks,
+            observers=observers)
+        if not ctx.is_main:
+            return 0
+        done = history["iteration"][-1] if history["iteration"] else 0
+        model_meta = {"kind": "meta_learned_init", "experiment": setup.name, "algorithm": setup.algorithm,
+                      "iteration": done, "learner": setup.learner.config(), "seed": args.seed}
+        checkpoints.save(out / MODEL_NAME, setup.model, model_meta)
+        final = {k: history[k][-1] for k in ("meta_loss", "query_loss_before", "query_loss_after",
+                                            "val_query_loss_before", "val_query_loss_after") if history.get(k)}
+        if recorder is not None:
+            recorder.save_model(setup.model, model_meta)
+            recorder.finish({k: v for k, v in final.items() if math.isfinite(v)})
+        log.update(status="finished", iterations_done=done, stopped=history.get("stopped"), final=final,
+                   run_wall_time_s=time.perf_counter() - start, checkpoint=str(out / CHECKPOINT_NAME),
+                   model=str(out / MODEL_NAME), machine=describe_machine(),
+                   history={k: v for k, v in history.items() if k != "config"})
+        _write_log(out, log)
+        summary = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if math.isfinite(v))
+        print(f"trained {setup.name} ({setup.algorithm}, {setup.backend}) to iteration {done} on {world_size} "
+              f"rank(s): {summary}; wrote {out}")
+        return 0
+    except RankLostError as err:
+        print(f"metalearn-kit train: {err}", file=sys.stderr, flush=True)
+        if ctx.is_main and log:
+            log.update(status="rank_lost", error=str(err))
+            _write_log(out, log)
+        if recorder is not None:
+            recorder.finish(status="failed")
+        return EXIT_RANK_LOST
+    except BaseException:
+        if recorder is not None and not recorder.finished:
+            recorder.finish(status="failed")
+        raise
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+        shutdown_distributed(ctx)
+
+
+def _write_log(out: Path, log: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoints.atomic_write_bytes(out / LOG_NAME, json.dumps(_jsonable(log), indent=1, allow_nan=False).encode())
