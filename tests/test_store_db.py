@@ -324,47 +324,83 @@ def test_threads_share_one_database_object(db):
 
 
 KILLED_WRITER = """
-import sys
+import sys, time
 from metalearn_kit.store import MetaDatabase
 db = MetaDatabase(sys.argv[1])
 run = db.add_run("killed", "none", machine={})
 task = db.add_task({"family": "stress"})
+hold_at = int(sys.argv[2])
 done = 0
 while True:
+    if done == hold_at:
+        # open a write transaction, insert rows, and stay inside it until killed
+        with db._write() as con:
+            for i in range(1000):
+                con.execute("INSERT INTO results (run_id, task_id, metric, step, value) VALUES (?, ?, 'value', ?, 0)",
+                            (run, task, 10**6 + i))
+                if i == 10:
+                    print("inside", flush=True)
+                time.sleep(0.01)
     db.record_results([(run, task, "value", done + i, float(done + i)) for i in range(25)])
     done += 25
     print(done, flush=True)   # acknowledged only after COMMIT returned
 """
 
 
-def test_killed_writer_keeps_every_committed_row(tmp_path):
-    path = tmp_path / "meta.sqlite"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True,
-                            cwd=REPO)
-    acknowledged = 0
+def _run_until_killed(path: Path, hold_at: int, kill_after: int | None) -> tuple[int, bool]:
+    """Start the writer; SIGKILL it once ``kill_after`` rows are acknowledged (a random point in its loop)
+    or, with ``kill_after=None``, once it reports being inside its open transaction. Returns the last
+    acknowledged count and whether it was killed inside the transaction."""
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(path), str(hold_at)], stdout=subprocess.PIPE,
+                            text=True, cwd=REPO)
+    acknowledged, inside = 0, False
     deadline = time.monotonic() + 60
     try:
-        while acknowledged < 500 and time.monotonic() < deadline:
-            line = proc.stdout.readline()
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline().strip()
             if not line:
                 break
+            if line == "inside":
+                inside = True
+                break
             acknowledged = int(line)
-        os.kill(proc.pid, signal.SIGKILL)  # while it is writing its next batch
+            if kill_after is not None and acknowledged >= kill_after:
+                break
+        os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     for line in proc.stdout.read().split():  # acknowledgements still in the pipe
-        acknowledged = int(line)
+        if line != "inside":
+            acknowledged = int(line)
     proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL and acknowledged >= 500
+    assert proc.returncode == -signal.SIGKILL
+    return acknowledged, inside
 
-    with MetaDatabase(path) as db:
+
+def test_writer_killed_inside_a_transaction_loses_only_that_transaction(tmp_path):
+    path = tmp_path / "meta.sqlite"
+    acknowledged, inside = _run_until_killed(path, hold_at=300, kill_after=None)
+    assert inside and acknowledged == 300
+    with MetaDatabase(path, timeout=5) as db:
+        assert db.integrity_check() == "ok"
+        assert db.counts()["results"] == 300  # every committed row, none of the open transaction's
+        assert db.run(1)["status"] == "running"  # never finished, and says so
+        db.record_result(1, 1, "value", 0, 1.0)  # the dead writer's lock is gone
+        assert db.counts()["results"] == 301
+
+
+def test_writer_killed_at_a_random_point_keeps_committed_rows(tmp_path):
+    path = tmp_path / "meta.sqlite"
+    acknowledged, _ = _run_until_killed(path, hold_at=-1, kill_after=500)
+    assert acknowledged >= 500
+    with MetaDatabase(path, timeout=5) as db:
         assert db.integrity_check() == "ok"
         rows = db.counts()["results"]
-        # every acknowledged row is there, and batches are whole: a transaction is all or nothing
-        assert rows >= acknowledged and rows % 25 == 0
-        assert db.run(1)["status"] == "running"  # never finished, and says so
+        # every acknowledged row is there (one more batch may have committed before its acknowledgement),
+        # and batches are whole: a transaction is all or nothing
+        assert acknowledged <= rows <= acknowledged + 25 and rows % 25 == 0
 
 
 # ------------------------------------------------------------------ the db command
