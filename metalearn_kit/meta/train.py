@@ -232,7 +232,7 @@ def meta_train(learner, task_sampler, loss_fn: Callable, iterations: int | None 
             try:
                 out = learner.meta_objective(tasks, loss_fn, query_before=query_before)
             except DivergenceError as err:
-                raise DivergenceError(f"at meta iteration {iteration + 1}: {err} ({lr_text})") from err
+                raise DivergenceError(f"at meta iteration {iteration + 1} (meta_lr={meta_lr}): {err}") from err
             meta_loss = float(out.loss.detach())
             if not math.isfinite(meta_loss):
                 raise DivergenceError(f"meta loss became {meta_loss} at meta iteration {iteration + 1} ({lr_text}); "

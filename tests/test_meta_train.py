@@ -1,0 +1,190 @@
+"""meta_train (history, validation, callbacks, store hook, guards, exact resume) and the baselines."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from metalearn_kit import checkpoints
+from metalearn_kit.meta import (
+    MAML,
+    DivergenceError,
+    MetaSGD,
+    Reptile,
+    finetune,
+    joint_pretrain,
+    meta_train,
+    scratch_baseline,
+)
+from metalearn_kit.models.conv import ConvRestorer
+from metalearn_kit.tasks.task import Task, TaskBatch, stack_tasks
+
+
+def mse(model, batch):
+    degraded, clean = batch
+    return ((model(degraded) - clean) ** 2).mean()
+
+
+class NoiseTasks:
+    """Denoising tasks: each task has its own noise level; ``sample_batch(n, generator)`` like the kit's
+    task distributions."""
+
+    def __init__(self, shots=4, queries=4, size=8, sigma=(0.05, 0.3)):
+        self.shots, self.queries, self.size, self.sigma = shots, queries, size, sigma
+
+    def sample_batch(self, n, generator):
+        tasks = []
+        for _ in range(n):
+            lo, hi = self.sigma
+            sigma = lo + (hi - lo) * torch.rand((), generator=generator)
+
+            def pair(k, sigma=sigma):
+                base = torch.rand(k, 1, 1, 1, generator=generator)
+                clean = (base + 0.2 * torch.rand(k, 1, self.size, self.size, generator=generator)).clamp(0, 1)
+                return (clean + sigma * torch.randn(clean.shape, generator=generator), clean)
+
+            tasks.append(Task(pair(self.shots), pair(self.queries), {"sigma": float(sigma)}))
+        return stack_tasks(tasks)
+
+
+def net(seed=0):
+    torch.manual_seed(seed)
+    return ConvRestorer(channels=1, width=8, depth=3)
+
+
+def params_of(module):
+    return torch.nn.utils.parameters_to_vector(module.parameters()).detach().clone()
+
+
+@pytest.mark.parametrize("backend", ["func", "higher"])
+def test_meta_train_history_validation_callbacks_and_store(backend):
+    calls, stored = [], []
+
+    class Store:
+        def record(self, **fields):
+            stored.append(fields)
+
+    learner = MAML(net(), inner_lr=0.1, inner_steps=2, backend=backend)
+    history = meta_train(learner, NoiseTasks(), mse, iterations=6, meta_batch=3, meta_lr=3e-3, val_sampler=NoiseTasks(),
+                         val_every=4, val_tasks=3, callbacks=[lambda i, r: calls.append((i, r))], store=Store(),
+                         progress=False)
+    assert history["iteration"] == [1, 2, 3, 4, 5, 6]
+    assert history["val_iteration"] == [4, 6]
+    for key in ("meta_loss", "query_loss_before", "query_loss_after", "grad_norm", "wall_time_s",
+                "support_loss_first", "support_loss_last"):
+        assert len(history[key]) == 6 and all(math.isfinite(v) for v in history[key]), key
+    assert history["meta_loss"] == history["query_loss_after"]
+    assert history["wall_time_s"] == sorted(history["wall_time_s"])
+    assert [i for i, _ in calls] == [1, 2, 3, 4, 5, 6]
+    assert "val_query_loss_after" in calls[3][1] and "val_query_loss_after" not in calls[2][1]
+    # adaptation helps on the validation tasks
+    assert history["val_query_loss_after"][-1] < history["val_query_loss_before"][-1]
+    assert len(stored) == 1 and stored[0]["kind"] == "meta_train"
+    assert stored[0]["config"]["learner"]["backend"] == backend and stored[0]["final"]["iteration"] == 6
+    json.dumps(history)  # the history is plain data
+
+
+def test_meta_train_lowers_the_query_loss():
+    learner = MAML(net(), inner_lr=0.1, inner_steps=2)
+    sampler = NoiseTasks()
+    val = sampler.sample_batch(8, torch.Generator().manual_seed(99))
+    before = learner.evaluate(val, mse)["query_loss_after"]
+    meta_train(learner, sampler, mse, iterations=25, meta_batch=4, meta_lr=1e-2, progress=False)
+    after = learner.evaluate(val, mse)["query_loss_after"]
+    assert after < 0.8 * before
+
+
+def test_resume_is_bit_identical(tmp_path):
+    def run(iterations, checkpoint_dir=None, resume=False, learner=None):
+        learner = learner or MetaSGD(net(seed=1), inner_lr=0.05, inner_steps=2)
+        history = meta_train(learner, NoiseTasks(), mse, iterations=iterations, meta_batch=2, meta_lr=1e-2,
+                             generator=7, checkpoint_dir=checkpoint_dir, checkpoint_every=3, resume=resume,
+                             val_sampler=NoiseTasks(), val_every=5, val_tasks=2, progress=False)
+        return learner, history
+
+    straight, straight_history = run(8)
+    run(4, checkpoint_dir=tmp_path)  # stopped half-way
+    state, meta = checkpoints.load(tmp_path / "meta_train.safetensors")
+    assert meta["iteration"] == 4 and any(k.startswith("optimizer.state.") for k in state)
+    assert state["rng.sampler"].dtype == torch.uint8
+    resumed, resumed_history = run(8, checkpoint_dir=tmp_path, resume=True)
+    assert torch.equal(params_of(straight), params_of(resumed))
+    assert straight_history["meta_loss"] == resumed_history["meta_loss"]
+    assert resumed_history["iteration"] == list(range(1, 9))
+    # a different learner cannot resume this run
+    with pytest.raises(ValueError, match="learner differs"):
+        run(8, checkpoint_dir=tmp_path, resume=True, learner=MAML(net(seed=1), inner_lr=0.05, inner_steps=2))
+
+
+def test_reptile_through_meta_train_with_sgd_is_the_reptile_update():
+    sampler = NoiseTasks()
+    learner = Reptile(net(seed=2), inner_lr=0.1, inner_steps=3)
+    initial = params_of(learner.model)
+    tasks = sampler.sample_batch(3, torch.Generator().manual_seed(5))
+    names = [n for n, _ in learner.model.named_parameters()]
+    adapted = torch.stack([torch.nn.utils.parameters_to_vector([learner.adapt(t.support, mse).params[n] for n in names])
+                           for t in tasks]).mean(0)
+    meta_train(learner, lambda n, g: tasks, mse, iterations=1, meta_batch=3, meta_lr=0.5, meta_optimizer="sgd",
+               progress=False)
+    assert torch.allclose(params_of(learner.model), initial + 0.5 * (adapted - initial), atol=1e-6)
+
+
+def test_time_budget_and_divergence_guard():
+    learner = MAML(net(), inner_lr=0.05, inner_steps=1)
+    history = meta_train(learner, NoiseTasks(), mse, time_budget_s=0.5, meta_batch=2, progress=False)
+    assert history["stopped"] == "time_budget" and len(history["iteration"]) >= 1
+    assert history["wall_time_s"][-1] < 5
+    diverging = MAML(net(), inner_lr=1e9, inner_steps=3)
+    with pytest.raises(DivergenceError, match=r"meta iteration 1 .*inner step \d.*inner_lr=1000000000.0"):
+        meta_train(diverging, NoiseTasks(), mse, iterations=3, progress=False)
+    with pytest.raises(DivergenceError, match=r"meta iteration 2 \(meta_lr=1e\+20\)"):
+        meta_train(MAML(net(), inner_lr=0.05, inner_steps=1), NoiseTasks(), mse, iterations=3, meta_lr=1e20,
+                   meta_optimizer="sgd", progress=False)
+
+
+def test_meta_train_bad_inputs():
+    learner = MAML(net(), inner_steps=1)
+    with pytest.raises(ValueError, match="iterations or time_budget_s"):
+        meta_train(learner, NoiseTasks(), mse)
+    with pytest.raises(ValueError, match="meta_batch"):
+        meta_train(learner, NoiseTasks(), mse, iterations=1, meta_batch=0)
+    with pytest.raises(ValueError, match="meta_optimizer"):
+        meta_train(learner, NoiseTasks(), mse, iterations=1, meta_optimizer="rmsprop")
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        meta_train(learner, NoiseTasks(), mse, iterations=1, resume=True)
+    with pytest.raises(TypeError, match="task_sampler"):
+        meta_train(learner, object(), mse, iterations=1)
+
+
+def test_grad_clip_bounds_the_meta_gradient():
+    learner = MAML(net(), inner_lr=0.1, inner_steps=1)
+    seen = []
+
+    def callback(i, record):
+        seen.append(max(p.grad.norm() for p in learner.parameters()))
+
+    meta_train(learner, NoiseTasks(), mse, iterations=2, grad_clip=1e-3, callbacks=callback, progress=False)
+    total = torch.sqrt(sum(p.grad.norm() ** 2 for p in learner.parameters()))
+    assert total <= 1e-3 * 1.0001
+
+
+def test_joint_pretrain_then_finetune_and_scratch_baseline():
+    sampler = NoiseTasks()
+    model = net(seed=3)
+    initial = params_of(model)
+    history = joint_pretrain(model, sampler, mse, iterations=15, meta_batch=4, lr=1e-2, progress=False)
+    assert len(history["loss"]) == 15 and history["loss"][-1] < history["loss"][0]
+    assert not torch.equal(initial, params_of(model))
+    task = sampler.sample_batch(1, torch.Generator().manual_seed(11))[0]
+    tuned = finetune(model, task.support, mse, steps=5, lr=1e-3, optimizer="adam", query=task.query, metric=mse)
+    assert len(tuned.query_metrics) == 6 and tuned.support_losses[-1] < tuned.support_losses[0]
+    scratch_a = scratch_baseline(lambda: ConvRestorer(1, 8, 3), task.support, mse, steps=5, lr=1e-2, seed=4)
+    scratch_b = scratch_baseline(lambda: ConvRestorer(1, 8, 3), task.support, mse, steps=5, lr=1e-2, seed=4)
+    assert scratch_a.support_losses == scratch_b.support_losses  # seeded init
+    assert scratch_a.support_losses[-1] < scratch_a.support_losses[0]
+    with pytest.raises(ValueError, match="adapt_params"):
+        finetune(model, task.support, mse, steps=1, lr=0.1, adapt_params=["missing"])
+    with pytest.raises(ValueError, match="lr"):
+        finetune(model, task.support, mse, steps=1, lr=0.0)
+    assert isinstance(sampler.sample_batch(2, torch.Generator()), TaskBatch)
