@@ -290,8 +290,7 @@ def _writer(path: str, worker: int, count: int, barrier) -> None:
 
 
 def test_two_processes_write_concurrently(tmp_path):
-    path = str(tmp_path / "meta.sqlite")
-    MetaDatabase(path).close()
+    path = str(tmp_path / "meta.sqlite")  # not created yet: both processes race to create the schema too
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
     procs = [ctx.Process(target=_writer, args=(path, w, 1000, barrier)) for w in (1, 2)]
@@ -321,6 +320,29 @@ def test_threads_share_one_database_object(db):
     for t in threads:
         t.join()
     assert db.counts()["results"] == 200
+
+
+def test_many_openers_race_to_create_one_file(tmp_path):
+    path = tmp_path / "fresh.sqlite"
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def open_and_write(worker: int) -> None:
+        try:
+            barrier.wait()
+            with MetaDatabase(path) as db:
+                db.add_run(f"opener{worker}", "none", machine={})
+        except BaseException as err:  # reported below; a thread's exception would otherwise be lost
+            errors.append(err)
+
+    threads = [threading.Thread(target=open_and_write, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with MetaDatabase(path) as db:
+        assert db.counts()["runs"] == 6 and db.schema_version == schema.SCHEMA_VERSION
 
 
 KILLED_WRITER = """

@@ -221,12 +221,15 @@ def test_warm_start_skips_models_that_do_not_fit(tmp_path):
         wide_run = db.add_run("joint", "wide")
         task = make_task("denoise", seed=1)
         db.add_artefact(wide_run, db.add_task(task), Tiny(width=16))
-        result = warm_start(db, make_task("denoise", seed=2), Tiny, mse_loss, by="support_loss", finetune_steps=1)
+        with pytest.warns(RuntimeWarning, match="no usable stored model"):
+            result = warm_start(db, make_task("denoise", seed=2), Tiny, mse_loss, by="support_loss",
+                                finetune_steps=1)
         assert result.source is None and "does not fit" in result.candidates[0].skipped
         assert result.models_evaluated == 0
         with pytest.warns(RuntimeWarning, match="no usable stored model"):
             warm_start(db, make_task("denoise", seed=2), Tiny, mse_loss, by="descriptor", finetune_steps=1)
-        assert warm_start(db, task, Tiny, mse_loss, backbone="tiny", by="both", finetune_steps=0).candidates == []
+        with pytest.warns(RuntimeWarning, match=r"considered 0"):
+            assert warm_start(db, task, Tiny, mse_loss, backbone="tiny", by="both", finetune_steps=0).candidates == []
         with pytest.raises(ValueError, match="by must be one of"):
             warm_start(db, task, Tiny, mse_loss, by="nearest")
 

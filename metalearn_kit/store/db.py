@@ -167,7 +167,7 @@ class MetaDatabase:
         self.path = path.resolve()
         self.timeout = float(timeout)
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[tuple[int, sqlite3.Connection]] = []  # (pid that opened it, connection)
         self._lock = threading.Lock()
         self._closed = False
         if self.path.is_dir():
@@ -280,7 +280,7 @@ class MetaDatabase:
         self._local.con = con
         self._local.pid = os.getpid()
         with self._lock:
-            self._connections.append(con)
+            self._connections.append((os.getpid(), con))
 
     def _con(self) -> sqlite3.Connection:
         if self._closed:
@@ -309,10 +309,13 @@ class MetaDatabase:
         return self._con().execute(sql, params).fetchall()
 
     def close(self) -> None:
-        """Close every connection this object opened (in this process)."""
+        """Close every connection this object opened in this process (a forked child leaves its parent's
+        connections alone: SQLite connections must not cross a fork)."""
+        pid = os.getpid()
         with self._lock:
-            connections, self._connections = self._connections, []
-        for con in connections:
+            mine = [con for owner, con in self._connections if owner == pid]
+            self._connections = []
+        for con in mine:
             with contextlib.suppress(sqlite3.Error):
                 con.close()
         self._closed = True
