@@ -434,6 +434,13 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
         raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {list(methods)}")
     _check_config(config)
     background, evaluation = sources if sources is not None else load_sources(config)
+    max_shots = max(config["shots"])
+    queries = config["eval_queries"]
+    if max_shots + queries > evaluation.images_per_class:
+        raise ValueError(f"max(shots) + eval_queries = {max_shots} + {queries} exceeds the "
+                         f"{evaluation.images_per_class} images per class; lower eval_queries or shots")
+    if config["ways"] > evaluation.num_classes:
+        raise ValueError(f"ways = {config['ways']} exceeds the {evaluation.num_classes} evaluation classes")
     models = dict(models or {})
     info: dict[str, Any] = {"checkpoints": {}}
     if feature_net is None:
@@ -442,11 +449,6 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
         if name != "scratch" and name not in models:
             models[name], info["checkpoints"][name] = get_trained(name, config, background, progress=progress,
                                                                   log=log)
-    max_shots = max(config["shots"])
-    queries = config["eval_queries"]
-    if max_shots + queries > evaluation.images_per_class:
-        raise ValueError(f"max(shots) + eval_queries = {max_shots} + {queries} exceeds the "
-                         f"{evaluation.images_per_class} images per class; lower eval_queries")
     steps_grid = sorted(set(config["steps"]))
     max_steps = max(steps_grid)
     # One fixed set of evaluation tasks: target class, its images split into a query set (shared by every K)

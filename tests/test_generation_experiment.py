@@ -1,0 +1,97 @@
+"""A tiny end-to-end generation experiment on a fake class source: well-formed rows, targets, checkpoint
+reuse, a sample grid in artifacts/, and config errors that name the key."""
+
+import math
+import os
+
+import pytest
+import torch
+from test_generation_metrics import fake_class_source  # tests/ is on sys.path under pytest
+
+from metalearn_kit.evaluation.generation import (
+    METHODS,
+    check_targets,
+    evaluate_generation,
+    format_table,
+    generation_config,
+    get_trained,
+    save_sample_grid,
+)
+
+torch.set_num_threads(1)
+
+TINY = dict(feature_steps=8, meta_iterations=2, meta_batch=2, train_shots=2, train_queries=2, inner_steps=1,
+            statistician_iterations=2, figr_iterations=2, figr_inner_steps=1, eval_tasks=2, shots=[1, 2],
+            steps=[0, 2], iw_samples=2, sample_count=6, eval_queries=4, ways=3, width=8, hidden=16, latent=4,
+            gan_latent=4)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    # one cache folder for the module: models trained by the first test are reloaded by the others
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("METALEARN_KIT_CACHE_DIR", str(tmp_path_factory.mktemp("generation_cache")))
+        sources = (fake_class_source(6, 12, seed=0), fake_class_source(6, 12, seed=1))
+        yield generation_config("fast", **TINY), sources
+
+
+def test_tiny_experiment_rows_are_well_formed(tiny, artifacts_dir):
+    config, sources = tiny
+    result = evaluate_generation(config, METHODS, sources=sources, keep_samples=True)
+    rows = result["rows"]
+    assert rows and all(set(r) >= {"experiment", "method", "shots", "steps", "metric", "value"} for r in rows)
+    assert {r["experiment"] for r in rows} == {"generation"}
+    assert {r["method"] for r in rows} == set(METHODS)
+    for row in rows:
+        assert math.isfinite(row["value"]) and row["tasks"] == 2
+        if row["metric"] == "prototype_accuracy":
+            assert 0.0 <= row["value"] <= 1.0
+    keys = {(r["method"], r["shots"], r["steps"], r["metric"]) for r in rows}
+    for method in ("maml", "fomaml", "reptile", "joint", "scratch"):
+        for shots in (1, 2):
+            for steps in (0, 2):
+                for metric in ("query_nll_nats", "prototype_accuracy", "frechet_distance"):
+                    assert (method, shots, steps, metric) in keys
+    assert ("statistician", 2, 0, "query_nll_nats") in keys and ("statistician", 2, 2, "query_nll_nats") not in keys
+    assert ("figr", 2, 2, "frechet_distance") in keys and ("figr", 2, 2, "query_nll_nats") not in keys
+    targets = check_targets(result, shots=2, steps=2)
+    assert len(targets) == 5 and all(t["holds"] in (True, False, None) for t in targets)
+    assert "query NLL" in format_table(rows)
+    path = save_sample_grid(result["samples"], os.path.join(artifacts_dir, "generation_tiny_samples.png"))
+    assert path.exists() and path.stat().st_size > 1000
+
+
+def test_trained_models_are_cached_and_reloaded(tiny):
+    config, sources = tiny
+    config = {**config, "seed": 5}  # a config no other test trained
+    model, info = get_trained("joint", config, sources[0])
+    assert info["source"] == "trained" and os.path.exists(info["saved"])
+    again, info2 = get_trained("joint", config, sources[0])
+    assert info2["source"] == info["saved"]
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), again.parameters(), strict=True))
+    # a different training config does not reuse the checkpoint
+    _, info3 = get_trained("joint", {**config, "meta_iterations": 3}, sources[0])
+    assert info3["source"] == "trained"
+
+
+def test_same_seed_same_rows(tiny):
+    config, sources = tiny
+    first = evaluate_generation(config, ["scratch", "statistician"], sources=sources)["rows"]
+    second = evaluate_generation(config, ["scratch", "statistician"], sources=sources)["rows"]
+    assert [r["value"] for r in first] == pytest.approx([r["value"] for r in second])
+
+
+def test_config_and_method_errors_name_the_argument(tiny):
+    config, sources = tiny
+    with pytest.raises(ValueError, match="bogus"):
+        generation_config("fast", bogus=1)
+    with pytest.raises(ValueError, match="methods"):
+        evaluate_generation(config, ["gan2"], sources=sources)
+    with pytest.raises(ValueError, match="eval_queries"):
+        evaluate_generation({**config, "eval_queries": 20}, ["scratch"], sources=sources)
+    with pytest.raises(ValueError, match="shots"):
+        generation_config("fast", shots=[])
+    with pytest.raises(ValueError, match="inner_lr"):
+        generation_config("fast", inner_lr=-1.0)
+    with pytest.raises(ValueError, match="name"):
+        get_trained("vae9", config, sources[0])
