@@ -36,7 +36,8 @@ class _Explorer(widgets.VBox):
 
     def _init_parts(self, dpi: int) -> None:
         self.dpi = check_int("dpi", dpi, minimum=20, maximum=300)
-        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        # align_self: a VBox stretches its children to its width, which would blur the PNG by upscaling it
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", align_self="flex-start"))
         self.status = widgets.HTML(value="")
         self.last_error: BaseException | None = None
         self.png: bytes = b""
