@@ -111,8 +111,9 @@ def adaptation_results(methods: Mapping[str, Any], task: Any, loss_fn: Callable,
     Args:
         methods: ``{name: how}`` where ``how`` is a meta-learner (``MAML``, ``MetaSGD``, ``Reptile``: anything
             with ``.adapt(support, loss_fn, steps=, query=, metric=)``; its own inner learning rate is used), or a
-            tuple ``(model, lr)`` / ``(model, lr, optimizer)`` for plain fine-tuning of ``model`` with
-            ``optimizer`` ``"sgd"`` (default) or ``"adam"`` -- e.g. a pretrained model or a fresh one (scratch).
+            tuple ``(model, lr)`` / ``(model, lr, optimizer)`` for plain fine-tuning
+            (:func:`~metalearn_kit.meta.finetune`) of ``model`` with ``optimizer`` ``"sgd"`` (default) or ``"adam"``
+            -- e.g. a pretrained model or a fresh one (scratch).
         task: a restoration :class:`~metalearn_kit.tasks.Task`: ``support = (degraded [K, C, H, W], clean
             [K, C, H, W])``, query the same.
         loss_fn: ``loss_fn(model, batch) -> scalar`` used on the support set.
@@ -125,8 +126,7 @@ def adaptation_results(methods: Mapping[str, Any], task: Any, loss_fn: Callable,
         "degraded": [C, H, W], "clean": [C, H, W]}``. No model's weights are changed.
     """
     from ..evaluation.metrics import psnr
-    from ..meta.inner import make_inner_optimizer
-    from ..meta.maml import adapt_module
+    from ..meta.baselines import finetune
     from ..tasks.task import Task
 
     if not isinstance(methods, Mapping) or not methods:
@@ -163,8 +163,7 @@ def adaptation_results(methods: Mapping[str, Any], task: Any, loss_fn: Callable,
             model = how[0]
             lr = check_float(f"methods[{name!r}] learning rate", how[1], minimum=0.0, strict_min=True)
             optimizer = how[2] if len(how) == 3 else "sgd"
-            adapted = adapt_module(model, task.support, loss_fn, steps, lr, make_inner_optimizer(optimizer),
-                                   query=task.query, metric=metric)
+            adapted = finetune(model, task.support, loss_fn, steps, lr, optimizer, query=task.query, metric=metric)
         else:
             raise TypeError(f"methods[{name!r}] must be a meta-learner with .adapt or a tuple (model, lr[, "
                             f"optimizer]), got {type(how).__name__}")
