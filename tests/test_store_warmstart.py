@@ -201,6 +201,9 @@ def test_warm_start_by_descriptor_evaluates_no_model(stocked):
     assert [c.distance for c in result.candidates] == sorted(c.distance for c in result.candidates)
     assert len(result.support_losses) >= 5 and result.support_losses[-1] < result.support_losses[0]
     assert isinstance(result.model, nn.Module)
+    state = torch.get_rng_state()
+    warm_start(db, new, Tiny, mse_loss, by="both", finetune_steps=1)
+    assert torch.equal(torch.get_rng_state(), state)  # choosing does not move the caller's random stream
 
 
 def test_warm_start_by_support_loss_and_both(stocked):
@@ -248,6 +251,11 @@ def test_compare_warm_start(stocked):
     assert summary["store"]["metric_mean"][0] > summary["scratch"]["metric_mean"][0]
     assert summary["store"]["final_mean"] > summary["other_family"]["final_mean"]
     assert all(math.isfinite(v) for s in summary.values() for v in s["metric_mean"])
+    # same arguments, same numbers, whatever torch's global RNG did in between
+    torch.manual_seed(123)
+    again = compare_warm_start(db, unseen, Tiny, mse_loss, {"other_family": models["deblur"], "scratch": None},
+                               finetune_steps=4, lr=1e-3, by="descriptor")
+    assert again["summary"] == summary
 
 
 # ------------------------------------------------------------------ the recorder

@@ -17,7 +17,7 @@ ACTIONS = ("list", "show", "best", "export")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = __doc__.splitlines()[0]
+    parser.description = "Look into the meta-database: runs, their meta-labels, the best runs, a CSV export."
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = "\n".join(__doc__.splitlines()[2:8])
     parser.add_argument("action", choices=ACTIONS, help="what to do")

@@ -83,6 +83,21 @@ def _to(batch: Batch, device: torch.device) -> Batch:
     return tuple(t.to(device) for t in batch)
 
 
+def _fresh(model_factory: Callable[[], nn.Module], seed: int | None) -> nn.Module:
+    """``model_factory()`` with torch's global RNG seeded by ``seed`` and restored afterwards, so building
+    candidate models never moves the caller's random stream and a scratch model is the same for every call
+    (``seed=None``: built from the global RNG as it is)."""
+    if seed is None:
+        model = model_factory()
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = model_factory()
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model_factory must return an nn.Module, got {type(model).__name__}")
+    return model
+
+
 def _support_of(task: Any) -> Batch:
     support = getattr(task, "support", task)
     if not isinstance(support, tuple) or not support or not all(isinstance(t, torch.Tensor) for t in support):
@@ -112,15 +127,17 @@ def _candidates(db: MetaDatabase, backbone: str | None, family: str | None,
 
 def warm_start(db: MetaDatabase, task: Any, model_factory: Callable[[], nn.Module], loss_fn: LossFn,
                k_candidates: int = 5, by: str = "both", finetune_steps: int = 10, lr: float = 1e-3,
-               optimizer: str = "adam", backbone: str | None = None, family: str | None = None) -> WarmStartResult:
+               optimizer: str = "adam", backbone: str | None = None, family: str | None = None,
+               seed: int | None = 0) -> WarmStartResult:
     """Adapt to ``task`` (a Task or its support tuple) starting from the best stored model in ``db``.
 
     ``model_factory()`` builds a fresh model of the stored kind (weights are loaded into it; stored models
     whose weights do not fit are skipped and marked). ``by``: ``"descriptor"``, ``"support_loss"`` or
     ``"both"`` (see the module docstring); ``k_candidates`` caps the descriptor shortlist for ``"both"``.
     ``backbone``/``family`` restrict the stored models considered. Fine-tuning: ``finetune_steps`` steps of
-    ``optimizer`` at ``lr`` on the support set. With no usable stored model the model from
-    ``model_factory()`` is fine-tuned as it is (``result.source is None``, with a warning).
+    ``optimizer`` at ``lr`` on the support set. With no usable stored model a fresh ``model_factory()`` model
+    (initialised under ``seed``) is fine-tuned (``result.source is None``, with a warning). torch's global RNG
+    is left where it was.
     """
     if not isinstance(db, MetaDatabase):
         raise TypeError(f"db must be a MetaDatabase, got {type(db).__name__}")
@@ -151,9 +168,7 @@ def warm_start(db: MetaDatabase, task: Any, model_factory: Callable[[], nn.Modul
 
     def try_load(cand: Candidate) -> nn.Module | None:
         nonlocal loaded
-        model = model_factory()
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model_factory must return an nn.Module, got {type(model).__name__}")
+        model = _fresh(model_factory, 0)  # its weights are replaced by the stored ones
         loaded += 1
         try:
             db.load_artefact(cand.artefact_id, model=model)
@@ -185,7 +200,7 @@ def warm_start(db: MetaDatabase, task: Any, model_factory: Callable[[], nn.Modul
     if chosen is None:
         warnings.warn(f"no usable stored model in {db.path} (considered {len(candidates)}); fine-tuning the "
                       f"model from model_factory() as it is", RuntimeWarning, stacklevel=2)
-        source, model = None, model_factory()
+        source, model = None, _fresh(model_factory, seed)
     else:
         source, model = chosen
     adapted = finetune(model, _to(support, _model_device(model)), loss_fn, steps=finetune_steps, lr=lr,
@@ -204,15 +219,15 @@ def restoration_psnr(model: Callable, batch: Batch) -> float:
     return float((10 * torch.log10(1.0 / mse)).mean())
 
 
-def _init_model(name: str, init: Any, model_factory: Callable[[], nn.Module]) -> nn.Module:
-    """A fresh model from ``init``: ``None`` (scratch: ``model_factory()``), an ``nn.Module`` (its weights are
-    copied), a learner with a ``.model`` (e.g. MAML), or a state dict."""
+def _init_model(name: str, init: Any, model_factory: Callable[[], nn.Module], seed: int | None) -> nn.Module:
+    """A fresh model from ``init``: ``None`` (scratch: ``model_factory()`` initialised under ``seed``), an
+    ``nn.Module`` (its weights are copied), a learner with a ``.model`` (e.g. MAML), or a state dict."""
     if init is None:
-        return model_factory()
+        return _fresh(model_factory, seed)
     if hasattr(init, "model") and isinstance(init.model, nn.Module):
         init = init.model
     if isinstance(init, nn.Module):
-        model = model_factory()
+        model = _fresh(model_factory, seed)
         try:
             model.load_state_dict(init.state_dict())
         except RuntimeError:
@@ -220,7 +235,7 @@ def _init_model(name: str, init: Any, model_factory: Callable[[], nn.Module]) ->
             model = copy.deepcopy(init)
         return model
     if isinstance(init, Mapping):
-        model = model_factory()
+        model = _fresh(model_factory, seed)
         try:
             model.load_state_dict(dict(init))
         except RuntimeError as err:
@@ -235,15 +250,16 @@ def compare_warm_start(db: MetaDatabase, tasks: Sequence[Any], model_factory: Ca
                        loss_fn: LossFn, inits: Mapping[str, Any],
                        metric_fn: Callable[[Callable, Batch], float] | None = None, finetune_steps: int = 20,
                        lr: float = 1e-3, optimizer: str = "adam", by: str = "both", k_candidates: int = 5,
-                       backbone: str | None = None) -> dict[str, Any]:
+                       backbone: str | None = None, seed: int = 0) -> dict[str, Any]:
     """Fine-tune from several initialisations on the same unseen ``tasks`` (each with support and query)
     with the same budget (``finetune_steps`` steps of ``optimizer`` at ``lr``, through
     :func:`metalearn_kit.meta.finetune`), measuring the query metric after every step.
 
     Methods: ``"store"`` (the stored model :func:`warm_start` chooses from ``db``) plus one per entry of
     ``inits``, e.g. ``{"maml": maml_learner, "joint": pretrained_model, "scratch": None}``: ``None`` is a fresh
-    ``model_factory()``, an ``nn.Module`` or a learner with ``.model`` has its weights copied, a dict is a state
-    dict. ``metric_fn(model, query) -> float`` defaults to :func:`restoration_psnr` (higher is better).
+    ``model_factory()`` initialised under ``seed`` (the same for every task), an ``nn.Module`` or a learner
+    with ``.model`` has its weights copied, a dict is a state dict. ``metric_fn(model, query) -> float``
+    defaults to :func:`restoration_psnr` (higher is better).
 
     Returns ``{"steps": [0..finetune_steps], "methods", "per_task": [{"task", "method", "metric": [...],
     "support_losses": [...], "query_loss"}], "summary": {method: {"metric_mean": [...], "metric_std": [...],
@@ -261,6 +277,7 @@ def compare_warm_start(db: MetaDatabase, tasks: Sequence[Any], model_factory: Ca
         if not hasattr(task, "support") or not hasattr(task, "query"):
             raise TypeError(f"tasks[{i}] must be a Task with support and query, got {type(task).__name__}")
     check_int("finetune_steps", finetune_steps, minimum=0)
+    check_int("seed", seed, minimum=0)
     metric_fn = metric_fn or restoration_psnr
     methods = ["store", *inits]
     per_task, store_info = [], []
@@ -272,7 +289,8 @@ def compare_warm_start(db: MetaDatabase, tasks: Sequence[Any], model_factory: Ca
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
                     choice = warm_start(db, task, model_factory, loss_fn, k_candidates=k_candidates, by=by,
-                                        finetune_steps=0, lr=lr, optimizer=optimizer, backbone=backbone)
+                                        finetune_steps=0, lr=lr, optimizer=optimizer, backbone=backbone,
+                                        seed=seed)
                 model = choice.model
                 store_info.append({
                     "task": index,
@@ -281,7 +299,7 @@ def compare_warm_start(db: MetaDatabase, tasks: Sequence[Any], model_factory: Ca
                     "distance": None if choice.source is None else choice.source.distance,
                     "models_evaluated": choice.models_evaluated, "seconds_choosing": choice.seconds_choosing})
             else:
-                model = _init_model(method, inits[method], model_factory)
+                model = _init_model(method, inits[method], model_factory, seed)
             device = _model_device(model)
             query = _to(task.query, device)
             adapted = finetune(model, _to(task.support, device), loss_fn, steps=finetune_steps, lr=lr,
