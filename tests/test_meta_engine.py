@@ -360,3 +360,19 @@ def test_second_order_memory_grows_linearly_with_inner_steps():
     assert est["total_bytes"] == 4 * est["bytes_per_task"]
     longer = second_order_memory_estimate(net, support, mse, inner_steps=10)
     assert longer["bytes_per_task"] > est["bytes_per_task"]
+
+
+def test_pure_functional_meta_gradient_matches_the_learner():
+    from metalearn_kit.meta import FunctionalSGD
+    from metalearn_kit.meta.functional import functional_meta_grad
+
+    batch = stack_tasks(make_tasks(3, seed=14))
+    for first_order in (False, True):
+        learner = MAML(small_net(seed=10), inner_lr=0.2, inner_steps=3, first_order=first_order)
+        expected = meta_grad(learner, batch)
+        params = {n: p.detach() for n, p in learner.model.named_parameters()}
+        grads, loss = functional_meta_grad(learner.model, params, {}, batch.support, batch.query, mse,
+                                           FunctionalSGD(), 3, 0.2, first_order)
+        got = torch.cat([grads[n].reshape(-1) for n in params])
+        assert torch.allclose(got, expected, rtol=1e-10, atol=1e-14)
+        assert abs(loss.item() - learner.meta_loss(batch, mse).item()) < 1e-12

@@ -1,0 +1,293 @@
+"""``metalearn-kit bench meta-step``: time one meta-step per backend and algorithm.
+
+Setup (fixed, the kit's standard): ConvRestorer (4 conv layers, 32 channels), 1-channel 32x32 images, 5 support +
+5 query examples per task, 5 inner SGD steps, meta-batch 8 and 32. A meta-step is: meta-objective over the
+meta-batch, backward, Adam step on the model. Backends:
+
+- ``higher``: a Python loop over tasks, each inside ``higher.innerloop_ctx``;
+- ``func``: torch.func, the inner loop ``vmap``-ed over the tasks (the learner's own code path);
+- ``func+compile`` (CUDA, MAML/FOMAML): the pure-functional meta-gradient
+  (:func:`~metalearn_kit.meta.functional.functional_meta_grad`) under ``torch.compile``; reported with its
+  error when compilation fails.
+
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` minus what was allocated before the step; on CPU each
+configuration runs in a child process and reports the growth of its ``ru_maxrss`` (peak resident set) over the
+measured steps, relative to the resident size after setup ("rss_delta"): a coarse figure, since the allocator
+may reuse memory freed by warm-up steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ALGORITHMS = ("maml", "fomaml", "reptile")
+BACKENDS = ("higher", "func", "func+compile")
+SHOTS, QUERIES, SIZE, INNER_STEPS, INNER_LR, WIDTH, DEPTH = 5, 5, 32, 5, 0.05, 32, 4
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", type=Path, default=None, help="write the rows (and the machine) to this JSON file")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: the kit's device)")
+    parser.add_argument("--meta-batch", type=int, nargs="+", default=[8, 32], help="meta-batch sizes")
+    parser.add_argument("--repeats", type=int, default=None, help="timed steps per configuration (default 10 on "
+                        "CUDA, 3 on CPU)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
+    parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=ALGORITHMS)
+    parser.add_argument("--backends", nargs="+", default=None, choices=BACKENDS,
+                        help="default: higher and func, plus func+compile on CUDA")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one CPU configuration, JSON in/out
+
+
+def _loss(model, batch):
+    degraded, clean = batch
+    return ((model(degraded) - clean) ** 2).mean()
+
+
+def _tasks(meta_batch: int, device: torch.device):
+    from ..tasks.task import TaskBatch
+
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(meta_batch, SHOTS + QUERIES, 1, SIZE, SIZE, generator=g)
+    degraded = clean + 0.1 * torch.randn(clean.shape, generator=g)
+    support = (degraded[:, :SHOTS].to(device), clean[:, :SHOTS].to(device))
+    query = (degraded[:, SHOTS:].to(device), clean[:, SHOTS:].to(device))
+    return TaskBatch(support, query, [{} for _ in range(meta_batch)])
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _make_step(backend: str, algorithm: str, device: torch.device, meta_batch: int):
+    """Build (step function, model); the step runs one full meta-step."""
+    from ..meta import MAML, Reptile
+    from ..meta.functional import functional_meta_grad
+    from ..meta.inner import FunctionalSGD
+    from ..models.conv import ConvRestorer
+
+    torch.manual_seed(0)
+    model = ConvRestorer(channels=1, width=WIDTH, depth=DEPTH).to(device)
+    tasks = _tasks(meta_batch, device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    if backend == "func+compile":
+        if algorithm == "reptile":
+            raise ValueError("func+compile is measured for maml and fomaml only")
+        names = [n for n, _ in model.named_parameters()]
+
+        def pure(params, support, query):
+            return functional_meta_grad(model, params, {}, support, query, _loss, FunctionalSGD(), INNER_STEPS,
+                                        INNER_LR, algorithm == "fomaml")
+
+        compiled = torch.compile(pure)
+
+        def step():
+            params = {n: p.detach() for n, p in model.named_parameters()}
+            grads, loss = compiled(params, tasks.support, tasks.query)
+            for n, p in zip(names, model.parameters()):
+                p.grad = grads[n]
+            opt.step()
+            return loss
+        return step, model
+
+    cls = Reptile if algorithm == "reptile" else MAML
+    kwargs = {} if algorithm == "reptile" else {"first_order": algorithm == "fomaml"}
+    learner = cls(model, inner_lr=INNER_LR, inner_steps=INNER_STEPS, backend=backend, **kwargs)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = learner.meta_objective(tasks, _loss)
+        out.loss.backward()
+        opt.step()
+        return out.loss
+    return step, model
+
+
+def _rss_bytes() -> int:
+    import resource
+
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def _current_rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as handle:
+            import os
+
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return _rss_bytes()
+
+
+def run_config(backend: str, algorithm: str, meta_batch: int, device: torch.device, repeats: int,
+               warmup: int) -> dict:
+    """Time one configuration in this process. Returns a row."""
+    row = {"backend": backend, "algorithm": algorithm, "meta_batch": meta_batch, "device": device.type,
+           "repeats": repeats}
+    try:
+        step, _ = _make_step(backend, algorithm, device, meta_batch)
+        rss_before = _current_rss_bytes()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+        t_compile = time.perf_counter()
+        for _ in range(warmup):
+            step()
+        _sync(device)
+        row["warmup_s"] = time.perf_counter() - t_compile
+        times = []
+        for _ in range(repeats):
+            _sync(device)
+            t0 = time.perf_counter()
+            loss = step()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+        row["loss"] = float(loss)
+        median = statistics.median(times)
+        row.update(step_ms_median=1e3 * median, step_ms_min=1e3 * min(times), tasks_per_s=meta_batch / median)
+        if device.type == "cuda":
+            row.update(peak_mem_mb=(torch.cuda.max_memory_allocated(device) - base) / 2**20,
+                       memory_method="cuda_max_memory_allocated")
+        else:
+            row.update(peak_mem_mb=max(_rss_bytes() - rss_before, 0) / 2**20, memory_method="rss_delta")
+    except Exception as err:  # a failing backend (e.g. torch.compile) is a result to report, not a crash
+        row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
+    return row
+
+
+def _run_child(spec: str) -> dict:
+    cfg = json.loads(spec)
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg["threads"])
+    return run_config(cfg["backend"], cfg["algorithm"], cfg["meta_batch"], torch.device("cpu"), cfg["repeats"],
+                      cfg["warmup"])
+
+
+def _run_in_child(cfg: dict) -> dict:
+    cmd = [sys.executable, "-m", "metalearn_kit.evaluation.bench_meta_step", "--child", json.dumps(cfg)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode != 0 or not lines:
+        return {**{k: cfg[k] for k in ("backend", "algorithm", "meta_batch")}, "device": "cpu",
+                "error": f"child failed: {done.stderr.strip().splitlines()[-1:]}"}
+    return json.loads(lines[-1])
+
+
+def benchmark(device: torch.device, meta_batches, repeats: int, warmup: int, algorithms, backends,
+              threads: int | None = None, on_row=None) -> list[dict]:
+    """Run every configuration; ``on_row(rows)`` after each (the CLI rewrites its JSON file then, so a run cut
+    short by a time limit still leaves the rows it finished)."""
+    rows = []
+    for meta_batch in meta_batches:
+        for algorithm in algorithms:
+            for backend in backends:
+                if backend == "func+compile" and (algorithm == "reptile" or meta_batch != max(meta_batches)):
+                    continue  # compilation is slow: measured at the largest meta-batch only
+                if device.type == "cpu":
+                    row = _run_in_child({"backend": backend, "algorithm": algorithm, "meta_batch": meta_batch,
+                                         "repeats": repeats, "warmup": warmup, "threads": threads})
+                else:
+                    row = run_config(backend, algorithm, meta_batch, device, repeats, warmup)
+                rows.append(row)
+                _print_row(row)
+                _add_speedups(rows)
+                if on_row is not None:
+                    on_row(rows)
+    return rows
+
+
+def _add_speedups(rows: list[dict]) -> None:
+    # speed relative to the higher loop of the same algorithm and meta-batch
+    for row in rows:
+        ref = next((r for r in rows if r["backend"] == "higher" and r["algorithm"] == row["algorithm"]
+                    and r["meta_batch"] == row["meta_batch"] and "tasks_per_s" in r), None)
+        if ref is not None and "tasks_per_s" in row:
+            row["speedup_vs_higher"] = row["tasks_per_s"] / ref["tasks_per_s"]
+
+
+def _print_row(row: dict) -> None:
+    if "error" in row:
+        print(f"{row['algorithm']:8s} {row['backend']:13s} {row['meta_batch']:4d}  error: {row['error']}", flush=True)
+    else:
+        print(f"{row['algorithm']:8s} {row['backend']:13s} {row['meta_batch']:4d} {row['tasks_per_s']:10.1f} "
+              f"{row['step_ms_median']:10.1f} {row['peak_mem_mb']:10.1f}", flush=True)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.child is not None:
+        print(json.dumps(_run_child(args.child)))
+        return 0
+    from ..config import describe_machine, get_device
+
+    device = get_device(args.device)
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu or cuda, got {device.type!r}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if any(b < 1 for b in args.meta_batch):
+        raise ValueError(f"--meta-batch values must be >= 1, got {args.meta_batch}")
+    repeats = args.repeats if args.repeats is not None else (10 if device.type == "cuda" else 3)
+    if repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {repeats}")
+    backends = args.backends or (["higher", "func", "func+compile"] if device.type == "cuda" else ["higher", "func"])
+    machine = describe_machine()
+    print(f"machine: {json.dumps(machine)}")
+    print(f"ConvRestorer {DEPTH}x{WIDTH}, {SIZE}x{SIZE}x1, {SHOTS} support + {QUERIES} query, {INNER_STEPS} inner "
+          f"steps; {repeats} timed steps after {args.warmup} warm-up; memory: "
+          f"{'torch.cuda.max_memory_allocated' if device.type == 'cuda' else 'ru_maxrss growth (child process)'}")
+    print(f"{'algo':8s} {'backend':13s} {'mb':>4s} {'tasks/s':>10s} {'ms/step':>10s} {'peak MB':>10s}")
+    t0 = time.perf_counter()
+    setup = {"model": f"ConvRestorer(channels=1, width={WIDTH}, depth={DEPTH})", "image": SIZE, "support": SHOTS,
+             "query": QUERIES, "inner_steps": INNER_STEPS, "inner_lr": INNER_LR, "inner_optimizer": "sgd",
+             "meta_optimizer": "adam", "repeats": repeats, "warmup": args.warmup,
+             "memory_method": ("torch.cuda.max_memory_allocated minus allocated before" if device.type == "cuda"
+                               else "ru_maxrss growth over the steps, one child process per configuration")}
+
+    def write(rows: list[dict], complete: bool) -> None:
+        if args.json is None:
+            return
+        payload = {"benchmark": "meta-step", "machine": machine, "device": device.type, "setup": setup,
+                   "rows": rows, "summary": _summary(rows), "complete": complete,
+                   "total_s": time.perf_counter() - t0}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+
+    rows = benchmark(device, args.meta_batch, repeats, args.warmup, args.algorithms, backends, args.threads,
+                     on_row=lambda rows: write(rows, False))
+    for line in _summary(rows)["lines"]:
+        print(line)
+    write(rows, True)
+    if args.json is not None:
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _summary(rows: list[dict]) -> dict:
+    lines, fastest = [], {}
+    for key in sorted({(r["algorithm"], r["meta_batch"]) for r in rows}):
+        ok = [r for r in rows if (r["algorithm"], r["meta_batch"]) == key and "tasks_per_s" in r]
+        if not ok:
+            continue
+        best = max(ok, key=lambda r: r["tasks_per_s"])
+        fastest[f"{key[0]}@{key[1]}"] = {"backend": best["backend"], "tasks_per_s": best["tasks_per_s"],
+                                         "speedup_vs_higher": best.get("speedup_vs_higher")}
+        speed = best.get("speedup_vs_higher")
+        lines.append(f"fastest {key[0]} at meta-batch {key[1]}: {best['backend']} "
+                     f"({best['tasks_per_s']:.1f} tasks/s" + (f", {speed:.2f}x the higher loop)" if speed else ")"))
+    return {"fastest": fastest, "lines": lines}
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(prog="metalearn-kit bench meta-step")
+    configure_parser(_parser)
+    raise SystemExit(main(_parser.parse_args()))
