@@ -7,6 +7,7 @@ import csv
 import json
 import multiprocessing
 import os
+import pickle
 import signal
 import sqlite3
 import subprocess
@@ -320,6 +321,11 @@ def test_threads_share_one_database_object(db):
     for t in threads:
         t.join()
     assert db.counts()["results"] == 200
+    # a pickled database (as handed to a worker process) reopens the same file with its own connection
+    copy = pickle.loads(pickle.dumps(db))
+    copy.record_result(run, task, "value", 0, -1.0)
+    assert db.counts()["results"] == 201 and copy.path == db.path
+    copy.close()
 
 
 def test_many_openers_race_to_create_one_file(tmp_path):

@@ -152,6 +152,11 @@ def test_descriptor_is_deterministic_and_checks_input():
     blur_transfer = task_descriptor(task)[DESCRIPTOR_NAMES.index(f"transfer_band{3}")]
     noise_transfer = task_descriptor(make_task("denoise", seed=1))[DESCRIPTOR_NAMES.index("transfer_band3")]
     assert blur_transfer < 0.5 < noise_transfer  # blur removes the highest band; noise keeps it
+    g = torch.Generator().manual_seed(0)
+    colour = torch.rand(3, 3, 19, 24, generator=g)  # colour, odd and non-square sizes work too
+    noisy = (colour + 0.1 * torch.randn(colour.shape, generator=g)).clamp(0, 1)
+    vector = task_descriptor((noisy, colour))
+    assert torch.isfinite(vector).all() and vector.shape == (len(DESCRIPTOR_NAMES),)
     images, labels = torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)
     with pytest.raises(TypeError, match="restoration Task or its support tuple"):
         task_descriptor((images, labels))
@@ -235,6 +240,24 @@ def test_warm_start_skips_models_that_do_not_fit(tmp_path):
             assert warm_start(db, task, Tiny, mse_loss, backbone="tiny", by="both", finetune_steps=0).candidates == []
         with pytest.raises(ValueError, match="by must be one of"):
             warm_start(db, task, Tiny, mse_loss, by="nearest")
+
+        # a usable model further away: "both" walks past the unusable one and still evaluates k usable ones
+        tiny_run = db.add_run("joint", "tiny")
+        far = make_task("deblur", seed=3)
+        path = db.add_artefact(tiny_run, db.add_task(far), Tiny())
+        both = warm_start(db, make_task("denoise", seed=2), Tiny, mse_loss, by="both", k_candidates=1,
+                          finetune_steps=0)
+        assert both.source.task_id == db.artefacts(run_id=tiny_run)[0]["task_id"] and both.models_evaluated == 1
+        assert both.candidates[0].skipped and both.models_loaded == 2
+
+        # a stored model whose file changed is refused, with a warning, and the next one is used
+        path.write_bytes(path.read_bytes()[:-4] + b"\0\0\0\0")
+        with pytest.warns(RuntimeWarning) as caught:
+            tampered = warm_start(db, far, Tiny, mse_loss, by="support_loss", finetune_steps=0)
+        messages = [str(w.message) for w in caught]
+        assert any("changed since it was recorded" in m for m in messages)
+        assert any("no usable stored model" in m for m in messages)
+        assert tampered.source is None and "changed since" in tampered.candidates[1].skipped
 
 
 def test_compare_warm_start(stocked):

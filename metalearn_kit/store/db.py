@@ -146,6 +146,10 @@ def _check_value(name: str, value: Any) -> float:
 # ------------------------------------------------------------------ the database
 
 
+def _reopen(path: str, timeout: float) -> MetaDatabase:
+    return MetaDatabase(path, create=False, timeout=timeout)
+
+
 class MetaDatabase:
     """The meta-database in one SQLite file (``path``; default :func:`default_path`).
 
@@ -328,6 +332,11 @@ class MetaDatabase:
 
     def __repr__(self) -> str:
         return f"MetaDatabase({str(self.path)!r})"
+
+    def __reduce__(self):
+        # pickling (e.g. passing the database to a worker process) sends the path; the worker opens its own
+        # connections, since SQLite connections cannot travel between processes
+        return (_reopen, (str(self.path), self.timeout))
 
     @property
     def schema_version(self) -> int:

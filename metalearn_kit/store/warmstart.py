@@ -28,7 +28,7 @@ from torch import nn
 
 from .._checks import check_choice, check_float, check_int
 from ..meta import finetune
-from .db import MetaDatabase
+from .db import ArtefactIntegrityError, MetaDatabase
 from .similarity import (
     DESCRIPTOR_NAMES,
     DESCRIPTOR_VERSION,
@@ -133,7 +133,7 @@ def warm_start(db: MetaDatabase, task: Any, model_factory: Callable[[], nn.Modul
 
     ``model_factory()`` builds a fresh model of the stored kind (weights are loaded into it; stored models
     whose weights do not fit are skipped and marked). ``by``: ``"descriptor"``, ``"support_loss"`` or
-    ``"both"`` (see the module docstring); ``k_candidates`` caps the descriptor shortlist for ``"both"``.
+    ``"both"`` (see the module docstring); ``k_candidates``: how many of the nearest usable models ``"both"`` evaluates.
     ``backbone``/``family`` restrict the stored models considered. Fine-tuning: ``finetune_steps`` steps of
     ``optimizer`` at ``lr`` on the support set. With no usable stored model a fresh ``model_factory()`` model
     (initialised under ``seed``) is fine-tuned (``result.source is None``, with a warning). torch's global RNG
@@ -172,7 +172,11 @@ def warm_start(db: MetaDatabase, task: Any, model_factory: Callable[[], nn.Modul
         loaded += 1
         try:
             db.load_artefact(cand.artefact_id, model=model)
-        except ValueError as err:  # weights of another architecture, or a changed file
+        except ArtefactIntegrityError as err:  # a changed file is worth a word, then the next candidate
+            cand.skipped = str(err)
+            warnings.warn(str(err), RuntimeWarning, stacklevel=3)
+            return None
+        except (ValueError, FileNotFoundError) as err:  # weights of another architecture, a missing file
             cand.skipped = str(err)
             return None
         return model
@@ -184,9 +188,12 @@ def warm_start(db: MetaDatabase, task: Any, model_factory: Callable[[], nn.Modul
                 chosen = (cand, model)
                 break
     else:
-        shortlist = candidates[:k_candidates] if by == "both" else candidates
+        # "both": the k nearest usable models (unusable ones do not take a place); "support_loss": all
+        budget = k_candidates if by == "both" else len(candidates)
         best_loss = math.inf
-        for cand in shortlist:
+        for cand in candidates:
+            if evaluated >= budget:
+                break
             model = try_load(cand)
             if model is None:
                 continue
@@ -205,8 +212,9 @@ def warm_start(db: MetaDatabase, task: Any, model_factory: Callable[[], nn.Modul
         source, model = chosen
     adapted = finetune(model, _to(support, _model_device(model)), loss_fn, steps=finetune_steps, lr=lr,
                        optimizer=optimizer)
-    return WarmStartResult(model=adapted.to_module(), source=source, candidates=candidates, models_evaluated=evaluated,
-                           models_loaded=loaded, support_losses=list(adapted.support_losses), descriptor=descriptor,
+    return WarmStartResult(model=adapted.to_module(), source=source, candidates=candidates,
+                           models_evaluated=evaluated, models_loaded=loaded,
+                           support_losses=list(adapted.support_losses), descriptor=descriptor,
                            seconds_choosing=choosing)
 
 
