@@ -164,7 +164,7 @@ def _preflight(args: argparse.Namespace, out: Path, ctx) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..experiments import build_experiment
+    from ..experiments import build_experiment, get_experiment
     from .distributed import (
         RankLostError,
         checkpoint_iteration,
@@ -173,11 +173,12 @@ def main(args: argparse.Namespace) -> int:
         shutdown_distributed,
         world_from_env,
     )
+    from .inner import DivergenceError
     from .train import CHECKPOINT_NAME
 
-    rank, world_size, _ = world_from_env()
+    _, world_size, _ = world_from_env()
     _validate(args, world_size)
-    algorithm_name = args.algorithm or "default"
+    algorithm_name = args.algorithm or get_experiment(args.experiment).default_algorithm
     out = Path(args.out) if args.out is not None else Path("runs") / f"{args.experiment}-{algorithm_name}"
     ctx = init_distributed(timeout_s=args.dist_timeout, device=args.device)
 
@@ -249,9 +250,16 @@ def main(args: argparse.Namespace) -> int:
         if ctx.is_main and log:
             log.update(status="rank_lost", error=str(err))
             _write_log(out, log)
-        if recorder is not None:
+        if recorder is not None and not recorder.finished:
             recorder.finish(status="failed")
         return EXIT_RANK_LOST
+    except DivergenceError as err:
+        if ctx.is_main and log:
+            log.update(status="diverged", error=str(err))
+            _write_log(out, log)
+        if recorder is not None and not recorder.finished:
+            recorder.finish(status="failed")
+        raise  # the CLI prints it as one line (exit 2): lower --meta-lr or the experiment's inner_lr
     except BaseException:
         if recorder is not None and not recorder.finished:
             recorder.finish(status="failed")
