@@ -221,4 +221,5 @@ JS_NOTEBOOK_STATE = """
 }
 """
 
+JS_CLEAR_OUTPUTS = "() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')"
 JS_RUN_ALL = "() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); return true; }"

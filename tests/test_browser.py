@@ -142,10 +142,12 @@ def open_and_run(lab, context, notebook: str):
     _wait(lambda: (s := _state(page)).get("ready") and s.get("status") == "idle" and s.get("connection") == "connected",
           UI_TIMEOUT_S, f"the kernel of {notebook} to be connected and idle\n{lab.log()}")
     opened = time.monotonic()
+    # the saved notebook holds outputs and execution counts of its last run: clear them, so a count below can
+    # only come from this run
+    page.evaluate(bu.JS_CLEAR_OUTPUTS)
+    _wait(lambda: not any(c["count"] for c in _state(page)["cells"]), UI_TIMEOUT_S,
+          f"the saved outputs of {notebook} to be cleared")
     page.evaluate(bu.JS_RUN_ALL)  # fire and forget: the command's promise resolves only when all cells ran
-    # the kernel goes busy at once; wait for that, so "idle" below is the end of the run, not the start
-    _wait(lambda: _state(page).get("status") != "idle" or all(c["count"] for c in _state(page)["cells"]),
-          UI_TIMEOUT_S, f"{notebook} to start running")
 
     def finished():
         state = _state(page)
@@ -190,8 +192,10 @@ def widget_output(page, control: str, description: str):
 
 
 def screenshot(page, area, artifacts_dir: str, name: str) -> None:
+    """The JupyterLab window with the widget in view, and the widget's output alone (``_widget``)."""
     area.scroll_into_view_if_needed()
     page.screenshot(path=str(Path(artifacts_dir) / f"browser_{name}.png"))
+    area.screenshot(path=str(Path(artifacts_dir) / f"browser_{name}_widget.png"))
 
 
 def close(lab, page) -> None:
