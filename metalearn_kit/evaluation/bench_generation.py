@@ -32,6 +32,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-tasks", type=int, default=None, help="override the number of evaluation classes")
     parser.add_argument("--make-checkpoint", choices=(*CHECKPOINT_NAMES, "all"), default=None,
                         help="train this model and write its shipped checkpoint, then exit")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda, mps (default: $METALEARN_KIT_DEVICE, else CUDA if available, else CPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--progress", action="store_true", help="show training progress bars")
 
@@ -57,8 +59,7 @@ def main(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    if get_device().type != "cpu":
-        _log(f"note: the generation experiments run on the CPU (models are small); device {get_device()} unused")
+    device = get_device(args.device)
     overrides = {} if args.eval_tasks is None else {"eval_tasks": args.eval_tasks}
     config = generation_config(args.profile, **overrides)
     start = time.perf_counter()
@@ -66,15 +67,16 @@ def main(args: argparse.Namespace) -> int:
         names = CHECKPOINT_NAMES if args.make_checkpoint == "all" else (args.make_checkpoint,)
         for name in names:
             path = SHIPPED_DIR / f"generation_{name}_{config['profile']}.safetensors"
-            _, info = get_trained(name, config, retrain=True, save_to=path, progress=args.progress, log=_log)
+            _, info = get_trained(name, config, retrain=True, save_to=path, progress=args.progress, log=_log,
+                                  device=device)
             size_mb = os.path.getsize(path) / 2**20
             _log(f"wrote {path} ({size_mb:.2f} MB) in {info['seconds']:.1f} s: {info['metrics']}")
         return 0
 
-    _log(f"generation benchmark, profile {config['profile']}, {os.cpu_count()} CPUs visible, "
+    _log(f"generation benchmark, profile {config['profile']}, device {device}, {os.cpu_count()} CPUs visible, "
          f"{torch.get_num_threads()} torch threads (the CPU may be shared: timings include contention)")
     result = evaluate_generation(config, args.methods, progress=args.progress, log=_log,
-                                 keep_samples=args.grid is not None)
+                                 keep_samples=args.grid is not None, device=device)
     wall = time.perf_counter() - start
     steps_note = ("" if config["steps"] == [0, 1, 5, 10, 50] else f" (subset of k: {config['steps']})")
     print(f"\nFew-shot generation on {len(result['info']['eval_classes'])} unseen glyph classes, "
@@ -92,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
     if args.grid:
         _log(f"sample grid: {save_sample_grid(result['samples'], args.grid)}")
     if args.json:
-        payload = {"experiment": "generation", "profile": config["profile"], "config": config,
+        payload = {"experiment": "generation", "profile": config["profile"], "device": str(device), "config": config,
                    "rows": result["rows"], "targets": targets, "wall_time_s": wall,
                    "eval_seconds": result["info"]["eval_seconds"], "eval_classes": result["info"]["eval_classes"],
                    "checkpoints": result["info"]["checkpoints"], "machine": describe_machine(),

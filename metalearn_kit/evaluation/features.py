@@ -57,11 +57,12 @@ def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def train_feature_net(source, steps: int = 600, batch_size: int = 64, lr: float = 2e-3, feature_dim: int = 64,
-                      width: int = 32, holdout_per_class: int = 2,
-                      generator: torch.Generator | int | None = 0) -> tuple[FeatureNet, dict]:
+                      width: int = 32, holdout_per_class: int = 2, generator: torch.Generator | int | None = 0,
+                      device: torch.device | str | None = None) -> tuple[FeatureNet, dict]:
     """Train a :class:`FeatureNet` to classify the classes of ``source`` (a ``ClassImageSource``, the
     background split). The last ``holdout_per_class`` images of every class are held out to measure accuracy.
 
+    Trains on ``device`` (default: CPU) and returns the net on the CPU.
     Returns ``(net, history)``; ``history`` has ``loss`` (per step), ``train_accuracy`` and
     ``holdout_accuracy`` (fractions) and ``steps``.
     """
@@ -85,12 +86,15 @@ def train_feature_net(source, steps: int = 600, batch_size: int = 64, lr: float 
 
     torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))  # weight init from the generator
     net = FeatureNet(source.num_classes, channels=source.channels, width=width, feature_dim=feature_dim)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    net = net.to(device)
+    train_x, train_y = train_x.to(device), train_y.to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     losses = []
     net.train()
     for _ in range(steps):
-        index = torch.randint(0, train_x.shape[0], (batch_size,), generator=gen)
+        index = torch.randint(0, train_x.shape[0], (batch_size,), generator=gen).to(device)
         loss = F.cross_entropy(net(_augment(train_x[index], gen)), train_y[index])
         optimizer.zero_grad()
         loss.backward()
@@ -98,6 +102,8 @@ def train_feature_net(source, steps: int = 600, batch_size: int = 64, lr: float 
         schedule.step()
         losses.append(float(loss.detach()))
     net.eval()
+    net = net.cpu()
+    train_x, train_y = train_x.cpu(), train_y.cpu()
     history = {"loss": losses, "steps": steps, "train_accuracy": classification_accuracy(net, train_x, train_y)}
     history["holdout_accuracy"] = (classification_accuracy(net, hold_x, hold_y) if hold_x is not None
                                    else float("nan"))
@@ -119,7 +125,8 @@ def extract_features(net: FeatureNet, images: torch.Tensor, chunk: int = 512) ->
     check_images("images", images)
     was_training = net.training
     net.eval()
-    out = torch.cat([net.features(images[s:s + chunk]) for s in range(0, images.shape[0], chunk)])
+    device = next(net.parameters()).device
+    out = torch.cat([net.features(images[s:s + chunk].to(device)) for s in range(0, images.shape[0], chunk)])
     net.train(was_training)
     return out
 

@@ -31,7 +31,7 @@ from torch import nn
 
 from .. import checkpoints
 from .._checks import check_choice, check_float, check_int
-from ..config import describe_machine, get_profile, profile_sizes
+from ..config import describe_machine, get_device, get_profile, profile_sizes
 from ..models.generation import (
     ConvVAE,
     Critic,
@@ -69,7 +69,8 @@ SIZES = {
 # Settings shared by both profiles.
 COMMON = {
     "image_size": 28, "data_seed": 0, "seed": 0, "latent": 16, "width": 24, "hidden": 96,
-    "likelihood": "bernoulli", "inner_lr": 2e-4, "meta_lr": 1e-3, "scratch_lr": 1e-3, "joint_lr": 1e-3,
+    "likelihood": "bernoulli", "inner_lr": 2e-4, "inner_grad_clip": 200.0, "meta_grad_clip": 500.0,
+    "meta_lr": 1e-3, "scratch_lr": 1e-3, "joint_lr": 1e-3,
     "gan_latent": 32, "gan_lr": 2e-4, "gan_betas": [0.0, 0.9], "gp_weight": 10.0, "critic_steps": 2,
     "figr_epsilon": 0.1, "ways": 5, "eval_queries": 10,
 }
@@ -95,7 +96,7 @@ def _check_config(config: dict) -> None:
         check_int(key, config[key], minimum=1)
     check_int("inner_steps", config["inner_steps"], minimum=0)
     check_int("ways", config["ways"], minimum=2)
-    for key in ("inner_lr", "meta_lr", "scratch_lr", "joint_lr", "gan_lr"):
+    for key in ("inner_lr", "meta_lr", "scratch_lr", "joint_lr", "gan_lr", "inner_grad_clip", "meta_grad_clip"):
         check_float(key, config[key], minimum=0.0, strict_min=True)
     for key in ("shots", "steps"):
         values = config[key]
@@ -138,7 +139,7 @@ def _training_config(name: str, config: dict) -> dict:
         keys += ["feature_steps"]
     elif name in ("maml", "fomaml", "reptile", "joint"):
         keys += ["latent", "width", "hidden", "likelihood", "inner_lr", "meta_lr", "joint_lr", "meta_iterations",
-                 "meta_batch", "train_shots", "train_queries", "inner_steps"]
+                 "meta_batch", "train_shots", "train_queries", "inner_steps", "inner_grad_clip", "meta_grad_clip"]
     elif name == "statistician":
         keys += ["latent", "width", "hidden", "likelihood", "meta_lr", "statistician_iterations", "meta_batch"]
     elif name == "figr":
@@ -207,36 +208,41 @@ class GANPair(nn.Module):
         self.critic = Critic(image_size=config["image_size"], width=config["width"])
 
 
-def train_vae(method: str, config: dict, background, progress: bool = False) -> tuple[ConvVAE, dict]:
+def train_vae(method: str, config: dict, background, progress: bool = False,
+              device: torch.device | str | None = None) -> tuple[ConvVAE, dict]:
     """Meta-train (``maml``/``fomaml``/``reptile``) or jointly pretrain (``joint``) a VAE on background tasks
-    for ``config["meta_iterations"]`` iterations of ``config["meta_batch"]`` tasks. Returns (model, history)."""
+    for ``config["meta_iterations"]`` iterations of ``config["meta_batch"]`` tasks, on ``device`` (default
+    CPU). Returns (model on the CPU, history)."""
     from ..meta import MAML, Reptile, joint_pretrain, meta_train
 
     check_choice("method", method, ("maml", "fomaml", "reptile", "joint"))
     sampler = _tasks(background, config["train_shots"], config["train_queries"])
     fork = _seeded(config["seed"])
     try:
-        model = make_vae(config)
+        model = make_vae(config).to(device or "cpu")
         if method == "joint":
             history = joint_pretrain(model, sampler, vae_loss_fn, iterations=config["meta_iterations"],
                                      meta_batch=config["meta_batch"], lr=config["joint_lr"],
-                                     generator=config["seed"], progress=progress)
-            return model, history
+                                     generator=config["seed"], grad_clip=config["meta_grad_clip"], progress=progress)
+            return model.cpu(), history
         if method == "reptile":
             learner = Reptile(model, inner_lr=config["inner_lr"], inner_steps=config["inner_steps"],
-                              train_on="support+query")
+                              train_on="support+query", inner_grad_clip=config["inner_grad_clip"])
         else:
             learner = MAML(model, inner_lr=config["inner_lr"], inner_steps=config["inner_steps"],
-                           first_order=method == "fomaml")
+                           first_order=method == "fomaml", inner_grad_clip=config["inner_grad_clip"])
+        # clipping guards against the rare task whose inner steps overshoot (the ELBO in nats has large,
+        # sharply varying gradients); typical support-gradient norms are ~100-300
         history = meta_train(learner, sampler, vae_loss_fn, iterations=config["meta_iterations"],
                              meta_batch=config["meta_batch"], meta_lr=config["meta_lr"], generator=config["seed"],
-                             progress=progress, query_before=False)
-        return model, history
+                             grad_clip=config["meta_grad_clip"], progress=progress, query_before=False)
+        return model.cpu(), history
     finally:
         fork.__exit__(None, None, None)
 
 
-def train_statistician(config: dict, background, progress: bool = False) -> tuple[NeuralStatisticianLite, dict]:
+def train_statistician(config: dict, background, progress: bool = False,
+                       device: torch.device | str | None = None) -> tuple[NeuralStatisticianLite, dict]:
     """Train NS-lite on background tasks whose number of shots is drawn from ``config["shots"]`` each
     iteration (so one model serves every K). Returns (model, history with ``loss`` per iteration)."""
     from tqdm.auto import tqdm
@@ -245,13 +251,13 @@ def train_statistician(config: dict, background, progress: bool = False) -> tupl
     generator = torch.Generator().manual_seed(config["seed"])
     fork = _seeded(config["seed"])
     try:
-        model = make_statistician(config)
+        model = make_statistician(config).to(device or "cpu")
         optimizer = torch.optim.Adam(model.parameters(), lr=config["meta_lr"])
         history: dict[str, list] = {"loss": [], "shots": [], "wall_time_s": []}
         start = time.perf_counter()
         for _ in tqdm(range(config["statistician_iterations"]), disable=not progress, desc="statistician"):
             which = int(torch.randint(0, len(samplers), (1,), generator=generator))
-            batch = samplers[which].sample_batch(config["meta_batch"], generator)
+            batch = samplers[which].sample_batch(config["meta_batch"], generator, device=device)
             loss = statistician_loss(model, batch.support[0], batch.query[0])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -259,7 +265,7 @@ def train_statistician(config: dict, background, progress: bool = False) -> tupl
             history["loss"].append(float(loss.detach()))
             history["shots"].append(config["shots"][which])
             history["wall_time_s"].append(time.perf_counter() - start)
-        return model, history
+        return model.cpu(), history
     finally:
         fork.__exit__(None, None, None)
 
@@ -277,14 +283,14 @@ def gan_train_steps(pair: GANPair, images: torch.Tensor, steps: int, config: dic
     count = images.shape[0]
     for _ in range(steps):
         for _ in range(config["critic_steps"]):
-            z = torch.randn(count, pair.generator.latent, generator=generator)
+            z = torch.randn(count, pair.generator.latent, generator=generator).to(images.device)
             with torch.no_grad():
                 fake = pair.generator(z)
             loss_c = wgan_gp_critic_loss(pair.critic, images, fake, config["gp_weight"], generator)
             opt_c.zero_grad(set_to_none=True)
             loss_c.backward()
             opt_c.step()
-        z = torch.randn(count, pair.generator.latent, generator=generator)
+        z = torch.randn(count, pair.generator.latent, generator=generator).to(images.device)
         loss_g = wgan_generator_loss(pair.critic, pair.generator(z))
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -294,7 +300,8 @@ def gan_train_steps(pair: GANPair, images: torch.Tensor, steps: int, config: dic
     return history
 
 
-def train_figr(config: dict, background, progress: bool = False) -> tuple[GANPair, dict]:
+def train_figr(config: dict, background, progress: bool = False,
+               device: torch.device | str | None = None) -> tuple[GANPair, dict]:
     """FIGR (Clouatre & Demers 2019): Reptile over generator *and* critic. Each iteration copies the weights,
     runs ``figr_inner_steps`` WGAN-GP steps on one background class (support + query images), then moves
     the initial weights toward the adapted ones: ``theta <- theta + figr_epsilon * (phi - theta)``.
@@ -307,7 +314,7 @@ def train_figr(config: dict, background, progress: bool = False) -> tuple[GANPai
     generator = torch.Generator().manual_seed(config["seed"])
     fork = _seeded(config["seed"])
     try:
-        pair = GANPair(config)
+        pair = GANPair(config).to(device or "cpu")
         fast = copy.deepcopy(pair)
         history: dict[str, list] = {"critic_loss": [], "generator_loss": [], "wall_time_s": []}
         start = time.perf_counter()
@@ -315,7 +322,7 @@ def train_figr(config: dict, background, progress: bool = False) -> tuple[GANPai
         for _ in tqdm(range(config["figr_iterations"]), disable=not progress, desc="figr"):
             task = sampler.sample(generator)
             fast.load_state_dict(pair.state_dict())
-            inner = gan_train_steps(fast, torch.cat([task.support[0], task.query[0]]),
+            inner = gan_train_steps(fast, torch.cat([task.support[0], task.query[0]]).to(device or "cpu"),
                                     config["figr_inner_steps"], config, generator)
             with torch.no_grad():
                 for theta, phi in zip(pair.parameters(), fast.parameters(), strict=True):
@@ -323,7 +330,7 @@ def train_figr(config: dict, background, progress: bool = False) -> tuple[GANPai
             history["critic_loss"].append(inner["critic_loss"][-1])
             history["generator_loss"].append(inner["generator_loss"][-1])
             history["wall_time_s"].append(time.perf_counter() - start)
-        return pair, history
+        return pair.cpu(), history
     finally:
         fork.__exit__(None, None, None)
 
@@ -338,25 +345,27 @@ def _make(name: str, config: dict) -> nn.Module:
     return make_vae(config)
 
 
-def _train(name: str, config: dict, background, progress: bool) -> tuple[nn.Module, dict]:
+def _train(name: str, config: dict, background, progress: bool, device=None) -> tuple[nn.Module, dict]:
     if name == "featnet":
-        return train_feature_net(background, steps=config["feature_steps"], generator=config["seed"])
+        return train_feature_net(background, steps=config["feature_steps"], generator=config["seed"], device=device)
     if name == "statistician":
-        return train_statistician(config, background, progress)
+        return train_statistician(config, background, progress, device)
     if name == "figr":
-        return train_figr(config, background, progress)
-    return train_vae(name, config, background, progress)
+        return train_figr(config, background, progress, device)
+    return train_vae(name, config, background, progress, device)
 
 
 CHECKPOINT_NAMES = ("featnet", "maml", "fomaml", "reptile", "joint", "statistician", "figr")
 
 
 def get_trained(name: str, config: dict, background=None, *, retrain: bool = False, save_to: Path | None = None,
-                progress: bool = False, log: Callable[[str], None] | None = None) -> tuple[nn.Module, dict]:
+                progress: bool = False, log: Callable[[str], None] | None = None,
+                device: torch.device | str | None = None) -> tuple[nn.Module, dict]:
     """The trained model ``name`` (one of :data:`CHECKPOINT_NAMES`) for ``config``: loaded from a shipped or
     cached checkpoint whose recorded training config matches, else trained (and cached; or written to
     ``save_to``). Returns ``(model in eval mode, info)``; ``info`` has ``source`` (path or ``"trained"``),
-    ``seconds`` and the checkpoint/history summary."""
+    ``seconds`` and the checkpoint/history summary. Training runs on ``device`` (default CPU); the model
+    comes back on the CPU."""
     check_choice("name", name, CHECKPOINT_NAMES)
     path = None if retrain else _find_checkpoint(name, config)
     start = time.perf_counter()
@@ -374,7 +383,7 @@ def get_trained(name: str, config: dict, background=None, *, retrain: bool = Fal
             background, _ = load_sources(config)
         if log:
             log(f"training {name} ({config['profile']} profile) ...")
-        model, history = _train(name, config, background, progress)
+        model, history = _train(name, config, background, progress, device)
         written = _save_checkpoint(name, model, config, history, save_to)
         info = {"source": "trained", "saved": str(written), "metrics": _summary(history),
                 "seconds": time.perf_counter() - start}
@@ -419,11 +428,13 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
 
 def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, models: dict | None = None,
                         feature_net: FeatureNet | None = None, sources=None, progress: bool = False,
-                        log: Callable[[str], None] | None = None, keep_samples: bool = False) -> dict[str, Any]:
+                        log: Callable[[str], None] | None = None, keep_samples: bool = False,
+                        device: torch.device | str | None = "cpu") -> dict[str, Any]:
     """Run the evaluation grid: for each method, each ``K`` in ``config["shots"]`` and ``eval_tasks`` unseen
     classes, adapt on ``K`` support images and record metrics after each ``k`` in ``config["steps"]``.
 
-    ``models`` (name -> trained model) and ``feature_net`` skip :func:`get_trained`. Returns ``{"rows": [...],
+    ``models`` (name -> trained model) and ``feature_net`` skip :func:`get_trained`. ``device``: where models
+    train (when missing) and adapt; ``None`` picks :func:`~metalearn_kit.config.get_device`. Returns ``{"rows": [...],
     "samples": {(method, shots, steps): images [N, 1, H, W]} (first task; with keep_samples), "info": {...}}``;
     each row: ``experiment, method, shots, steps, metric, value, std_error, tasks``.
     """
@@ -433,6 +444,7 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
     if unknown or not methods:
         raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {list(methods)}")
     _check_config(config)
+    device = get_device(device)
     background, evaluation = sources if sources is not None else load_sources(config)
     max_shots = max(config["shots"])
     queries = config["eval_queries"]
@@ -444,11 +456,14 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
     models = dict(models or {})
     info: dict[str, Any] = {"checkpoints": {}}
     if feature_net is None:
-        feature_net, info["checkpoints"]["featnet"] = get_trained("featnet", config, background, log=log)
+        feature_net, info["checkpoints"]["featnet"] = get_trained("featnet", config, background, log=log,
+                                                                  device=device)
+    feature_net = feature_net.to(device)
     for name in methods:
         if name != "scratch" and name not in models:
             models[name], info["checkpoints"][name] = get_trained(name, config, background, progress=progress,
-                                                                  log=log)
+                                                                  log=log, device=device)
+    models = {name: model.to(device) for name, model in models.items()}
     steps_grid = sorted(set(config["steps"]))
     max_steps = max(steps_grid)
     # One fixed set of evaluation tasks: target class, its images split into a query set (shared by every K)
@@ -462,8 +477,9 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
         order = torch.randperm(images.shape[0], generator=rng)
         others = [c for c in torch.randperm(evaluation.num_classes, generator=rng).tolist() if c != target]
         distractors = [evaluation.images_of(c)[:queries] for c in others[: config["ways"] - 1]]
-        task_list.append({"class": evaluation.classes[target], "query": images[order[:queries]],
-                          "pool": images[order[queries:queries + max_shots]], "distractors": distractors})
+        task_list.append({"class": evaluation.classes[target], "query": images[order[:queries]].to(device),
+                          "pool": images[order[queries:queries + max_shots]].to(device),
+                          "distractors": [d.to(device) for d in distractors]})
     with torch.no_grad():
         for task in task_list:
             task["query_features"] = extract_features(feature_net, task["query"])
@@ -481,7 +497,7 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
                prototype_accuracy(feats, [task["query_features"], *task["distractor_features"]], target=0))
         record(method, shots, steps, "frechet_distance", frechet_distance(feats, task["query_features"]))
         if first and keep_samples:
-            samples[(method, shots, steps)] = images.detach().clone()
+            samples[(method, shots, steps)] = images.detach().cpu().clone()
 
     latent = config["latent"]
     fork = _seeded(config["seed"] + 2)
@@ -491,11 +507,11 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
             t_method = time.perf_counter()
             for shots in config["shots"]:
                 for index, task in enumerate(task_list):
-                    support = (task["pool"][:shots], torch.zeros(shots, dtype=torch.int64))
-                    query = (task["query"], torch.zeros(queries, dtype=torch.int64))
+                    support = (task["pool"][:shots], torch.zeros(shots, dtype=torch.int64, device=device))
+                    query = (task["query"], torch.zeros(queries, dtype=torch.int64, device=device))
                     z_gen = torch.Generator().manual_seed(config["seed"] + 1000 * index + shots)
                     if method in VAE_METHODS:
-                        z = torch.randn(config["sample_count"], latent, generator=z_gen)
+                        z = torch.randn(config["sample_count"], latent, generator=z_gen).to(device)
                         recorder = _Recorder(steps_grid, config["iw_samples"], z, config["likelihood"])
                         if method == "scratch":
                             scratch_baseline(lambda: make_vae(config), support, vae_loss_fn, max_steps,
@@ -503,9 +519,10 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
                                              seed=config["seed"] + index)
                         elif method == "joint":
                             finetune(models["joint"], support, vae_loss_fn, max_steps, config["inner_lr"], "sgd",
-                                     query=query, metric=recorder)
-                        else:
-                            learner = MAML(models[method], inner_lr=config["inner_lr"], inner_steps=max_steps)
+                                     query=query, metric=recorder, grad_clip=config["inner_grad_clip"])
+                        else:  # the same SGD fine-tuning as joint, from the meta-learned start
+                            learner = MAML(models[method], inner_lr=config["inner_lr"], inner_steps=max_steps,
+                                           inner_grad_clip=config["inner_grad_clip"])
                             learner.adapt(support, vae_loss_fn, max_steps, query=query, metric=recorder)
                         for k in steps_grid:
                             record(method, shots, k, "query_nll_nats", recorder.nll[k])
@@ -519,7 +536,7 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
                                 index == 0)
                     else:  # figr: alternate GAN steps on the support, samples after each k in the grid
                         pair = copy.deepcopy(models["figr"]).train()
-                        z = torch.randn(config["sample_count"], config["gan_latent"], generator=z_gen)
+                        z = torch.randn(config["sample_count"], config["gan_latent"], generator=z_gen).to(device)
                         done = 0
                         for k in steps_grid:
                             gan_train_steps(pair, support[0], k - done, config, z_gen)
@@ -633,3 +650,47 @@ def save_sample_grid(samples: dict, path: str | Path, columns: int = 8) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# ------------------------------------------------------------------------ the pretrained registry
+
+PRETRAINED_DESCRIPTIONS = {
+    "featnet": "glyph classifier trained on background classes; its features score generated samples",
+    "maml": "MAML-learned initialisation of a conv VAE for few-shot glyph generation",
+    "fomaml": "first-order-MAML-learned initialisation of the same conv VAE",
+    "reptile": "Reptile-learned initialisation of the same conv VAE",
+    "joint": "the same conv VAE jointly pretrained on background glyph tasks (baseline)",
+    "statistician": "Neural-Statistician-lite: set-conditioned VAE, adapts by one forward pass",
+    "figr": "FIGR: Reptile over a WGAN-GP generator and critic",
+}
+
+
+def _build_from_file(name: str, profile: str) -> nn.Module:
+    """The untrained architecture of checkpoint ``name``; the feature net's class count comes from the file."""
+    config = generation_config(profile)
+    if name != "featnet":
+        return _make(name, config)
+    state, _ = checkpoints.load(SHIPPED_DIR / f"generation_featnet_{profile}.safetensors")
+    weight = state["classifier.weight"]
+    return FeatureNet(weight.shape[0], feature_dim=weight.shape[1])
+
+
+def _train_for_registry(name: str, profile: str) -> tuple[nn.Module, dict]:
+    config = generation_config(profile)
+    background, _ = load_sources(config)
+    model, history = _train(name, config, background, progress=False)
+    return model, _summary(history)
+
+
+def pretrained_entries(entry_cls, profile: str = "fast") -> dict[str, Any]:
+    """Entries ``generation_<name>`` for :data:`metalearn_kit.pretrained.REGISTRY` (``entry_cls`` is its
+    ``PretrainedEntry``): the same files and training configs that :func:`get_trained` looks for, so
+    ``metalearn-kit pretrain generation_maml`` and ``metalearn-kit bench generation --make-checkpoint maml``
+    write the same checkpoint."""
+    config = generation_config(profile)
+    return {f"generation_{name}": entry_cls(
+        file=f"generation_{name}_{profile}.safetensors",
+        build=lambda _config, name=name: _build_from_file(name, profile),
+        train=lambda _config, _seed, name=name: _train_for_registry(name, profile),
+        config=_training_config(name, config), seed=config["seed"], description=PRETRAINED_DESCRIPTIONS[name])
+        for name in CHECKPOINT_NAMES}
