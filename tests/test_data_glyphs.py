@@ -19,16 +19,16 @@ def fresh_build(tmp_path_factory):
     gs.catalogue.cache_clear()
     gs._skeletons.cache_clear()
     try:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         built = {split: glyphs(split) for split in ("background", "evaluation")}
-        build_seconds = time.perf_counter() - start
+        build_seconds, build_cpu = time.perf_counter() - start, time.process_time() - start_cpu
         start = time.perf_counter()
         loaded = {split: glyphs(split) for split in ("background", "evaluation")}
         load_seconds = time.perf_counter() - start
-        print(f"\nglyphs first build (both splits, catalogue included): {build_seconds:.1f} s; "
-              f"cached load: {load_seconds:.2f} s")
-        yield {"built": built, "loaded": loaded, "build_seconds": build_seconds, "load_seconds": load_seconds,
-               "cache": cache}
+        print(f"\nglyphs first build (both splits, catalogue included): {build_seconds:.1f} s wall, "
+              f"{build_cpu:.1f} s CPU; cached load: {load_seconds:.2f} s")
+        yield {"built": built, "loaded": loaded, "build_seconds": build_seconds, "build_cpu": build_cpu,
+               "load_seconds": load_seconds, "cache": cache}
     finally:
         if old is None:
             os.environ.pop("METALEARN_KIT_CACHE_DIR", None)
@@ -91,7 +91,9 @@ def test_cache_returns_identical_images_and_is_faster(fresh_build):
         for c in (0, built.num_classes - 1):
             assert torch.equal(built.images_of(c), loaded.images_of(c))
     assert fresh_build["load_seconds"] < fresh_build["build_seconds"]
-    assert fresh_build["build_seconds"] < 60  # a notebook must not wait long even the first time
+    # A notebook must not wait long even the first time. CPU time, because wall time on a shared CI
+    # machine measures the neighbours too.
+    assert fresh_build["build_cpu"] < 60
     assert any(p.name.startswith("glyphs-v") for p in (fresh_build["cache"] / "glyphs").iterdir())
 
 
