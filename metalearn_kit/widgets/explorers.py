@@ -202,6 +202,7 @@ class AdaptationExplorer(_Explorer):
                                  interval=check_int("play_interval_ms", play_interval_ms, minimum=50))
         widgets.jslink((self.play, "value"), (self.slider, "value"))
         self.label = widgets.HTML(value="")
+        self.status = self.label  # a handler's error replaces the step text
         self.children = [widgets.HBox([self.play, self.slider]), self.label, self.image]
         self.slider.observe(self._guarded(lambda: self.show_step(self.slider.value)), names="value")
         self.set_results(results, step=step, prerender=prerender)
