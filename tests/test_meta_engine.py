@@ -18,7 +18,13 @@ from metalearn_kit.meta import (
 from metalearn_kit.models.conv import ConvRestorer
 from metalearn_kit.tasks.task import Task, stack_tasks
 
-BACKENDS = ("func", "higher")
+BACKENDS = ("func", "func-loop", "higher")
+
+
+def engine(backend):
+    """Learner kwargs: the func backend with vmap over tasks, the same with a loop over tasks, or higher."""
+    return {"func": {"backend": "func", "vmap_tasks": True}, "func-loop": {"backend": "func", "vmap_tasks": False},
+            "higher": {"backend": "higher"}}[backend]
 
 
 def mse(model, batch):
@@ -86,14 +92,14 @@ def inner_optimizer(name):
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
 def test_second_order_meta_gradient_matches_finite_differences(backend, opt):
     tasks = make_tasks(2)
-    learner = MAML(small_net(), inner_lr=0.3 if opt == "sgd" else 0.05, inner_steps=3, backend=backend,
+    learner = MAML(small_net(), inner_lr=0.3 if opt == "sgd" else 0.05, inner_steps=3, **engine(backend),
                    inner_optimizer=inner_optimizer(opt))
     analytic = meta_grad(learner, tasks)
     numeric, directions = finite_difference(learner, tasks)
     rel = (directions @ analytic - numeric).norm() / numeric.norm()
     assert rel < 1e-4, f"{backend}/{opt}: relative error {rel:.2e}"
     # the second-order terms are not negligible here: first-order MAML is measurably different
-    fo = meta_grad(MAML(learner.model, inner_lr=learner.inner_lr, inner_steps=3, first_order=True, backend=backend,
+    fo = meta_grad(MAML(learner.model, inner_lr=learner.inner_lr, inner_steps=3, first_order=True, **engine(backend),
                         inner_optimizer=inner_optimizer(opt)), tasks)
     assert (directions @ fo - numeric).norm() / numeric.norm() > 1e-3
 
@@ -105,7 +111,7 @@ def test_backends_agree(opt, variant):
     grads, losses = {}, {}
     for backend in BACKENDS:
         net = small_net(seed=3, width=4, depth=3)
-        kwargs = dict(inner_lr=0.1 if opt == "sgd" else 0.02, inner_steps=3, backend=backend,
+        kwargs = dict(inner_lr=0.1 if opt == "sgd" else 0.02, inner_steps=3, **engine(backend),
                       inner_optimizer=opt)
         if variant == "momentum":
             from metalearn_kit.meta import FunctionalSGD
@@ -123,15 +129,16 @@ def test_backends_agree(opt, variant):
         loss.backward()
         losses[backend] = loss.item()
         grads[backend] = flat_grad(list(learner.parameters()))
-    assert abs(losses["func"] - losses["higher"]) < 1e-10
-    rel = (grads["func"] - grads["higher"]).norm() / grads["higher"].norm()
-    assert rel < 1e-6, f"{variant}/{opt}: backends differ by {rel:.2e}"
+    for backend in ("func", "func-loop"):
+        assert abs(losses[backend] - losses["higher"]) < 1e-10
+        rel = (grads[backend] - grads["higher"]).norm() / grads["higher"].norm()
+        assert rel < 1e-6, f"{variant}/{opt}: {backend} and higher differ by {rel:.2e}"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_first_order_maml_is_query_gradient_at_adapted_weights(backend):
     tasks = make_tasks(3, seed=2)
-    learner = FOMAML(small_net(seed=1), inner_lr=0.2, inner_steps=4, backend=backend)
+    learner = FOMAML(small_net(seed=1), inner_lr=0.2, inner_steps=4, **engine(backend))
     fo = meta_grad(learner, tasks)
     expected = torch.zeros_like(fo)
     for task in tasks:
@@ -149,7 +156,7 @@ def test_first_order_maml_is_query_gradient_at_adapted_weights(backend):
 def test_reptile_update_is_step_size_times_adapted_minus_initial(backend):
     tasks = make_tasks(3, seed=4)
     net = small_net(seed=2)
-    learner = Reptile(net, inner_lr=0.2, inner_steps=3, backend=backend)
+    learner = Reptile(net, inner_lr=0.2, inner_steps=3, **engine(backend))
     initial = torch.nn.utils.parameters_to_vector(net.parameters()).detach().clone()
     adapted_mean = torch.stack([torch.nn.utils.parameters_to_vector(
         [learner.adapt(t.support, mse).params[n] for n, _ in net.named_parameters()]) for t in tasks]).mean(0)
@@ -171,7 +178,7 @@ def test_reptile_update_is_step_size_times_adapted_minus_initial(backend):
 def test_meta_sgd_learning_rates_get_gradients(backend):
     tasks = make_tasks(2, seed=5)
     for lr_shape in ("element", "tensor"):
-        learner = MetaSGD(small_net(seed=4), inner_lr=0.1, inner_steps=2, backend=backend, lr_shape=lr_shape)
+        learner = MetaSGD(small_net(seed=4), inner_lr=0.1, inner_steps=2, **engine(backend), lr_shape=lr_shape)
         learner.meta_loss(tasks, mse).backward()
         for name, lr in learner.inner_lrs.items():
             assert lr.grad is not None and torch.isfinite(lr.grad).all(), name
@@ -209,7 +216,7 @@ def test_adapt_leaves_model_unchanged_and_records_curves(backend):
     tasks = make_tasks(1, seed=7, dtype=torch.float32)
     net = ConvRestorer(channels=1, width=8, depth=3)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    learner = MAML(net, inner_lr=0.05, inner_steps=2, backend=backend)
+    learner = MAML(net, inner_lr=0.05, inner_steps=2, **engine(backend))
     adapted = learner.adapt(tasks[0].support, mse, steps=4, query=tasks[0].query, metric=mse)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert len(adapted.support_losses) == 4 and len(adapted.query_metrics) == 5
@@ -239,16 +246,19 @@ def test_finetune_is_the_adapt_inner_loop():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_meta_step_on_batch_is_mean_of_per_task_meta_steps(backend):
     tasks = make_tasks(4, seed=9)
-    learner = MAML(small_net(seed=7), inner_lr=0.2, inner_steps=2, backend=backend)
+    learner = MAML(small_net(seed=7), inner_lr=0.2, inner_steps=2, **engine(backend))
     batched = meta_grad(learner, stack_tasks(tasks))
     per_task = torch.stack([meta_grad(learner, [t]) for t in tasks]).mean(0)
     assert torch.allclose(batched, per_task, rtol=1e-9, atol=1e-13)
+    if backend == "func":  # vmap in chunks of 3 tasks: same meta-gradient
+        learner.chunk_size = 3
+        assert torch.allclose(meta_grad(learner, stack_tasks(tasks)), batched, rtol=1e-12, atol=1e-15)
 
 
 def test_tasks_of_different_shapes_run_one_by_one_under_func():
     tasks = make_tasks(2, seed=10) + make_tasks(1, shots=5, seed=11)
-    grads = [meta_grad(MAML(small_net(seed=8), inner_lr=0.2, inner_steps=2, backend=b), tasks) for b in BACKENDS]
-    assert torch.allclose(grads[0], grads[1], rtol=1e-9)
+    grads = [meta_grad(MAML(small_net(seed=8), inner_lr=0.2, inner_steps=2, **engine(b)), tasks) for b in BACKENDS]
+    assert torch.allclose(grads[0], grads[2], rtol=1e-9) and torch.allclose(grads[1], grads[2], rtol=1e-9)
 
 
 class TinyVAE(nn.Module):
@@ -281,7 +291,7 @@ def test_random_forward_with_tuple_outputs(backend):
     tasks = [Task((images[i, :1], torch.zeros(1, dtype=torch.long)), (images[i, 1:], torch.zeros(1, dtype=torch.long)))
              for i in range(4)]
     vae = TinyVAE()
-    learner = MAML(vae, inner_lr=0.01, inner_steps=2, backend=backend)
+    learner = MAML(vae, inner_lr=0.01, inner_steps=2, **engine(backend))
     learner.meta_loss(tasks, elbo).backward()
     assert all(torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0 for p in vae.parameters())
     adapted = learner.adapt(tasks[0].support, elbo)
@@ -290,9 +300,10 @@ def test_random_forward_with_tuple_outputs(backend):
     # "different": each task draws its own noise, so two identical tasks get different losses
     same = [tasks[0], tasks[0]]
     if backend == "func":
-        out = MAML(vae, inner_lr=0.01, inner_steps=1, vmap_randomness="different").run_tasks(same, elbo)
+        out = MAML(vae, inner_lr=0.01, inner_steps=1, vmap_randomness="different", vmap_tasks=True).run_tasks(same,
+                                                                                                          elbo)
         assert out.query_after[0] != out.query_after[1]
-        out = MAML(vae, inner_lr=0.01, inner_steps=1, vmap_randomness="same").run_tasks(same, elbo)
+        out = MAML(vae, inner_lr=0.01, inner_steps=1, vmap_randomness="same", vmap_tasks=True).run_tasks(same, elbo)
         assert out.query_after[0] == out.query_after[1]
 
 
@@ -309,7 +320,7 @@ def test_batchnorm_is_refused_with_a_clear_message():
 def test_nan_guard_names_step_and_learning_rate():
     tasks = make_tasks(2, seed=12, dtype=torch.float32)
     for backend in BACKENDS:
-        learner = MAML(small_net(seed=9).float(), inner_lr=1e8, inner_steps=5, backend=backend)
+        learner = MAML(small_net(seed=9).float(), inner_lr=1e8, inner_steps=5, **engine(backend))
         with pytest.raises(DivergenceError, match=r"inner step \d+ .*inner_lr=100000000.0") as info:
             learner.meta_loss(tasks, mse)
         assert isinstance(info.value, ValueError)
@@ -329,12 +340,15 @@ def test_bad_inputs_name_the_argument():
         (dict(inner_steps=-1), "inner_steps"), (dict(inner_lr=0.0), "inner_lr"), (dict(inner_lr=-0.1), "inner_lr"),
         (dict(backend="jax"), "backend"), (dict(inner_optimizer="lbfgs"), "inner_optimizer"),
         (dict(adapt_params=["nope"]), "adapt_params"), (dict(vmap_randomness="x"), "vmap_randomness"),
+        (dict(chunk_size=0), "chunk_size"),
     ]
     for kwargs, name in cases:
         with pytest.raises(ValueError, match=name):
             MAML(net, **kwargs)
     with pytest.raises(TypeError, match="inner_steps"):
         MAML(net, inner_steps=2.5)
+    with pytest.raises(TypeError, match="vmap_tasks"):
+        MAML(net, vmap_tasks="yes")
     learner = MAML(net)
     with pytest.raises(ValueError, match="tasks"):
         learner.meta_loss([], mse)

@@ -5,7 +5,8 @@ Setup (fixed, the kit's standard): ConvRestorer (4 conv layers, 32 channels), 1-
 meta-batch, backward, Adam step on the model. Backends:
 
 - ``higher``: a Python loop over tasks, each inside ``higher.innerloop_ctx``;
-- ``func``: torch.func, the inner loop ``vmap``-ed over the tasks (the learner's own code path);
+- ``func``: torch.func, the inner loop ``vmap``-ed over the tasks (``MAML(backend="func", vmap_tasks=True)``);
+- ``func-loop``: the same pure function in a Python loop over tasks (``vmap_tasks=False``);
 - ``func+compile`` (CUDA, MAML/FOMAML): the pure-functional meta-gradient
   (:func:`~metalearn_kit.meta.functional.functional_meta_grad`) under ``torch.compile``; reported with its
   error when compilation fails.
@@ -29,7 +30,7 @@ from pathlib import Path
 import torch
 
 ALGORITHMS = ("maml", "fomaml", "reptile")
-BACKENDS = ("higher", "func", "func+compile")
+BACKENDS = ("higher", "func", "func-loop", "func+compile")
 SHOTS, QUERIES, SIZE, INNER_STEPS, INNER_LR, WIDTH, DEPTH = 5, 5, 32, 5, 0.05, 32, 4
 
 
@@ -42,7 +43,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
     parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=ALGORITHMS)
     parser.add_argument("--backends", nargs="+", default=None, choices=BACKENDS,
-                        help="default: higher and func, plus func+compile on CUDA")
+                        help="default: higher, func and func-loop on CPU; higher, func and func+compile on CUDA")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one CPU configuration, JSON in/out
 
@@ -101,7 +102,11 @@ def _make_step(backend: str, algorithm: str, device: torch.device, meta_batch: i
 
     cls = Reptile if algorithm == "reptile" else MAML
     kwargs = {} if algorithm == "reptile" else {"first_order": algorithm == "fomaml"}
-    learner = cls(model, inner_lr=INNER_LR, inner_steps=INNER_STEPS, backend=backend, **kwargs)
+    if backend.startswith("func"):
+        kwargs.update(backend="func", vmap_tasks=backend == "func")
+    else:
+        kwargs.update(backend=backend)
+    learner = cls(model, inner_lr=INNER_LR, inner_steps=INNER_STEPS, **kwargs)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -152,7 +157,7 @@ def run_config(backend: str, algorithm: str, meta_batch: int, device: torch.devi
             loss = step()
             _sync(device)
             times.append(time.perf_counter() - t0)
-        row["loss"] = float(loss)
+        row["loss"] = float(loss.detach())
         median = statistics.median(times)
         row.update(step_ms_median=1e3 * median, step_ms_min=1e3 * min(times), tasks_per_s=meta_batch / median)
         if device.type == "cuda":
@@ -239,7 +244,8 @@ def main(args: argparse.Namespace) -> int:
     repeats = args.repeats if args.repeats is not None else (10 if device.type == "cuda" else 3)
     if repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {repeats}")
-    backends = args.backends or (["higher", "func", "func+compile"] if device.type == "cuda" else ["higher", "func"])
+    backends = args.backends or (["higher", "func", "func+compile"] if device.type == "cuda"
+                                 else ["higher", "func", "func-loop"])
     machine = describe_machine()
     print(f"machine: {json.dumps(machine)}")
     print(f"ConvRestorer {DEPTH}x{WIDTH}, {SIZE}x{SIZE}x1, {SHOTS} support + {QUERIES} query, {INNER_STEPS} inner "

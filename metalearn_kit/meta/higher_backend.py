@@ -4,8 +4,10 @@ differentiable SGD/Adam. Slower than the vmapped ``torch.func`` backend on a GPU
 the functional backend is tested against.
 
 Meta-SGD's per-parameter learning rates go in through ``higher``'s ``override`` (one parameter group per
-adapted parameter, each with its own ``lr`` tensor). First-order MAML detaches the inner gradients with
-``grad_callback``, so each step's Jacobian is the identity (the same trick as the functional backend).
+adapted parameter, each with its own ``lr`` tensor). First-order MAML keeps no graph through the inner steps
+and evaluates the query loss at ``p0 + (pT - p0).detach()`` (the query gradient at the adapted weights lands
+on ``p0``); first-order Meta-SGD instead detaches the inner gradients with ``grad_callback`` so the learned
+rates still get their gradient (each step's Jacobian is then the identity, as in the functional backend).
 """
 
 from __future__ import annotations
@@ -58,10 +60,13 @@ def higher_task(module: nn.Module, adapt_names: list[str], support, query, loss_
             grads = [None if g is None else g.detach() for g in grads]
         return grads
 
+    # First-order without learned lrs: no graph through the steps at all (higher detaches every step), then the
+    # query loss is taken at p0 + (pT - p0).detach(): value pT, gradient to p0 = the query gradient at pT.
+    straight_through = first_order and lrs is None and track_graph
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with higher.innerloop_ctx(module, torch_opt, copy_initial_weights=False, override=override,
-                                  track_higher_grads=track_graph) as (fmodel, diffopt):
+                                  track_higher_grads=track_graph and not straight_through) as (fmodel, diffopt):
             before = None
             if query_before:
                 with torch.no_grad():
@@ -71,6 +76,9 @@ def higher_task(module: nn.Module, adapt_names: list[str], support, query, loss_
                 loss = loss_fn(fmodel, support)
                 losses.append(loss.detach())
                 diffopt.step(loss, grad_callback=callback)
+            if straight_through and steps:
+                initial = list(module.parameters())
+                fmodel.update_params([p0 + (p - p0).detach() for p0, p in zip(initial, fmodel.parameters())])
             q = loss_fn(fmodel, query)
             adapted = None
             if return_params:
