@@ -29,6 +29,15 @@ from metalearn_kit.tasks.task import Task
 SIZE = 16
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """These models are tiny: one thread avoids OpenMP start-up and oversubscription on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _clean(g: torch.Generator, n: int, size: int = SIZE) -> torch.Tensor:
     """Smooth random images with some texture, in [0.15, 0.85]."""
     x = F.interpolate(torch.rand(n, 1, size // 4, size // 4, generator=g), size=(size, size), mode="bilinear",
