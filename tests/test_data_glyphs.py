@@ -65,6 +65,16 @@ def test_splits_share_no_alphabet_letter_or_shape(fresh_build):
                   ("A", "\u0410", "\u0391"))
     for group in lookalikes:
         assert sum(ord(ch) in every for ch in group) <= 1, group
+    # No evaluation letter renders close to any background letter (the catalogue's own comparison).
+    import numpy as np
+
+    def signatures(codepoints):
+        return torch.from_numpy(np.stack([gs._signature(c).reshape(-1) for c in codepoints]))
+
+    train, test = signatures(background.codepoints), signatures(evaluation.codepoints)
+    closest = (torch.cdist(test[None], train[None], p=1)[0] / train.shape[1]).min()
+    print(f"closest evaluation/background pair: mean abs difference {closest:.3f}")
+    assert closest >= gs._CROSS_SPLIT_THRESHOLD
 
 
 def test_images_range_dtype_shape_and_ink(fresh_build):
