@@ -120,7 +120,8 @@ def jupyter_lab(root_dir: Path, work_dir: Path, startup_timeout: float = 90.0,
     env = dict(os.environ)
     env.update({MARKER: marker_value, "METALEARN_KIT_PROFILE": "fast", "TQDM_DISABLE": "1", "MPLBACKEND": "Agg",
                 "PYTHONUNBUFFERED": "1",
-                # a private config: no user settings, no saved workspace, no announcements fetched
+                # a private config: no user server config or kernelspecs, no user settings, no saved workspace
+                "JUPYTER_CONFIG_DIR": str(work_dir / "config"), "JUPYTER_DATA_DIR": str(work_dir / "data"),
                 "JUPYTER_RUNTIME_DIR": str(work_dir / "runtime"),
                 "JUPYTERLAB_SETTINGS_DIR": str(work_dir / "settings"),
                 "JUPYTERLAB_WORKSPACES_DIR": str(work_dir / "workspaces")})
