@@ -33,7 +33,7 @@ from ._cache import cache_dir, load_npz, save_npz_atomic
 from .base import ClassImageSource
 
 # Bump when the catalogue or the drawing changes, so stale cache entries are never read.
-_VERSION = 6
+_VERSION = 7
 SPLITS = ("background", "evaluation")
 _MAX_PER_ALPHABET = 90
 # Mean absolute difference (on normalised, blurred 24x24 renderings) under which two letters count as the
@@ -136,7 +136,7 @@ def _is_letter(codepoint: int) -> bool:
 
 def _class_name(alphabet: str, codepoint: int) -> str:
     words = unicodedata.name(chr(codepoint), f"U+{codepoint:04X}").lower().split()
-    script_words = set(alphabet.lower().replace("_", " ").split()) | {"letter", "syllabics", "nko", "old"}
+    script_words = set(alphabet.lower().replace("_", " ").split()) | {"letter", "syllabics", "nko", "old", "latin"}
     kept = [w for w in words if w not in script_words] or words
     return f"{alphabet}/{'_'.join(kept)}"
 
@@ -287,7 +287,7 @@ def _draw(skeletons: list[tuple[np.ndarray, ...]], seeds: list[int], images_per_
         shear_m = torch.zeros(n, 2, 2)
         shear_m[:, 0, 0] = 1
         shear_m[:, 1, 1] = 1
-        shear_m[:, 1, 0] = shear  # x += shear * y: slanted writing
+        shear_m[:, 0, 1] = shear  # x += shear * y: writing slanted left or right
         params["linear"].append(rotation @ shear_m @ torch.diag_embed(scale))
         params["shift"].append((torch.rand(n, 2, generator=gen) - 0.5) * 0.12)
         # Elastic wobble: per output axis a sum of 3 smooth plane waves over the letter.
