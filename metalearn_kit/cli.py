@@ -21,6 +21,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "generation"): ("metalearn_kit.evaluation.bench_generation", "the generation benchmark table"),
     ("train",): ("metalearn_kit.meta.cli_train", "meta-train an experiment from its config"),
     ("db",): ("metalearn_kit.store.cli", "query the meta-database"),
+    ("pretrain",): ("metalearn_kit.pretrained", "train the shipped checkpoints (config, seed, metrics recorded)"),
 }
 
 

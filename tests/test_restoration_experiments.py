@@ -1,0 +1,117 @@
+"""Restoration experiments end-to-end with tiny budgets, the pretrained registry and the benchmark's checks."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from metalearn_kit import pretrained
+from metalearn_kit.evaluation import restoration as R
+from metalearn_kit.evaluation.bench_restoration import check_targets, format_table
+from metalearn_kit.models.restoration import ResidualRestorer, UnrolledRestorer
+from metalearn_kit.models.siren import Siren
+
+ROW_KEYS = {"experiment", "method", "steps", "metric", "value", "tasks"}
+
+
+def _well_formed(rows, experiment, methods):
+    assert rows
+    for row in rows:
+        assert ROW_KEYS <= set(row)
+        assert row["experiment"] == experiment
+        assert row["metric"] in ("psnr", "ssim", "wall_time_s")
+        assert row["steps"] is None or isinstance(row["steps"], int)
+        assert math.isfinite(row["value"])
+    assert methods <= {r["method"] for r in rows}
+
+
+def test_image_fitting_tiny_run_returns_rows(monkeypatch, tmp_path):
+    monkeypatch.setenv(pretrained.DIR_ENV, str(tmp_path))  # nothing shipped is read or written
+    torch.set_num_threads(1)
+    rows = R.image_fitting(profile="fast", sizes={"patch": 16, "width": 16, "hidden_layers": 2,
+                                                  "meta_iterations": 2, "meta_batch": 2, "test_images": 1,
+                                                  "steps": [0, 2]})
+    _well_formed(rows, "image_fitting", {"meta-init (MAML)", "standard init"})
+    steps = {r["steps"] for r in rows if r["metric"] == "psnr"}
+    assert steps == {0, 2}
+    assert not list(tmp_path.iterdir())  # a non-shipped config is never saved as a shipped checkpoint
+
+
+def test_denoising_tiny_run_with_classical_references(monkeypatch, tmp_path):
+    monkeypatch.setenv(pretrained.DIR_ENV, str(tmp_path))
+    torch.set_num_threads(1)
+    rows = R.few_shot_denoising(profile="fast", sizes={"width": 4, "depth": 2, "shots": 1, "queries": 1,
+                                                       "meta_iterations": 1, "joint_iterations": 1, "meta_batch": 1,
+                                                       "test_tasks": 1, "steps": [0, 1]})
+    _well_formed(rows, "denoising", {"noisy input", "meta-init (MAML)", "scratch", "joint pretrained + finetune",
+                                     "BM3D", "non-local means", "sparse dictionary (OMP)"})
+    psnr = {(r["method"], r["steps"]): r["value"] for r in rows if r["metric"] == "psnr"}
+    assert psnr[("BM3D", None)] > psnr[("noisy input", None)]
+
+
+def test_experiment_config_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="sizes has unknown key 'bogus'"):
+        R.experiment_config("denoising", "fast", {"bogus": 1})
+    with pytest.raises(ValueError, match="experiment must be one of"):
+        R.experiment_config("dehazing", "fast")
+    with pytest.raises(ValueError, match="names must be among"):
+        R.run_experiments(["dehazing"], profile="fast")
+
+
+def test_noise2self_loss_ignores_the_centre_pixel():
+    noisy = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    # the identity cannot cheat: the masked pixels it sees are neighbour averages, not the noisy values
+    assert R.noise2self_loss(lambda x: x, noisy) > 1e-3
+    flag = torch.zeros(1)
+    mixed = R.self_supervised_loss(lambda x: x, (noisy, noisy, flag))
+    assert torch.isclose(mixed, R.noise2self_loss(lambda x: x, noisy))
+
+
+def test_shipped_checkpoints_load():
+    present = pretrained.available()
+    shipped = [name for name, ok in present.items() if ok and name.startswith("restoration_")]
+    assert shipped, "no restoration checkpoint shipped in metalearn_kit/checkpoints_data"
+    for name in shipped:
+        model, meta = pretrained.load_pretrained(name)
+        assert isinstance(model, (ResidualRestorer, UnrolledRestorer, Siren))
+        assert {"config", "seed", "metrics", "machine", "command"} <= set(meta)
+        assert meta["command"] == f"metalearn-kit pretrain {name}"
+
+
+def test_registry_errors_and_train_if_missing(monkeypatch, tmp_path):
+    monkeypatch.setenv(pretrained.DIR_ENV, str(tmp_path))
+    with pytest.raises(ValueError, match="name must be a registered checkpoint"):
+        pretrained.load_pretrained("no_such_model")
+    with pytest.raises(FileNotFoundError, match="metalearn-kit pretrain restoration_denoise_maml"):
+        pretrained.load_pretrained("restoration_denoise_maml")
+
+    def train(config, seed):
+        torch.manual_seed(seed)
+        return nn.Linear(config["features"], 1), {"loss": 0.5}
+
+    entry = pretrained.PretrainedEntry(file="tiny_test.safetensors", build=lambda c: nn.Linear(c["features"], 1),
+                                       train=train, config={"features": 3}, seed=7, description="test entry")
+    monkeypatch.setitem(pretrained.REGISTRY, "tiny_test", entry)
+    model, meta = pretrained.load_pretrained("tiny_test", train_if_missing=True)
+    assert (tmp_path / "tiny_test.safetensors").exists() and meta["seed"] == 7
+    again, meta2 = pretrained.load_pretrained("tiny_test")
+    assert torch.equal(again.weight, model.weight) and meta2["metrics"] == {"loss": 0.5}
+
+
+def test_target_checks_and_table():
+    def row(experiment, method, steps, value):
+        return {"experiment": experiment, "method": method, "steps": steps, "metric": "psnr", "value": value,
+                "tasks": 1}
+
+    rows = [row("denoising", "meta-init (MAML)", 1, 30.0), row("denoising", "scratch", 1, 20.0),
+            row("super_resolution", "meta-init (MZSR)", 1, 30.0),
+            row("super_resolution", "bicubic-pretrained + finetune", 1, 29.8),
+            row("image_fitting", "meta-init (MAML)", 2, 25.0), row("image_fitting", "standard init", 20, 24.0)]
+    checks = {c["target"].split(":")[0] + ("@1" if "@1 " in c["target"] else ""): c["holds"]
+              for c in check_targets(rows)}
+    assert checks["denoising"] is True
+    assert checks["deblurring"] is None  # not measured, not passed
+    assert checks["super_resolution@1"] is False  # +0.2 dB < +0.5 dB
+    assert checks["image_fitting"] is True
+    assert "meta-init (MZSR)" in format_table(rows)
