@@ -240,6 +240,8 @@ def test_task_explorer_redraws_when_the_family_changes(browser_session, artifact
         select.select_option(label=choice)
         _wait(lambda: image.get_attribute("src") != before, UI_TIMEOUT_S,
               f"the task explorer to redraw after choosing family {choice!r}")
+        assert select.evaluate("s => s.options[s.selectedIndex].text") == choice
+        print(f"{notebook}: family {current!r} -> {choice!r} redrew the task explorer")
         assert area.locator(BUTTON, has_text="new task").count() == 1
         assert area.locator(SLIDER).filter(has=page.locator(LABEL, has_text="severity")).count() == 1
         check_clean_outputs(page, notebook)
