@@ -92,7 +92,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"  [{verdict}] {t['target']}: {t['detail']}")
     print(f"\ntotal wall time {wall:.1f} s")
     if args.grid:
-        _log(f"sample grid: {save_sample_grid(result['samples'], args.grid)}")
+        grid_steps = [k for k in (0, 10, max(config["steps"])) if k in config["steps"]]
+        _log(f"sample grid: {save_sample_grid(result['samples'], args.grid, shots=[5], steps=grid_steps)}")
     if args.json:
         payload = {"experiment": "generation", "profile": config["profile"], "device": str(device), "config": config,
                    "rows": result["rows"], "targets": targets, "wall_time_s": wall,

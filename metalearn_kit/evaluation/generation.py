@@ -62,7 +62,7 @@ SIZES = {
     },
     "full": {
         "feature_steps": 3000, "meta_iterations": 3000, "meta_batch": 8, "train_shots": 5, "train_queries": 5,
-        "inner_steps": 5, "statistician_iterations": 12000, "figr_iterations": 3000, "figr_inner_steps": 10,
+        "inner_steps": 5, "statistician_iterations": 6000, "figr_iterations": 1500, "figr_inner_steps": 10,
         "eval_tasks": 40, "shots": [1, 5, 10], "steps": [0, 1, 5, 10, 50], "iw_samples": 64, "sample_count": 64,
     },
 }
@@ -464,6 +464,8 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
             models[name], info["checkpoints"][name] = get_trained(name, config, background, progress=progress,
                                                                   log=log, device=device)
     models = {name: model.to(device) for name, model in models.items()}
+    results: dict[tuple, list[float]] = {}
+    samples: dict[tuple, torch.Tensor] = {}
     steps_grid = sorted(set(config["steps"]))
     max_steps = max(steps_grid)
     # One fixed set of evaluation tasks: target class, its images split into a query set (shared by every K)
@@ -480,13 +482,15 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
         task_list.append({"class": evaluation.classes[target], "query": images[order[:queries]].to(device),
                           "pool": images[order[queries:queries + max_shots]].to(device),
                           "distractors": [d.to(device) for d in distractors]})
+    if keep_samples:  # the first class's real images, for reference in sample grids
+        samples[("real query", 0, 0)] = task_list[0]["query"].cpu()
+        for shots in config["shots"]:
+            samples[("support", shots, 0)] = task_list[0]["pool"][:shots].cpu()
     with torch.no_grad():
         for task in task_list:
             task["query_features"] = extract_features(feature_net, task["query"])
             task["distractor_features"] = [extract_features(feature_net, d) for d in task["distractors"]]
 
-    results: dict[tuple, list[float]] = {}
-    samples: dict[tuple, torch.Tensor] = {}
 
     def record(method: str, shots: int, steps: int, metric: str, value: float) -> None:
         results.setdefault((method, shots, steps, metric), []).append(value)
@@ -626,8 +630,10 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def save_sample_grid(samples: dict, path: str | Path, columns: int = 8) -> Path:
-    """Save a PNG with one row of ``columns`` samples per (method, K, k) entry of ``samples``, labelled."""
+def save_sample_grid(samples: dict, path: str | Path, columns: int = 8, shots: Sequence[int] | None = None,
+                     steps: Sequence[int] | None = None) -> Path:
+    """Save a PNG with one row of ``columns`` images per (method, K, k) entry of ``samples`` (only the given
+    ``shots``/``steps`` if set; the real query and support rows are always kept), labelled."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -635,15 +641,21 @@ def save_sample_grid(samples: dict, path: str | Path, columns: int = 8) -> Path:
 
     if not samples:
         raise ValueError("samples is empty; run evaluate_generation(..., keep_samples=True)")
-    keys = list(samples)
+    keys = [key for key in samples if key[0] in ("real query", "support") or (
+        (shots is None or key[1] in shots) and (steps is None or key[2] in steps))]
+    keys = [k for k in keys if k[0] != "support" or shots is None or k[1] in shots]
     fig, axes = plt.subplots(len(keys), 1, figsize=(columns * 0.6 + 1.8, 0.7 * len(keys) + 0.3), squeeze=False)
     for ax, key in zip(axes[:, 0], keys, strict=True):
-        images = samples[key][:columns, 0]
-        strip = torch.cat(list(images), dim=1).cpu().numpy()
+        images = samples[key][:columns, 0].cpu()
+        if images.shape[0] < columns:  # pad short rows (a 1-shot support set) with blanks
+            images = torch.cat([images, torch.zeros(columns - images.shape[0], *images.shape[1:])])
+        strip = torch.cat(list(images), dim=1).numpy()
         ax.imshow(strip, cmap="gray_r", vmin=0, vmax=1)
         ax.set_yticks([])
         ax.set_xticks([])
-        ax.set_ylabel(f"{key[0]}\nK={key[1]} k={key[2]}", rotation=0, ha="right", va="center", fontsize=7)
+        label = key[0] if key[0] == "real query" else (
+            f"{key[0]}\nK={key[1]}" if key[0] == "support" else f"{key[0]}\nK={key[1]} k={key[2]}")
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
