@@ -80,6 +80,7 @@ def test_store_records_run_tasks_and_model(tmp_path):
     with MetaDatabase(db_path) as db:
         run = db.run(run_id)
         assert run["algorithm"] == "maml" and run["status"] == "finished"
+        assert run["final_metrics"]["iteration"] == 4 and run["final_metrics"]["meta_loss"] > 0
         assert db.counts()["tasks"] >= 1  # meta-batches of iterations 2 and 4 (2 tasks each, maybe repeated)
         assert len(db.artefacts(run_id=run_id)) == 1  # the meta-learned initialisation
 

@@ -224,7 +224,7 @@ def main(args: argparse.Namespace) -> int:
             val_sampler=setup.val_sampler, val_every=settings.val_every, val_tasks=settings.val_tasks,
             grad_clip=settings.grad_clip, checkpoint_dir=out, checkpoint_every=settings.checkpoint_every,
             resume=args.resume, generator=args.seed, progress=not args.no_progress, callbacks=callbacks,
-            observers=observers)
+            observers=observers, store=recorder)
         if not ctx.is_main:
             return 0
         done = history["iteration"][-1] if history["iteration"] else 0
@@ -234,8 +234,11 @@ def main(args: argparse.Namespace) -> int:
         final = {k: history[k][-1] for k in ("meta_loss", "query_loss_before", "query_loss_after",
                                             "val_query_loss_before", "val_query_loss_after") if history.get(k)}
         if recorder is not None:
+            # meta_train's store hook already finished the run with its config, history and final figures
             recorder.save_model(setup.model, model_meta)
-            recorder.finish({k: v for k, v in final.items() if math.isfinite(v)})
+            if not recorder.finished:
+                recorder.finish({k: v for k, v in final.items() if math.isfinite(v)})
+            recorder.db.close()
         log.update(status="finished", iterations_done=done, stopped=history.get("stopped"), final=final,
                    run_wall_time_s=time.perf_counter() - start, checkpoint=str(out / CHECKPOINT_NAME),
                    model=str(out / MODEL_NAME), machine=describe_machine(),
