@@ -95,3 +95,20 @@ def test_config_and_method_errors_name_the_argument(tiny):
         generation_config("fast", inner_lr=-1.0)
     with pytest.raises(ValueError, match="name"):
         get_trained("vae9", config, sources[0])
+
+
+def test_shipped_checkpoints_load_without_training():
+    from metalearn_kit import checkpoints
+    from metalearn_kit.evaluation.generation import CHECKPOINT_NAMES, SHIPPED_DIR
+
+    config = generation_config("fast")
+    shipped = [n for n in CHECKPOINT_NAMES if (SHIPPED_DIR / f"generation_{n}_fast.safetensors").exists()]
+    assert "featnet" in shipped and "maml" in shipped
+    for name in shipped:
+        path = SHIPPED_DIR / f"generation_{name}_fast.safetensors"
+        _, meta = checkpoints.load(path)
+        assert {"config", "seed", "metrics", "machine", "command"} <= set(meta)
+        assert path.stat().st_size < 4 * 2**20  # a few MB at most
+        model, info = get_trained(name, config)  # found by its recorded config: loaded, not trained
+        assert info["source"] == str(path)
+        assert not model.training

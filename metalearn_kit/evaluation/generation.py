@@ -159,8 +159,20 @@ def _find_checkpoint(name: str, config: dict) -> Path | None:
     return None
 
 
-def _save_checkpoint(name: str, model: nn.Module, config: dict, history: dict, path: Path | None) -> Path:
+def data_fingerprint(source) -> dict[str, Any]:
+    """What identifies the training data of a checkpoint: source name, class count and a hash of the class
+    names (the glyph renderer may change between versions of the kit)."""
+    import hashlib
+
+    digest = hashlib.sha1("\n".join(map(str, source.classes)).encode()).hexdigest()[:12]
+    return {"source": source.name, "classes": source.num_classes, "images_per_class": source.images_per_class,
+            "class_names_sha1": digest}
+
+
+def _save_checkpoint(name: str, model: nn.Module, config: dict, history: dict, path: Path | None,
+                     background=None) -> Path:
     meta = {"config": _training_config(name, config), "seed": config["seed"], "metrics": _summary(history),
+            "data": data_fingerprint(background) if background is not None else None,
             "machine": describe_machine(), "profile": config["profile"],
             "command": f"metalearn-kit bench generation --profile {config['profile']} --make-checkpoint {name}"}
     return checkpoints.save(path or _cache_path(name), model, meta)
@@ -378,13 +390,18 @@ def get_trained(name: str, config: dict, background=None, *, retrain: bool = Fal
             model = _make(name, config)
         model.load_state_dict(state)
         info = {"source": str(path), "metrics": meta.get("metrics", {}), "seconds": time.perf_counter() - start}
+        if background is not None and meta.get("data") is not None:
+            info["data_matches"] = meta["data"] == data_fingerprint(background)
+            if not info["data_matches"] and log:
+                log(f"warning: {name} was trained on other background data ({meta['data']}) than this "
+                    f"source ({data_fingerprint(background)}); retrain with --make-checkpoint {name}")
     else:
         if background is None:
             background, _ = load_sources(config)
         if log:
             log(f"training {name} ({config['profile']} profile) ...")
         model, history = _train(name, config, background, progress, device)
-        written = _save_checkpoint(name, model, config, history, save_to)
+        written = _save_checkpoint(name, model, config, history, save_to, background)
         info = {"source": "trained", "saved": str(written), "metrics": _summary(history),
                 "seconds": time.perf_counter() - start}
     model.eval()
