@@ -41,7 +41,7 @@ BASELINE_LRS = (3e-4, 1e-3, 3e-3)
 DEFAULT_INNER_GRAD_CLIP = 1.0
 # sizes that only shape the evaluation: a checkpoint trained with other values of these still matches
 EVAL_KEYS = frozenset({"steps", "test_tasks", "test_images", "test_patch", "test_masks", "zssr_steps", "zssr_lrs",
-                       "scratch_steps"})
+                       "zssr_lr", "scratch_steps"})
 EXPERIMENTS = ("denoising", "super_resolution", "deblurring_inpainting", "image_fitting", "self_supervised")
 
 # Sizes per experiment and profile. "fast" is sized for a laptop CPU / CI (minutes); "full" for a GPU.
@@ -76,7 +76,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "image_fitting": {
         "fast": {"patch": 64, "width": 64, "hidden_layers": 3, "omega": 30.0, "inner_steps": 2, "inner_lr": 0.01,
-                 "inner_grad_clip": None, "meta_iterations": 3000, "meta_batch": 4, "meta_lr": 1e-4, "test_images": 4,
+                 "meta_iterations": 500, "meta_batch": 4, "meta_lr": 1e-5, "test_images": 4,
                  "steps": [0, 2, 5, 20, 100]},
         "full": {"patch": 128, "width": 128, "hidden_layers": 4, "omega": 30.0, "inner_steps": 3,
                  "inner_lr": 0.01, "inner_grad_clip": None, "meta_iterations": 5000, "meta_batch": 8, "meta_lr": 1e-4,
@@ -421,15 +421,18 @@ def get_model(name: str, config: dict, seed: int = 0, progress: bool = False) ->
     Returns ``(model, "loaded" | "trained")``."""
     from ..pretrained import REGISTRY, load_pretrained, train_pretrained
 
+    missing = False
     try:
         model, meta = load_pretrained(name)
         if _training_part(meta.get("config", {})) == _training_part(config) and meta.get("seed") == seed:
             return model, "loaded"
     except FileNotFoundError:
-        pass
+        missing = True
     entry = REGISTRY.get(name)
-    if entry is not None and _training_part(entry.config) == _training_part(config) and entry.seed == seed:
-        # the shipped configuration: train it through the registry, which also saves it for next time
+    if missing and entry is not None and _training_part(entry.config) == _training_part(config) \
+            and entry.seed == seed:
+        # the shipped configuration, file missing: train it through the registry, which saves it for next time
+        # (an existing file is never overwritten here; `metalearn-kit pretrain NAME` does that)
         try:
             model, _ = train_pretrained(name)
         except OSError:  # read-only install: keep the model in memory only

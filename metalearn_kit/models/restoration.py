@@ -3,7 +3,7 @@
 
 - :class:`ResidualRestorer`: a plain residual CNN, ``x + net(x)`` (``E`` and ``R`` folded into one stack).
 - :class:`EncoderRestorer`: explicit ``encoder`` and ``restorer`` sub-modules, so meta-learning can share
-  ``E`` and adapt only ``R`` (``adapt_params=["restorer.*"]``-style name lists from :meth:`restorer_names`).
+  ``E`` and adapt only ``R`` (``adapt_params=["restorer"]``, or the names from :meth:`restorer_names`).
 - :class:`UnrolledRestorer`: "iterative minimisation": a few proximal-gradient steps on the data fidelity
   ``0.5 ||A x - y||^2`` with the task's known operator ``A`` (blur kernel / mask / blur + downsample),
   each followed by a learned CNN regulariser; the step sizes are parameters, so meta-learning tunes them.
