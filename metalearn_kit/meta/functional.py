@@ -79,6 +79,14 @@ def task_inner_loop(module: nn.Module, fixed: Mapping[str, torch.Tensor], params
         loss = loss_fn(FunctionalModel(module, {**fixed, **p}), support)
         return loss, loss.detach()
 
+    # First-order with fixed lrs: run the steps on detached weights (no outer graph through the support
+    # forwards) and return p0 + (pT - p0).detach(): value pT, gradient to p0 = the query gradient at pT. With
+    # learned lrs (Meta-SGD) the steps stay on the graph with detached gradients, so the lrs get their gradient.
+    straight_through = first_order and not isinstance(lr, Mapping) and steps > 0
+    initial = params
+    if straight_through:
+        params = {k: p.detach() for k, p in params.items()}
+        fixed = {k: t.detach() for k, t in fixed.items()}
     state = optimizer.init(params)
     losses = []
     for _ in range(steps):
@@ -89,8 +97,46 @@ def task_inner_loop(module: nn.Module, fixed: Mapping[str, torch.Tensor], params
             grads = clip_grads(grads, grad_clip)
         params, state = optimizer.step(params, grads, state, lr)
         losses.append(loss)
+    if straight_through:
+        params = {k: p0 + (params[k] - p0).detach() for k, p0 in initial.items()}
     support_losses = torch.stack(losses) if losses else torch.zeros(0, device=_device_of(params, fixed))
     return params, support_losses
+
+
+def task_inner_loop_eager(module: nn.Module, fixed: Mapping[str, torch.Tensor], params: Params, support,
+                          loss_fn: LossFn, optimizer: InnerOptimizer, steps: int, lr: LearningRate, first_order: bool,
+                          grad_clip: float | None = None) -> tuple[Params, torch.Tensor]:
+    """:func:`task_inner_loop` with ``torch.autograd.grad`` (``create_graph`` for second order) instead of
+    ``torch.func.grad``: same numbers, less per-op overhead, but not vmap-able. Used when tasks are looped
+    over (``vmap_tasks=False``, the CPU default)."""
+    outer_graph = torch.is_grad_enabled()
+    straight_through = first_order and not isinstance(lr, Mapping) and steps > 0
+    detach_steps = straight_through or not outer_graph
+    work = {k: p.detach().requires_grad_(True) for k, p in params.items()} if detach_steps else params
+    work_fixed = {k: t.detach() for k, t in fixed.items()} if detach_steps else fixed
+    state = optimizer.init(work)
+    losses = []
+    names = list(work)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = loss_fn(FunctionalModel(module, {**work_fixed, **work}), support)
+            losses.append(loss.detach())
+            found = torch.autograd.grad(loss, [work[n] for n in names], allow_unused=True,
+                                        create_graph=outer_graph and not first_order)
+            grads = {n: torch.zeros_like(work[n]) if g is None else g for n, g in zip(names, found)}
+            if grad_clip is not None:
+                grads = clip_grads(grads, grad_clip)
+            work, state = optimizer.step(work, grads, state, lr)
+            if detach_steps:
+                work = {k: v.detach().requires_grad_(True) for k, v in work.items()}
+    if not outer_graph:
+        adapted = {k: v.detach() for k, v in work.items()}
+    elif straight_through:
+        adapted = {k: p0 + (work[k] - p0).detach() for k, p0 in params.items()}
+    else:
+        adapted = work
+    support_losses = torch.stack(losses) if losses else torch.zeros(0, device=_device_of(params, fixed))
+    return adapted, support_losses
 
 
 def _stack(values):
@@ -114,16 +160,19 @@ def batched_adapt(module: nn.Module, fixed: Mapping[str, torch.Tensor], params: 
     ``[tasks, shots, ...]``). Returns ``(query_loss [tasks], support_losses [tasks, steps],
     adapted params {name: [tasks, ...]} or None, query_loss_before [tasks] or None)``.
 
-    ``vectorize=False`` runs the same per-task function in a Python loop instead of ``vmap`` (same numbers;
-    faster on CPU, where vmap turns each conv into a grouped conv over tasks)."""
+    ``vectorize=False`` loops over the tasks instead, each adapted with :func:`task_inner_loop_eager` (same
+    numbers; faster on CPU, where vmap turns each conv into a grouped conv over tasks and functorch's per-op
+    overhead shows)."""
+
+    inner = task_inner_loop if vectorize else task_inner_loop_eager
 
     def one_task(params_, support_, query_):
         before = None
         if query_before:
             with torch.no_grad():
                 before = loss_fn(FunctionalModel(module, {**fixed, **params_}), query_).detach()
-        adapted, support_losses = task_inner_loop(module, fixed, params_, support_, loss_fn, optimizer, steps, lr,
-                                                  first_order, grad_clip)
+        adapted, support_losses = inner(module, fixed, params_, support_, loss_fn, optimizer, steps, lr,
+                                        first_order, grad_clip)
         q = loss_fn(FunctionalModel(module, {**fixed, **adapted}), query_)
         outs = [q, support_losses]
         if return_params:

@@ -19,6 +19,17 @@ Memory of second-order MAML grows *linearly* with ``inner_steps``: every unrolle
 activations on the support set, the graph of its backward pass (kept for the second derivative) and a new
 copy of the adapted parameters. :func:`second_order_memory_estimate` measures the per-step cost for a
 concrete model and support size; first-order MAML and Reptile keep none of it (constant in ``inner_steps``).
+Measured with it for the standard ConvRestorer (4 conv layers x 32 channels, float32) on 5 support images of
+32x32 (autograd-saved tensors only, weights and optimizer state excluded):
+
+=============  ==========  ===============  ======================
+inner_steps    per task    meta-batch 32    growth
+=============  ==========  ===============  ======================
+1              5.9 MiB     188 MiB          base 2.0 MiB
+5              21.4 MiB    685 MiB          + 3.9 MiB per step
+10             40.8 MiB    1.3 GiB          (per task)
+20             79.6 MiB    2.5 GiB
+=============  ==========  ===============  ======================
 
 Backend choice (``backend="auto"``), from ``metalearn-kit bench meta-step`` (docs/benchmarks/): see
 :func:`choose_backend`.
