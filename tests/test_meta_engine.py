@@ -390,3 +390,23 @@ def test_pure_functional_meta_gradient_matches_the_learner():
         got = torch.cat([grads[n].reshape(-1) for n in params])
         assert torch.allclose(got, expected, rtol=1e-10, atol=1e-14)
         assert abs(loss.item() - learner.meta_loss(batch, mse).item()) < 1e-12
+
+
+def test_conv_restorer_shapes_norms_and_bad_arguments():
+    x = torch.rand(2, 3, 16, 16)
+    for norm in (None, "group", "layer"):
+        model = ConvRestorer(channels=3, width=16, depth=4, norm=norm)
+        assert model(x).shape == x.shape
+        assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    default = ConvRestorer()
+    assert sum(isinstance(m, nn.Conv2d) for m in default.modules()) == 4 and default.head.in_channels == 32
+    # residual: starts near the identity, and is exactly the identity when the head is zero
+    assert (default(x[:, :1]) - x[:, :1]).abs().mean() < 0.1
+    torch.nn.init.zeros_(default.head.weight)
+    assert torch.equal(default(x[:, :1]), x[:, :1])
+    plain = ConvRestorer(residual=False)
+    assert (plain(x[:, :1]) - x[:, :1]).abs().mean() > 0.1
+    for kwargs, name in ((dict(norm="batch"), "norm"), (dict(depth=1), "depth"), (dict(activation="elu"), "activation"),
+                         (dict(width=0), "width")):
+        with pytest.raises(ValueError, match=name):
+            ConvRestorer(**kwargs)
