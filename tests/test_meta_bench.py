@@ -21,3 +21,10 @@ def test_failures_become_rows_and_summary_picks_the_fastest():
     summary = bench._summary(rows)
     assert summary["fastest"]["maml@8"]["backend"] == "func"
     assert summary["fastest"]["maml@8"]["speedup_vs_higher"] == 4.0
+
+
+def test_interleaved_timing_rows():
+    rows = bench.run_interleaved(["higher", "func-loop"], "fomaml", meta_batch=1, device=torch.device("cpu"),
+                                 repeats=1, warmup=0)
+    assert [r["backend"] for r in rows] == ["higher", "func-loop"]
+    assert all(r["tasks_per_s"] > 0 and r["peak_mem_mb"] is None and "error" not in r for r in rows)

@@ -45,6 +45,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backends", nargs="+", default=None, choices=BACKENDS,
                         help="default: higher, func and func-loop on CPU; higher, func and func+compile on CUDA")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--interleave", action="store_true",
+                        help="time the backends of each (algorithm, meta-batch) round-robin in one process, so a "
+                             "machine shared with other work slows them alike (no memory figures then)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one CPU configuration, JSON in/out
 
 
@@ -170,6 +173,41 @@ def run_config(backend: str, algorithm: str, meta_batch: int, device: torch.devi
     return row
 
 
+def run_interleaved(backends, algorithm: str, meta_batch: int, device: torch.device, repeats: int,
+                    warmup: int) -> list[dict]:
+    """Time several backends round-robin (step of each, then again ``repeats`` times): drifting load from
+    other processes then hits them alike. Peak memory is not measured here."""
+    rows, steps = [], {}
+    for backend in backends:
+        row = {"backend": backend, "algorithm": algorithm, "meta_batch": meta_batch, "device": device.type,
+               "repeats": repeats, "memory_method": "not measured (interleaved timing)", "interleaved": True}
+        try:
+            step, _ = _make_step(backend, algorithm, device, meta_batch)
+            t0 = time.perf_counter()
+            for _ in range(warmup):
+                step()
+            _sync(device)
+            row["warmup_s"] = time.perf_counter() - t0
+            steps[backend] = (step, [])
+        except Exception as err:
+            row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
+        rows.append(row)
+    for _ in range(repeats):
+        for step, times in steps.values():
+            _sync(device)
+            t0 = time.perf_counter()
+            step()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+    for row in rows:
+        if row["backend"] in steps:
+            times = steps[row["backend"]][1]
+            median = statistics.median(times)
+            row.update(step_ms_median=1e3 * median, step_ms_min=1e3 * min(times), tasks_per_s=meta_batch / median,
+                       peak_mem_mb=None)
+    return rows
+
+
 def _run_child(spec: str) -> dict:
     cfg = json.loads(spec)
     if cfg.get("threads"):
@@ -189,16 +227,25 @@ def _run_in_child(cfg: dict) -> dict:
 
 
 def benchmark(device: torch.device, meta_batches, repeats: int, warmup: int, algorithms, backends,
-              threads: int | None = None, on_row=None) -> list[dict]:
+              threads: int | None = None, on_row=None, interleave: bool = False) -> list[dict]:
     """Run every configuration; ``on_row(rows)`` after each (the CLI rewrites its JSON file then, so a run cut
     short by a time limit still leaves the rows it finished)."""
     rows = []
     for meta_batch in meta_batches:
         for algorithm in algorithms:
+            if interleave:
+                chosen = [b for b in backends if not (b == "func+compile" and algorithm == "reptile")]
+                for row in run_interleaved(chosen, algorithm, meta_batch, device, repeats, warmup):
+                    rows.append(row)
+                    _print_row(row)
+                _add_speedups(rows)
+                if on_row is not None:
+                    on_row(rows)
+                continue
             for backend in backends:
                 if backend == "func+compile" and (algorithm == "reptile" or meta_batch != max(meta_batches)):
                     continue  # compilation is slow: measured at the largest meta-batch only
-                if device.type == "cpu":
+                if device.type == "cpu":  # own process: ru_maxrss is a per-process peak
                     row = _run_in_child({"backend": backend, "algorithm": algorithm, "meta_batch": meta_batch,
                                          "repeats": repeats, "warmup": warmup, "threads": threads})
                 else:
@@ -224,8 +271,9 @@ def _print_row(row: dict) -> None:
     if "error" in row:
         print(f"{row['algorithm']:8s} {row['backend']:13s} {row['meta_batch']:4d}  error: {row['error']}", flush=True)
     else:
+        memory = "-" if row.get("peak_mem_mb") is None else f"{row['peak_mem_mb']:.1f}"
         print(f"{row['algorithm']:8s} {row['backend']:13s} {row['meta_batch']:4d} {row['tasks_per_s']:10.1f} "
-              f"{row['step_ms_median']:10.1f} {row['peak_mem_mb']:10.1f}", flush=True)
+              f"{row['step_ms_median']:10.1f} {memory:>10s}", flush=True)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -238,6 +286,8 @@ def main(args: argparse.Namespace) -> int:
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"--device must be cpu or cuda, got {device.type!r}")
     if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     if any(b < 1 for b in args.meta_batch):
         raise ValueError(f"--meta-batch values must be >= 1, got {args.meta_batch}")
@@ -256,7 +306,9 @@ def main(args: argparse.Namespace) -> int:
     setup = {"model": f"ConvRestorer(channels=1, width={WIDTH}, depth={DEPTH})", "image": SIZE, "support": SHOTS,
              "query": QUERIES, "inner_steps": INNER_STEPS, "inner_lr": INNER_LR, "inner_optimizer": "sgd",
              "meta_optimizer": "adam", "repeats": repeats, "warmup": args.warmup,
-             "memory_method": ("torch.cuda.max_memory_allocated minus allocated before" if device.type == "cuda"
+             "interleaved": args.interleave,
+             "memory_method": ("not measured (interleaved timing)" if args.interleave
+                               else "torch.cuda.max_memory_allocated minus allocated before" if device.type == "cuda"
                                else "ru_maxrss growth over the steps, one child process per configuration")}
 
     def write(rows: list[dict], complete: bool) -> None:
@@ -269,7 +321,7 @@ def main(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
 
     rows = benchmark(device, args.meta_batch, repeats, args.warmup, args.algorithms, backends, args.threads,
-                     on_row=lambda rows: write(rows, False))
+                     on_row=lambda rows: write(rows, False), interleave=args.interleave)
     for line in _summary(rows)["lines"]:
         print(line)
     write(rows, True)
