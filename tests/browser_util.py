@@ -136,6 +136,10 @@ def jupyter_lab(root_dir: Path, work_dir: Path, startup_timeout: float = 90.0,
     notification = work_dir / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     notification.parent.mkdir(parents=True, exist_ok=True)
     notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    # every cell in the DOM and rendered (no windowing), so selectors see outputs far down the notebook
+    tracker = work_dir / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True, exist_ok=True)
+    tracker.write_text(json.dumps({"windowingMode": "none"}))
     log_path = work_dir / "jupyter-lab.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(cmd, cwd=root_dir, env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -165,12 +165,12 @@ def open_and_run(lab, context, notebook: str):
 
 
 def check_clean_outputs(page, notebook: str) -> None:
-    tracebacks = [t for t in page.locator(STDERR_OUTPUT).all_inner_texts() if "Traceback" in t]
+    tracebacks = [t for t in page.locator(STDERR_OUTPUT).all_text_contents() if "Traceback" in t]
     assert not tracebacks, f"{notebook} printed a traceback to stderr:\n" + "\n".join(tracebacks)
     # widget views render asynchronously: wait for the placeholders to go before judging
-    _wait(lambda: "Loading widget..." not in "\n".join(page.locator(OUTPUT).all_inner_texts()), UI_TIMEOUT_S,
+    _wait(lambda: "Loading widget..." not in "\n".join(page.locator(OUTPUT).all_text_contents()), UI_TIMEOUT_S,
           f"the widgets of {notebook} to finish loading")
-    texts = "\n".join(page.locator(OUTPUT).all_inner_texts())
+    texts = "\n".join(page.locator(OUTPUT).all_text_contents())
     for problem in ("Error displaying widget", "Failed to load model class", "Failed to create view"):
         assert problem not in texts, f"{notebook}: a widget did not render ({problem!r})"
 
@@ -214,7 +214,7 @@ def test_welcome_notebook_runs_in_jupyterlab(browser_session, artifacts_dir):
     page = open_and_run(lab, context, names["welcome"])
     try:
         check_clean_outputs(page, names["welcome"])
-        last = page.locator(".jp-CodeCell").last.locator(OUTPUT).all_inner_texts()
+        last = page.locator(".jp-CodeCell").last.locator(OUTPUT).all_text_contents()
         assert any("all checks passed" in t for t in last), f"last cell printed {last}"
         page.screenshot(path=str(Path(artifacts_dir) / f"browser_{Path(names['welcome']).stem}.png"))
     finally:
@@ -233,7 +233,7 @@ def test_task_explorer_redraws_when_the_family_changes(browser_session, artifact
         _wait(lambda: image.get_attribute("src"), UI_TIMEOUT_S, "the task explorer's image")
         before = image.get_attribute("src")
         select = family.locator("select")
-        options = select.locator("option").all_inner_texts()
+        options = select.locator("option").all_text_contents()
         current = select.evaluate("s => s.options[s.selectedIndex].text")
         assert len(options) >= 2, f"the family dropdown offers {options}"
         choice = next(o for o in options if o != current)
@@ -258,21 +258,22 @@ def test_adaptation_step_slider_changes_image_and_psnr_text(browser_session, art
         check_clean_outputs(page, notebook)
         check_widgets_render(page, notebook)
         area, slider = widget_output(page, SLIDER, "step")
+        area.scroll_into_view_if_needed()  # a reader looks at it before moving the slider
         image = area.locator(IMAGE).first
         text = area.locator(HTML_TEXT).filter(has_text=re.compile(r"^\s*step \d+:")).first
         _wait(lambda: image.get_attribute("src"), UI_TIMEOUT_S, "the adaptation explorer's image")
-        before_src, before_text = image.get_attribute("src"), text.inner_text()
+        before_src, before_text = image.get_attribute("src"), text.text_content()
         assert "dB" in before_text, f"the step text shows no PSNR: {before_text!r}"
         readout = slider.locator(".widget-readout")
-        start = int(readout.inner_text())
+        start = int(readout.text_content())
         handle = slider.locator(".noUi-handle").first
         handle.focus()
         # move it by the keyboard, as a reader can: one step left if at the end, else one step right
         handle.press("ArrowLeft" if start > 0 else "ArrowRight")
-        _wait(lambda: text.inner_text() != before_text and image.get_attribute("src") != before_src, UI_TIMEOUT_S,
+        _wait(lambda: text.text_content() != before_text and image.get_attribute("src") != before_src, UI_TIMEOUT_S,
               "the adaptation explorer to show another step after moving the step slider")
-        after = text.inner_text()
-        moved_to = int(readout.inner_text())
+        after = text.text_content()
+        moved_to = int(readout.text_content())
         assert moved_to != start and after.strip().startswith(f"step {moved_to}:"), (start, moved_to, after)
         check_clean_outputs(page, notebook)
         screenshot(page, area, artifacts_dir, Path(notebook).stem)
