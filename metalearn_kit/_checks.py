@@ -55,3 +55,19 @@ def check_images(name: str, images, rank: int = 4, unit_range: bool = True) -> t
         raise ValueError(f"{name} must have values in [0, 1], got range "
                          f"[{images.min().item():.3g}, {images.max().item():.3g}]; rescale it first")
     return images
+
+
+def check_model_input(name: str, x, channels: int, image_size: int | None = None) -> torch.Tensor:
+    """Check the shape of a model's image input ``[N, channels, H, W]`` (and ``H == W == image_size`` when
+    given). Shapes only, no values: cheap, ``vmap``-safe and no GPU sync, so a forward pass can afford it."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a [N, C, H, W] tensor, got {shape}; add a batch dimension with "
+                         f"{name}[None] for one image")
+    if x.shape[1] != channels:
+        raise ValueError(f"{name} must have {channels} channel(s) for this model, got {x.shape[1]} "
+                         f"(shape {tuple(x.shape)}); build the model with channels={x.shape[1]} or convert the images")
+    if image_size is not None and (x.shape[-2] != image_size or x.shape[-1] != image_size):
+        raise ValueError(f"{name} must be {image_size}x{image_size} for this model, got {x.shape[-2]}x{x.shape[-1]}; "
+                         f"resize the images or build the model with image_size={x.shape[-1]}")
+    return x

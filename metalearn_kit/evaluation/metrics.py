@@ -17,7 +17,7 @@ from .._checks import check_choice, check_float, check_int
 REDUCTIONS = ("mean", "none")
 
 
-def _pair(name_a: str, a, name_b: str, b) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair(name_a: str, a, name_b: str, b, data_range: float) -> tuple[torch.Tensor, torch.Tensor]:
     for name, t in ((name_a, a), (name_b, b)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -29,6 +29,14 @@ def _pair(name_a: str, a, name_b: str, b) -> tuple[torch.Tensor, torch.Tensor]:
     if a.shape != b.shape:
         raise ValueError(f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} "
                          f"and {tuple(b.shape)}")
+    # a NaN would give a NaN score silently, and values outside the range make the score meaningless
+    for name, t in ((name_a, a), (name_b, b)):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} contains NaN or Inf values; a diverged model or a broken image cannot be scored")
+        if t.numel() and (bool(t.min() < 0) or bool(t.max() > data_range)):
+            raise ValueError(f"{name} must have values in [0, data_range={data_range}], got range "
+                             f"[{t.min().item():.3g}, {t.max().item():.3g}]; clamp it with .clamp(0, {data_range}) "
+                             f"or pass the images' data_range")
     if a.dim() == 3:
         a, b = a.unsqueeze(0), b.unsqueeze(0)
     # metrics in float64: PSNR of near-identical images needs the precision
@@ -47,7 +55,7 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor, data_range: float = 1.0
     prediction, target: ``[N, C, H, W]`` (or ``[C, H, W]``). Identical images give ``inf``.
     """
     data_range = check_float("data_range", data_range, minimum=0.0, strict_min=True)
-    x, y = _pair("prediction", prediction, "target", target)
+    x, y = _pair("prediction", prediction, "target", target, data_range)
     mse = (x - y).pow(2).flatten(1).mean(1)
     return _reduce(10.0 * torch.log10(data_range**2 / mse), reduction)
 
@@ -69,7 +77,7 @@ def ssim(prediction: torch.Tensor, target: torch.Tensor, data_range: float = 1.0
     prediction, target: ``[N, C, H, W]`` (or ``[C, H, W]``) with ``H, W >= win_size``.
     """
     data_range = check_float("data_range", data_range, minimum=0.0, strict_min=True)
-    x, y = _pair("prediction", prediction, "target", target)
+    x, y = _pair("prediction", prediction, "target", target, data_range)
     n, c, h, w = x.shape
     if gaussian_weights:
         g = _gaussian_window(1.5)

@@ -388,6 +388,12 @@ def adapt_module(model: nn.Module, support, loss_fn: LossFn, steps: int, lr: Lea
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be a callable loss_fn(model, batch) -> scalar, got {type(loss_fn).__name__}")
     support = _as_batch_tuple("support", support)
+    for i, t in enumerate(support):
+        # checked here, where data enters adaptation: with steps=0 a NaN would pass silently, otherwise it
+        # would surface as a divergence blamed on the learning rate
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"support[{i}] contains NaN or Inf values (shape {tuple(t.shape)}); check the images "
+                             f"before adapting")
     if (query is None) != (metric is None):
         raise ValueError("query and metric go together: pass both to record adapted.query_metrics, or neither")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))

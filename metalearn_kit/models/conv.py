@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_int
+from .._checks import check_choice, check_int, check_model_input
 
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 NORMS = (None, "group", "layer")
@@ -67,5 +67,6 @@ class ConvRestorer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``[N, channels, H, W]`` -> restored ``[N, channels, H, W]``."""
+        check_model_input("x", x, self.channels)
         out = self.head(self.body(x))
         return x + out if self.residual else out

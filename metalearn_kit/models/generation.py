@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_choice, check_float, check_images, check_int
+from .._checks import check_choice, check_float, check_images, check_int, check_model_input
 
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli")
 LOG_2PI = math.log(2 * math.pi)
@@ -104,6 +104,7 @@ class ConvVAE(nn.Module):
         self.decoder = _Deconv(latent, channels, image_size, width, hidden)
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        check_model_input("images", images, self.channels, self.image_size)
         mu, logvar = self.encoder(images).chunk(2, dim=-1)
         return mu, logvar.clamp(-8.0, 8.0)  # bounded variance keeps a few-step adaptation from diverging
 
@@ -243,6 +244,9 @@ class Generator(nn.Module):
         self.net = _Deconv(latent, channels, image_size, width, hidden)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != self.latent:
+            shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"z must have shape [N, {self.latent}] (latent={self.latent}), got {shape}")
         return torch.sigmoid(self.net(z))
 
     def sample(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -265,6 +269,7 @@ class Critic(nn.Module):
         self.head = nn.Linear(2 * width * (image_size // 4) ** 2, 1)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
+        check_model_input("images", images, self.channels, self.image_size)
         return self.trunk(images).flatten(1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,440 @@
+"""Bad inputs across the public API: every case must raise ``ValueError``/``TypeError`` (or a subclass) whose
+message names the argument -- never a raw error from deep inside torch, sqlite or argparse's traceback.
+
+One parametrised table: ``(id, call, expected exception type, regex the message must match)``. CLI cases run
+``metalearn_kit.cli.main([...])`` and expect exit code 2 with a stderr line naming the flag.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from metalearn_kit import checkpoints
+from metalearn_kit.cli import main as cli_main
+from metalearn_kit.data import ClassImageSource, fashion_mnist, glyphs, mnist, omniglot, photos
+from metalearn_kit.evaluation.generation import generation_config
+from metalearn_kit.evaluation.metrics import psnr, ssim
+from metalearn_kit.experiments import build_experiment
+from metalearn_kit.meta import MAML, MetaSGD, Reptile, finetune, meta_train
+from metalearn_kit.models.conv import ConvRestorer
+from metalearn_kit.models.generation import ConditionalGenerator, ConvVAE, Critic, Generator
+from metalearn_kit.models.restoration import ResidualRestorer, UnrolledRestorer
+from metalearn_kit.models.siren import Siren
+from metalearn_kit.store import MetaDatabase
+from metalearn_kit.tasks import (
+    FewShotGenerationTasks,
+    GaussianBlur,
+    KernelBlur,
+    RestorationTasks,
+    Task,
+    gaussian_kernel,
+    make_degradation,
+    motion_kernel,
+)
+
+torch.set_num_threads(1)
+
+
+# ------------------------------------------------------------------ small, fast fixtures (built per call)
+
+def _images(n=6, channels=1, size=16, seed=0) -> torch.Tensor:
+    return torch.rand(n, channels, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def _class_source(classes=4, per_class=5) -> ClassImageSource:
+    g = torch.Generator().manual_seed(1)
+    pixels = torch.randint(0, 256, (classes * per_class, 1, 12, 12), generator=g, dtype=torch.uint8)
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    return ClassImageSource("fake", pixels, labels, [f"c{i}" for i in range(classes)])
+
+
+class _OutOfRangeSource:
+    """A class source whose images are in [0, 255] floats: a common mistake (forgot to divide by 255)."""
+
+    num_classes = 3
+    images_per_class = 6
+
+    def images_of(self, index):
+        return torch.full((6, 1, 8, 8), 200.0)
+
+
+def _mse(model, batch):
+    return F.mse_loss(model(batch[0]), batch[1])
+
+
+def _task(channels=1, size=8, shots=2) -> Task:
+    clean = _images(2 * shots, channels, size)
+    noisy = (clean + 0.1).clamp(0, 1)
+    return Task((noisy[:shots], clean[:shots]), (noisy[shots:], clean[shots:]), {})
+
+
+def _learner(**kwargs) -> MAML:
+    return MAML(ConvRestorer(channels=1, width=4, depth=2), inner_lr=0.05, inner_steps=1, **kwargs)
+
+
+class _Tasks:
+    def sample_batch(self, n, generator):
+        return [_task() for _ in range(n)]
+
+
+def _train(**kwargs):
+    settings = dict(iterations=1, meta_batch=1, progress=False)
+    settings.update(kwargs)
+    return meta_train(_learner(), _Tasks(), _mse, **settings)
+
+
+def _nan_support():
+    task = _task()
+    task.support[0][0, 0, 0, 0] = float("nan")
+    return task.support
+
+
+def _restoration_tasks(**kwargs):
+    settings = dict(source=_images(), degradations="gaussian_noise", shots=2, queries=1)
+    settings.update(kwargs)
+    return RestorationTasks(**settings)
+
+
+def _apply(clean, params=None, family="gaussian_noise"):
+    degradation = make_degradation(family)
+    return degradation.apply(clean, degradation.sample_params(0) if params is None else params, 0)
+
+
+def _checkpoint(tmp_path):
+    path = tmp_path / "model.safetensors"
+    checkpoints.save(path, torch.nn.Linear(3, 2), {"note": "test"})
+    return path
+
+
+def _db(tmp_path):
+    db = MetaDatabase(tmp_path / "meta.sqlite")
+    run = db.add_run("maml", "conv", {"inner_steps": 1}, seed=0)
+    task = db.add_task({"family": "gaussian_noise", "params": {"sigma": 0.1}})
+    return db, run, task
+
+
+def _text_file(tmp_path, name="notes.sqlite"):
+    path = tmp_path / name
+    path.write_text("these are my notes, not a database\n" * 20)
+    return path
+
+
+def _widget(name):
+    from metalearn_kit import widgets
+
+    return getattr(widgets, name)
+
+
+# ------------------------------------------------------------------ the table
+
+# each call takes tmp_path (most ignore it)
+CASES = [
+    # --- data sources (argument checks run before anything is drawn or downloaded)
+    ("glyphs-split", lambda p: glyphs(split="training"), ValueError, r"split must be one of .*'training'"),
+    ("glyphs-image_size", lambda p: glyphs(image_size=4), ValueError, r"image_size must be >= 8, got 4"),
+    ("glyphs-seed", lambda p: glyphs(seed=-1), ValueError, r"seed must be >= 0"),
+    ("glyphs-images_per_class", lambda p: glyphs(images_per_class=2.5), TypeError, r"images_per_class must be an int"),
+    ("glyphs-cache", lambda p: glyphs(cache="yes"), TypeError, r"cache must be True or False"),
+    ("photos-split", lambda p: photos(split="holdout"), ValueError, r"split must be one of"),
+    ("photos-channels", lambda p: photos(channels=2), ValueError, r"channels must be 1 \(grey\) or 3"),
+    ("photos-channels-type", lambda p: photos(channels="rgb"), TypeError, r"channels must be the int 1"),
+    ("photos-patch_size", lambda p: photos(patch_size=4), ValueError, r"patch_size must be >= 8"),
+    ("omniglot-split", lambda p: omniglot(root=p, split="train"), ValueError, r"split must be one of"),
+    ("omniglot-image_size", lambda p: omniglot(root=p, image_size=7), ValueError, r"image_size must be >= 8"),
+    ("mnist-split", lambda p: mnist(root=p, split="validation"), ValueError, r"split must be one of"),
+    ("fashion_mnist-image_size", lambda p: fashion_mnist(root=p, image_size=1024), ValueError,
+     r"image_size must be <= 512"),
+    ("class-source-pixels", lambda p: ClassImageSource("x", torch.rand(4, 1, 8, 8), torch.zeros(4), ["a"]),
+     TypeError, r"pixels must be a uint8 tensor"),
+    ("class-source-labels", lambda p: ClassImageSource("x", torch.zeros(4, 1, 8, 8, dtype=torch.uint8),
+                                                       torch.tensor([0, 1, 2, 5]), ["a", "b", "c"]),
+     ValueError, r"labels must lie in \[0, 3\)"),
+    ("class-source-index", lambda p: _class_source().images_of(99), ValueError, r"class_index must be <= 3"),
+
+    # --- restoration task distribution: images are checked where they enter
+    ("restoration-shots", lambda p: _restoration_tasks(shots=0), ValueError, r"shots must be >= 1"),
+    ("restoration-queries", lambda p: _restoration_tasks(queries=-1), ValueError, r"queries must be >= 1"),
+    ("restoration-split", lambda p: _restoration_tasks(split="dev"), ValueError, r"split must be one of"),
+    ("restoration-source-type", lambda p: _restoration_tasks(source=[1, 2, 3]), TypeError, r"source must be"),
+    ("restoration-source-range", lambda p: _restoration_tasks(source=_images() * 255), ValueError,
+     r"source must have values in \[0, 1\]"),
+    ("restoration-source-nan", lambda p: _restoration_tasks(source=_images().index_fill(0, torch.tensor([1]),
+                                                                                        float("nan"))),
+     ValueError, r"source contains NaN"),
+    ("restoration-source-dtype", lambda p: _restoration_tasks(source=(_images() * 255).to(torch.uint8)),
+     TypeError, r"source must be a floating-point tensor"),
+    ("restoration-source-rank", lambda p: _restoration_tasks(source=_images()[0]), ValueError,
+     r"source must have shape \[N, C, H, W\]"),
+    ("restoration-family", lambda p: _restoration_tasks(degradations="fog"), ValueError,
+     r"unknown degradation family 'fog'"),
+    ("restoration-no-family", lambda p: _restoration_tasks(degradations=[]), ValueError,
+     r"degradations must name at least one family"),
+    ("restoration-family-twice", lambda p: _restoration_tasks(degradations=["gaussian_noise", "gaussian_noise"]),
+     ValueError, r"degradations must be distinct"),
+    ("restoration-range-order", lambda p: _restoration_tasks(degradations={"gaussian_noise": {"sigma": (0.3, 0.1)}}),
+     ValueError, r"sigma range must have low <= high"),
+    ("restoration-too-small", lambda p: _restoration_tasks(source=_images(size=6), degradations="gaussian_blur"),
+     ValueError, r"too small for kernel_size"),
+    ("restoration-sample_batch-n", lambda p: _restoration_tasks().sample_batch(0), ValueError, r"n must be >= 1"),
+
+    # --- few-shot generation task distribution
+    ("generation-source", lambda p: FewShotGenerationTasks(_images(), shots=1, queries=1), TypeError,
+     r"source must be a class image source"),
+    ("generation-shots", lambda p: FewShotGenerationTasks(_class_source(), shots=0, queries=1), ValueError,
+     r"shots must be >= 1"),
+    ("generation-ways", lambda p: FewShotGenerationTasks(_class_source(), shots=1, queries=1, ways=9), ValueError,
+     r"ways=9 exceeds the 4 classes"),
+    ("generation-too-many-shots", lambda p: FewShotGenerationTasks(_class_source(), shots=4, queries=4), ValueError,
+     r"shots \+ queries = 4 \+ 4 = 8 exceeds"),
+    ("generation-source-range", lambda p: FewShotGenerationTasks(_OutOfRangeSource(), shots=2, queries=2).sample(0),
+     ValueError, r"source.images_of\(\d\) must have values in \[0, 1\]"),
+
+    # --- degradations and kernels
+    ("degradation-unknown", lambda p: make_degradation("fog"), ValueError, r"unknown degradation family 'fog'"),
+    ("degradation-type", lambda p: make_degradation(42), TypeError, r"family must be a degradation name"),
+    ("degradation-split", lambda p: make_degradation("gaussian_noise", split="holdout"), ValueError,
+     r"split must be one of"),
+    ("degradation-negative-sigma", lambda p: make_degradation("gaussian_noise", sigma=(-0.1, 0.2)), ValueError,
+     r"sigma must be >= 0"),
+    ("degradation-unknown-param", lambda p: make_degradation("gaussian_noise", blur=(1, 2)), ValueError,
+     r"no parameter\(s\) \['blur'\]"),
+    ("apply-rank", lambda p: _apply(_images()[0]), ValueError, r"clean must have shape \[N, C, H, W\]"),
+    ("apply-dtype", lambda p: _apply((_images() * 255).to(torch.uint8)), TypeError,
+     r"clean must be a floating-point tensor"),
+    ("apply-range", lambda p: _apply(_images() * 255), ValueError, r"clean must have values in \[0, 1\]"),
+    ("apply-nan", lambda p: _apply(torch.full((1, 1, 16, 16), float("nan"))), ValueError, r"clean contains NaN"),
+    ("apply-inf", lambda p: _apply(torch.full((1, 1, 16, 16), float("inf"))), ValueError, r"clean contains NaN or Inf"),
+    ("apply-params-missing", lambda p: _apply(_images(), {}), ValueError, r"params is missing \['sigma'\]"),
+    ("apply-params-type", lambda p: _apply(_images(), {"sigma": "high"}), TypeError, r"sigma must be a number"),
+    ("apply-sr-divisible", lambda p: _apply(_images(size=31), family="super_resolution"), ValueError,
+     r"must be divisible by scale"),
+    ("gaussian_kernel-even", lambda p: gaussian_kernel(4, 1.0), ValueError, r"size must be odd"),
+    ("gaussian_kernel-sigma", lambda p: gaussian_kernel(5, 0.0), ValueError, r"sigma must be > 0"),
+    ("motion_kernel-length", lambda p: motion_kernel(5, 9.0, 0.0), ValueError, r"length 9.0 does not fit"),
+    ("kernel-sum", lambda p: KernelBlur(kernels=[torch.ones(3, 3)]), ValueError, r"kernels\[0\] must sum to one"),
+    ("kernel-even", lambda p: KernelBlur(kernels=[torch.ones(4, 4) / 16]), ValueError,
+     r"kernels\[0\] must be a square 2-D tensor with an odd size"),
+    ("kernel-nan", lambda p: KernelBlur(kernels=[torch.full((3, 3), float("nan"))]), ValueError,
+     r"kernels\[0\] contains NaN"),
+    ("blur-kernel_size", lambda p: GaussianBlur(kernel_size=4), ValueError, r"kernel_size must be odd"),
+
+    # --- models: constructors and forward inputs
+    ("conv-width", lambda p: ConvRestorer(width=0), ValueError, r"width must be >= 1"),
+    ("conv-channels", lambda p: ConvRestorer(channels=0), ValueError, r"channels must be >= 1"),
+    ("conv-norm", lambda p: ConvRestorer(norm="batch"), ValueError, r"norm must be one of"),
+    ("conv-forward-channels", lambda p: ConvRestorer(channels=1, width=4)(_images(2, channels=3)), ValueError,
+     r"x must have 1 channel\(s\) for this model, got 3"),
+    ("conv-forward-rank", lambda p: ConvRestorer(channels=1, width=4)(_images(2)[0]), ValueError,
+     r"x must be a \[N, C, H, W\] tensor, got \(1, 16, 16\)"),
+    ("residual-forward-channels", lambda p: ResidualRestorer(channels=1, width=4)(_images(2, channels=3)),
+     ValueError, r"x must have 1 channel"),
+    ("unrolled-kind", lambda p: UnrolledRestorer("deconv"), ValueError, r"kind must be one of"),
+    ("unrolled-scale", lambda p: UnrolledRestorer("sr", scale=1), ValueError, r"scale must be >= 2"),
+    ("vae-image_size", lambda p: ConvVAE(image_size=30), ValueError, r"image_size must be a multiple of 4"),
+    ("vae-likelihood", lambda p: ConvVAE(likelihood="gaussian"), ValueError, r"likelihood must be one of"),
+    ("vae-forward-channels", lambda p: ConvVAE(channels=1, image_size=16, width=4, hidden=8)(_images(2, channels=3)),
+     ValueError, r"images must have 1 channel\(s\) for this model, got 3"),
+    ("vae-forward-size", lambda p: ConvVAE(channels=1, image_size=16, width=4, hidden=8)(_images(2, size=20)),
+     ValueError, r"images must be 16x16 for this model, got 20x20"),
+    ("critic-forward-size", lambda p: Critic(channels=1, image_size=16, width=4)(_images(2, size=12)), ValueError,
+     r"images must be 16x16 for this model, got 12x12"),
+    ("generator-forward-latent", lambda p: Generator(latent=8, image_size=16, width=4, hidden=8)(torch.randn(2, 5)),
+     ValueError, r"z must have shape \[N, 8\]"),
+    ("conditional-labels", lambda p: ConditionalGenerator(3, latent=4, image_size=8, width=4, hidden=8)(
+        torch.randn(2, 4), torch.zeros(2)), TypeError, r"labels must be an int64 tensor"),
+    ("siren-omega", lambda p: Siren(omega=0.0), ValueError, r"omega must be > 0"),
+    ("siren-coords", lambda p: Siren(width=4, hidden_layers=1)(torch.rand(10, 3)), ValueError,
+     r"coords must have shape \[P, 2\]"),
+
+    # --- meta-learners
+    ("maml-model", lambda p: MAML("convnet"), TypeError, r"model must be an nn.Module"),
+    ("maml-inner_steps", lambda p: _learner(inner_optimizer="lbfgs"), ValueError, r"inner_optimizer must be one of"),
+    ("maml-first_order", lambda p: MAML(ConvRestorer(width=4), first_order="yes"), TypeError,
+     r"first_order must be True or False"),
+    ("maml-inner_lr-nan", lambda p: MAML(ConvRestorer(width=4), inner_lr=float("nan")), ValueError,
+     r"inner_lr must be finite"),
+    ("reptile-first_order", lambda p: Reptile(ConvRestorer(width=4), first_order=False), ValueError,
+     r"first_order must be True for Reptile"),
+    ("metasgd-lr_shape", lambda p: MetaSGD(ConvRestorer(width=4), lr_shape="row"), ValueError,
+     r"lr_shape must be one of"),
+    ("meta_loss-empty", lambda p: _learner().meta_loss([], _mse), ValueError, r"tasks must hold at least one"),
+    ("meta_loss-channels", lambda p: _learner().meta_loss([_task(channels=3)], _mse), ValueError,
+     r"x must have 1 channel\(s\) for this model, got 3"),
+    ("meta_loss-not-tasks", lambda p: _learner().meta_loss([_task().support], _mse), TypeError,
+     r"tasks must be Task objects"),
+    ("adapt-steps", lambda p: _learner().adapt(_task().support, _mse, steps=-1), ValueError, r"steps must be >= 0"),
+    ("adapt-task", lambda p: _learner().adapt(_task(), _mse), TypeError, r"support must be a tuple of tensors"),
+    ("adapt-nan", lambda p: _learner().adapt(_nan_support(), _mse, steps=0), ValueError,
+     r"support\[0\] contains NaN or Inf"),
+    ("adapt-lr", lambda p: _learner().adapt(_task().support, _mse, lr=0.0), ValueError, r"lr must be > 0"),
+    ("finetune-steps", lambda p: finetune(ConvRestorer(width=4), _task().support, _mse, steps=-1, lr=0.1),
+     ValueError, r"steps must be >= 0"),
+
+    # --- the training loop
+    ("train-no-budget", lambda p: _train(iterations=None), ValueError, r"give iterations or time_budget_s"),
+    ("train-iterations", lambda p: _train(iterations=0), ValueError, r"iterations must be >= 1"),
+    ("train-iterations-type", lambda p: _train(iterations=2.0), TypeError, r"iterations must be an int"),
+    ("train-meta_batch", lambda p: _train(meta_batch=0), ValueError, r"meta_batch must be >= 1"),
+    ("train-time_budget", lambda p: _train(iterations=None, time_budget_s=-1.0), ValueError,
+     r"time_budget_s must be > 0"),
+    ("train-meta_lr", lambda p: _train(meta_lr=0.0), ValueError, r"meta_lr must be > 0"),
+    ("train-meta_lr-nan", lambda p: _train(meta_lr=float("nan")), ValueError, r"meta_lr must be finite"),
+    ("train-grad_clip", lambda p: _train(grad_clip=0.0), ValueError, r"grad_clip must be > 0"),
+    ("train-sampler", lambda p: meta_train(_learner(), object(), _mse, iterations=1, progress=False), TypeError,
+     r"task_sampler must have a .sample_batch"),
+    ("train-resume", lambda p: _train(resume=True), ValueError, r"resume=True needs checkpoint_dir"),
+
+    # --- metrics
+    ("psnr-shape", lambda p: psnr(_images(2), _images(2, size=8)), ValueError,
+     r"prediction and target must have the same shape"),
+    ("psnr-data_range", lambda p: psnr(_images(2), _images(2), data_range=0), ValueError, r"data_range must be > 0"),
+    ("psnr-dtype", lambda p: psnr(torch.ones(1, 1, 8, 8, dtype=torch.uint8), _images(1, size=8)), TypeError,
+     r"prediction must be a floating-point tensor"),
+    ("psnr-nan", lambda p: psnr(torch.full((1, 1, 8, 8), float("nan")), _images(1, size=8)), ValueError,
+     r"prediction contains NaN"),
+    ("psnr-range", lambda p: psnr(_images(1) * 255, _images(1)), ValueError,
+     r"prediction must have values in \[0, data_range=1.0\]"),
+    ("ssim-target-nan", lambda p: ssim(_images(1), torch.full((1, 1, 16, 16), float("nan"))), ValueError,
+     r"target contains NaN"),
+    ("ssim-data_range", lambda p: ssim(_images(1), _images(1), data_range=-1.0), ValueError, r"data_range must be > 0"),
+    ("ssim-win_size", lambda p: ssim(_images(1), _images(1), win_size=6), ValueError, r"win_size must be odd"),
+    ("ssim-rank", lambda p: ssim(torch.rand(16, 16), torch.rand(16, 16)), ValueError,
+     r"prediction must have shape \[N, C, H, W\] or \[C, H, W\]"),
+
+    # --- checkpoints
+    ("checkpoint-suffix", lambda p: checkpoints.save(p / "model.pt", torch.nn.Linear(2, 2)), ValueError,
+     r"path must end in .safetensors"),
+    ("checkpoint-state", lambda p: checkpoints.save(p / "m.safetensors", {"w": 3}), TypeError,
+     r"model_or_state values must all be tensors"),
+    ("checkpoint-meta", lambda p: checkpoints.save(p / "m.safetensors", torch.nn.Linear(2, 2), {"x": object()}),
+     TypeError, r"meta must be JSON-serialisable"),
+    ("checkpoint-garbage", lambda p: checkpoints.load(_text_file(p, "junk.safetensors")), ValueError,
+     r"is not a readable safetensors file"),
+    ("checkpoint-model-type", lambda p: checkpoints.load(_checkpoint(p), model="linear"), TypeError,
+     r"model must be an nn.Module"),
+    ("checkpoint-model-mismatch", lambda p: checkpoints.load(_checkpoint(p), model=torch.nn.Linear(5, 2)), ValueError,
+     r"does not fit model Linear"),
+
+    # --- the meta-database
+    ("db-not-sqlite", lambda p: MetaDatabase(_text_file(p)), ValueError, r"is not a SQLite database"),
+    ("db-memory", lambda p: MetaDatabase(":memory:"), ValueError, r"path ':memory:' is not supported"),
+    ("db-path-type", lambda p: MetaDatabase(123), TypeError, r"path must be a file path"),
+    ("db-timeout", lambda p: MetaDatabase(p / "m.sqlite", timeout=0), ValueError, r"timeout must be a positive"),
+    ("db-metric", lambda p: (lambda d, r, t: d.record_result(r, t, "", 0, 1.0))(*_db(p)), TypeError,
+     r"metric must be a non-empty string"),
+    ("db-step", lambda p: (lambda d, r, t: d.record_result(r, t, "psnr", -1, 1.0))(*_db(p)), TypeError,
+     r"step must be an int >= 0"),
+    ("db-value-nan", lambda p: (lambda d, r, t: d.record_result(r, t, "psnr", 0, float("nan")))(*_db(p)), ValueError,
+     r"value must not be NaN"),
+    ("db-run_id", lambda p: (lambda d, r, t: d.record_result(0, t, "psnr", 0, 1.0))(*_db(p)), TypeError,
+     r"run_id must be a positive int id"),
+    ("db-unknown-run", lambda p: (lambda d, r, t: d.record_result(r + 5, t, "psnr", 0, 1.0))(*_db(p)), ValueError,
+     r"rows refer to a run_id or task_id not in the database"),
+    ("db-algorithm", lambda p: _db(p)[0].add_run("", "conv"), TypeError, r"algorithm must be a non-empty string"),
+
+    # --- widgets (ipywidgets is a dependency of the kit)
+    ("widget-task-sources", lambda p: _widget("TaskExplorer")({}), ValueError, r"sources must hold at least one"),
+    ("widget-task-shots", lambda p: _widget("TaskExplorer")(_images(), shots=0), ValueError, r"shots must be >= 1"),
+    ("widget-task-severity", lambda p: _widget("TaskExplorer")(_images(), severity=2.0), ValueError,
+     r"severity must be in \[0, 1\]"),
+    ("widget-generation-fn", lambda p: _widget("GenerationExplorer")("sampler", 3), TypeError,
+     r"sample_fn must be callable"),
+    ("widget-generation-classes", lambda p: _widget("GenerationExplorer")(lambda c, k, s: _images(), 0), ValueError,
+     r"classes must be >= 1"),
+    ("widget-restoration-images", lambda p: _widget("RestorationExplorer")(lambda i, d, s: {}, 0, ["gaussian_noise"]),
+     ValueError, r"images must be >= 1"),
+    ("widget-live-every", lambda p: _widget("LiveMetaTrainingPlot")(every=0), ValueError, r"every must be >= 1"),
+    ("widget-adaptation-results", lambda p: _widget("AdaptationExplorer")({"clean": _images(1)[0]}), ValueError,
+     r"results must hold 'degraded'"),
+
+    # --- experiment builders
+    ("experiment-name", lambda p: build_experiment("dehaze"), ValueError, r"experiment must be one of"),
+    ("experiment-algorithm", lambda p: build_experiment("denoise", algorithm="sgd"), ValueError,
+     r"algorithm must be one of"),
+    ("experiment-seed", lambda p: build_experiment("denoise", seed=-1), ValueError, r"seed must be >= 0"),
+    ("generation-config-ways", lambda p: generation_config("fast", ways=1), ValueError, r"ways must be >= 2"),
+    ("generation-config-lr", lambda p: generation_config("fast", meta_lr=0.0), ValueError, r"meta_lr must be > 0"),
+]
+
+
+@pytest.mark.parametrize("call, error, pattern", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_raises_a_clear_error(call, error, pattern, tmp_path, monkeypatch):
+    assert issubclass(error, (ValueError, TypeError))
+    monkeypatch.setenv("METALEARN_KIT_CACHE_DIR", str(tmp_path / "cache"))  # nothing is read or written elsewhere
+    with pytest.raises(error) as info:
+        call(tmp_path)
+    assert re.search(pattern, str(info.value)), f"message {str(info.value)!r} does not match {pattern!r}"
+
+
+# ------------------------------------------------------------------ the command line
+
+CLI_CASES = [
+    ("no-command", [], r"COMMAND"),
+    ("unknown-command", ["frobnicate"], r"invalid choice: 'frobnicate'"),
+    ("bench-restoration-experiment", ["bench", "restoration", "--experiments", "dehazing"], r"--experiments"),
+    ("bench-restoration-seed", ["bench", "restoration", "--seed", "one"], r"--seed: invalid int value"),
+    ("bench-restoration-profile", ["bench", "restoration", "--profile", "huge"], r"--profile: invalid choice"),
+    ("bench-generation-threads", ["bench", "generation", "--threads", "0"], r"--threads must be >= 1, got 0"),
+    ("bench-generation-eval-tasks", ["bench", "generation", "--eval-tasks", "0"], r"eval_tasks must be >= 1"),
+    ("bench-generation-method", ["bench", "generation", "--methods", "gan2"], r"--methods: invalid choice"),
+    ("bench-meta-step-repeats", ["bench", "meta-step", "--repeats", "0"], r"--repeats must be >= 1"),
+    ("bench-meta-step-threads", ["bench", "meta-step", "--threads", "0"], r"--threads must be >= 1"),
+    ("bench-meta-step-batch", ["bench", "meta-step", "--meta-batch", "0"], r"--meta-batch values must be >= 1"),
+    ("db-action", ["db", "frobnicate"], r"action: invalid choice"),
+    ("db-limit", ["db", "list", "--limit", "0"], r"--limit must be >= 1"),
+    ("db-not-sqlite", ["db", "list", "--path", "{notes}"], r"is not a SQLite database"),
+    ("db-show-run", ["db", "show", "abc", "--path", "{db}"], r"RUN must be an integer run id"),
+    ("db-export-target", ["db", "export"], r"'export' needs a CSV file path"),
+    ("pretrain-name", ["pretrain", "no_such_checkpoint"], r"name must be a registered checkpoint"),
+    ("pretrain-empty", ["pretrain"], r"names is empty"),
+    ("notebooks-profile", ["notebooks", "execute", "--profile", "turbo"], r"--profile: invalid choice"),
+    ("train-experiment", ["train", "dehaze", "--out", "{out}"], r"experiment must be one of"),
+]
+
+
+@pytest.mark.parametrize("argv, pattern", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
+def test_cli_bad_arguments_exit_2_naming_the_argument(argv, pattern, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("METALEARN_KIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("METALEARN_KIT_DB", str(tmp_path / "default.sqlite"))
+    db = tmp_path / "meta.sqlite"
+    MetaDatabase(db).close()
+    fill = {"notes": str(_text_file(tmp_path)), "db": str(db), "out": str(tmp_path / "run")}
+    argv = [a.format(**fill) for a in argv]
+    try:
+        code = cli_main(argv)
+    except SystemExit as stop:  # argparse's own errors exit here
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2, f"exit code {code}, stderr {err!r}"
+    assert re.search(pattern, err), f"stderr {err!r} does not match {pattern!r}"
+    assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------ cache entries that are not what they claim
+
+def test_corrupted_or_pickled_cache_entry_is_rebuilt_not_loaded(tmp_path):
+    """A truncated cache file, or one holding pickled objects (code that would run on load), is treated as
+    missing -- the caller rebuilds it -- and a rebuilt entry replaces it atomically."""
+    import numpy as np
+
+    from metalearn_kit.data._cache import load_npz, save_npz_atomic
+
+    path = tmp_path / "entry.npz"
+    save_npz_atomic(path, pixels=np.arange(12, dtype=np.uint8))
+    path.write_bytes(path.read_bytes()[:40])  # truncated under the final name
+    assert load_npz(path) is None
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (marker.touch, ())
+
+    np.savez(path, pixels=np.array([Payload()], dtype=object))  # needs pickle to load
+    assert load_npz(path) is None and not marker.exists()
+    save_npz_atomic(path, pixels=np.arange(12, dtype=np.uint8))
+    assert np.array_equal(load_npz(path)["pixels"], np.arange(12, dtype=np.uint8))
+    assert [p.name for p in tmp_path.iterdir()] == ["entry.npz"]  # no temporary file left behind
