@@ -438,3 +438,37 @@ def test_corrupted_or_pickled_cache_entry_is_rebuilt_not_loaded(tmp_path):
     save_npz_atomic(path, pixels=np.arange(12, dtype=np.uint8))
     assert np.array_equal(load_npz(path)["pixels"], np.arange(12, dtype=np.uint8))
     assert [p.name for p in tmp_path.iterdir()] == ["entry.npz"]  # no temporary file left behind
+
+
+# ------------------------------------------------------------------ numerical safety of the baselines
+# (the meta-learners' inner and outer loops: tests/test_meta_engine.py::test_nan_guard_names_step_and_learning_rate
+#  and tests/test_meta_train.py::test_time_budget_and_divergence_guard)
+
+def test_finetune_divergence_names_the_step_and_learning_rate():
+    from metalearn_kit.meta import DivergenceError
+
+    model, support = ConvRestorer(width=4, depth=2), _task().support
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(DivergenceError, match=r"support loss became (inf|nan) at inner step [1-9] .*lr=1e\+20"):
+        finetune(model, support, _mse, steps=6, lr=1e20)
+    # the last update is checked too: one step that blows the weights up is not returned as an adapted model
+    with pytest.raises(DivergenceError, match=r"weights became NaN/Inf at inner step 0 \(0-based, of 1\).*lr=1e\+36"):
+        finetune(model, support, lambda m, b: 1e8 * _mse(m, b), steps=1, lr=1e36)
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))  # the model itself is untouched
+    with pytest.raises(ValueError, match=r"lr must be finite"):
+        finetune(model, support, _mse, steps=1, lr=float("inf"))
+
+
+def test_joint_pretrain_divergence_names_the_iteration_and_learning_rate():
+    from metalearn_kit.meta import DivergenceError, joint_pretrain
+
+    class Tasks:
+        def sample_batch(self, n, generator):
+            from metalearn_kit.tasks import stack_tasks
+
+            return stack_tasks([_task() for _ in range(n)])
+
+    expected = r"joint pretraining loss became (inf|nan) at iteration [2-9] \(lr=1e\+30\)"
+    with pytest.raises(DivergenceError, match=expected):
+        joint_pretrain(ConvRestorer(width=4, depth=2), Tasks(), _mse, iterations=5, meta_batch=1, lr=1e30,
+                       progress=False)

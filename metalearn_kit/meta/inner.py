@@ -163,6 +163,10 @@ def inner_loop(params: Params, support_loss: Callable[[Params], torch.Tensor], o
         if grad_clip is not None:
             grads = clip_grads(grads, grad_clip)
         params, state = optimizer.step(params, grads, state, lr)
+        # checked per step: the next observe() would score diverged weights, and the last step has no loss after it
+        if not all(bool(torch.isfinite(p).all()) for p in params.values()):
+            raise DivergenceError(f"weights became NaN/Inf at inner step {step} (0-based, of {steps}) with "
+                                  f"{lr_text or f'lr={lr}'}; lower the learning rate or clip gradients")
         if not create_graph:
             params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
     if observe is not None:
