@@ -317,8 +317,10 @@ def main(args: argparse.Namespace) -> int:
         payload = {"benchmark": "meta-step", "machine": machine, "device": device.type, "setup": setup,
                    "rows": rows, "summary": _summary(rows), "complete": complete,
                    "total_s": time.perf_counter() - t0}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        from ..checkpoints import atomic_write_bytes
+
+        # rewritten after every configuration: atomic, so a run killed mid-write keeps the rows so far
+        atomic_write_bytes(args.json, (json.dumps(payload, indent=2) + "\n").encode())
 
     rows = benchmark(device, args.meta_batch, repeats, args.warmup, args.algorithms, backends, args.threads,
                      on_row=lambda rows: write(rows, False), interleave=args.interleave)
