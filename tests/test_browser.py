@@ -8,9 +8,17 @@ text. Screenshots go to ``artifacts/browser_<notebook>.png``.
 The server runs on a temporary copy of ``notebooks/`` (nothing in the repository changes). Selectors and widget
 descriptions this test relies on (notebook authors: keep them):
 
-- task explorer (01): a ``Dropdown`` described ``family`` in the same output as an ``ipywidgets.Image``;
+- task explorer (01): a ``Dropdown`` described ``family`` with at least two options, a ``severity`` slider and a
+  ``new task`` button, in the same output as an ``ipywidgets.Image`` (``TaskExplorer`` builds these);
 - adaptation explorer (03): an ``IntSlider`` described ``step`` in the same output as an ``ipywidgets.Image`` and
-  an ``HTML`` whose text starts with ``step <k>:`` and names PSNRs in ``dB``.
+  an ``HTML`` whose text starts with ``step <k>:`` and names PSNRs in ``dB`` (``AdaptationExplorer``);
+- the last code cell of 00 prints ``all checks passed``.
+
+DOM (JupyterLab 4, ipywidgets 8): outputs ``.jp-OutputArea-output``, widgets ``.jupyter-widgets``, sliders
+``.widget-slider`` (handle ``.noUi-handle``, readout ``.widget-readout``), buttons ``button.jupyter-button``, images
+``img.widget-image``, dropdowns ``.widget-dropdown select``, descriptions ``label.widget-label``, HTML text
+``.widget-html-content``; errors are read from the notebook model (``output_type == "error"``) and from
+``.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]`` containing ``Traceback``.
 
 Skipped only when Playwright or a Chromium executable cannot be found. Run alone with ``pytest -m browser``.
 """
@@ -32,7 +40,6 @@ REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 TASKS_NOTEBOOK = "01_tasks.ipynb"
 ADAPTATION_NOTEBOOK = "03_meta_testing.ipynb"
-FALLBACK_NOTEBOOK = "zz_widgets_check.ipynb"  # only written when 01 or 03 is missing
 RUN_TIMEOUT_S = 150.0
 UI_TIMEOUT_S = 60.0
 
@@ -46,30 +53,6 @@ IMAGE = "img.widget-image"
 DROPDOWN = ".widget-dropdown"
 HTML_TEXT = ".widget-html-content"
 LABEL = "label.widget-label"
-
-
-def _fallback_notebook(path: Path) -> None:
-    """A small notebook with a TaskExplorer and an AdaptationExplorer on synthetic data, standing in for a
-    missing 01 or 03 so the widgets are still checked in the browser."""
-    import nbformat
-
-    cells = [
-        "import torch\nfrom metalearn_kit.widgets import AdaptationExplorer, TaskExplorer\n"
-        "source = torch.rand(20, 1, 16, 16, generator=torch.Generator().manual_seed(0))",
-        "explorer = TaskExplorer(source, families=['gaussian_noise', 'gaussian_blur', 'inpainting'], shots=3)\n"
-        "explorer",
-        "g = torch.Generator().manual_seed(1)\nclean = torch.rand(1, 16, 16, generator=g)\n"
-        "degraded = (clean + 0.3 * torch.randn(1, 16, 16, generator=g)).clamp(0, 1)\n"
-        "results = {'degraded': degraded, 'clean': clean}\n"
-        "for m, name in enumerate(['meta-learned', 'scratch']):\n"
-        "    frames = [degraded + (clean - degraded) * min(1.0, k * (m + 1) / 10) for k in range(6)]\n"
-        "    results[name] = {'images': frames, 'psnr': [15.0 + k * (m + 1) for k in range(6)]}\n"
-        "adaptation = AdaptationExplorer(results)\nadaptation",
-        "print('all checks passed')",
-    ]
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +73,8 @@ def browser_session(tmp_path_factory):
     root = work / "notebooks"
     shutil.copytree(NOTEBOOKS, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     names = {"welcome": "00_welcome.ipynb", "tasks": TASKS_NOTEBOOK, "adaptation": ADAPTATION_NOTEBOOK}
-    for key in ("tasks", "adaptation"):
-        if not (root / names[key]).exists():
-            names[key] = FALLBACK_NOTEBOOK
-    if FALLBACK_NOTEBOOK in names.values():
-        _fallback_notebook(root / FALLBACK_NOTEBOOK)
+    missing = [name for name in names.values() if not (root / name).exists()]
+    assert not missing, f"notebooks missing from {NOTEBOOKS}: {missing}"
 
     # the browser's processes carry a marker too, to check that none outlives the test
     browser_marker = secrets.token_hex(8)
