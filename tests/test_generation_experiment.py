@@ -112,3 +112,11 @@ def test_shipped_checkpoints_load_without_training():
         model, info = get_trained(name, config)  # found by its recorded config: loaded, not trained
         assert info["source"] == str(path)
         assert not model.training
+
+
+def test_a_method_rows_do_not_depend_on_the_other_methods(tiny):
+    config, sources = tiny
+    alone = evaluate_generation(config, ["scratch"], sources=sources)["rows"]
+    together = [r for r in evaluate_generation(config, ["statistician", "scratch"], sources=sources)["rows"]
+                if r["method"] == "scratch"]
+    assert [r["value"] for r in alone] == pytest.approx([r["value"] for r in together])

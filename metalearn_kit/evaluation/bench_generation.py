@@ -98,7 +98,8 @@ def main(args: argparse.Namespace) -> int:
         payload = {"experiment": "generation", "profile": config["profile"], "device": str(device), "config": config,
                    "rows": result["rows"], "targets": targets, "wall_time_s": wall,
                    "eval_seconds": result["info"]["eval_seconds"], "eval_classes": result["info"]["eval_classes"],
-                   "checkpoints": result["info"]["checkpoints"], "machine": describe_machine(),
+                   "checkpoints": result["info"]["checkpoints"], "method_seconds": result["info"]["method_seconds"],
+                   "per_task": result["info"]["per_task"], "machine": describe_machine(),
                    "command": "metalearn-kit " + " ".join(sys.argv[1:])}
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as handle:

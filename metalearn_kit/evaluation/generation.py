@@ -523,8 +523,12 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
     latent = config["latent"]
     fork = _seeded(config["seed"] + 2)
     start = time.perf_counter()
+    method_seconds: dict[str, float] = {}
     try:
         for method in methods:
+            # each method draws from its own seeded stream, so its rows do not depend on which other
+            # methods ran before it (a subset run reproduces the full table's rows)
+            torch.manual_seed(config["seed"] + 2 + METHODS.index(method))
             t_method = time.perf_counter()
             for shots in config["shots"]:
                 for index, task in enumerate(task_list):
@@ -564,8 +568,9 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
                             done = k
                             with torch.no_grad():
                                 quality(method, shots, k, pair.generator(z), task, index == 0)
+            method_seconds[method] = time.perf_counter() - t_method
             if log:
-                log(f"evaluated {method} in {time.perf_counter() - t_method:.1f} s")
+                log(f"evaluated {method} in {method_seconds[method]:.1f} s")
     finally:
         fork.__exit__(None, None, None)
     rows = []
@@ -574,7 +579,8 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
         mean, se = _mean_se(values)
         rows.append({"experiment": EXPERIMENT, "method": method, "shots": shots, "steps": steps, "metric": metric,
                      "value": mean, "std_error": se, "tasks": len(values)})
-    info.update({"eval_seconds": time.perf_counter() - start, "eval_classes": [t["class"] for t in task_list],
+    info.update({"eval_seconds": time.perf_counter() - start, "method_seconds": method_seconds,
+                 "eval_classes": [t["class"] for t in task_list],
                  "per_task": {"|".join(map(str, key)): values for key, values in results.items()}})
     return {"rows": rows, "samples": samples, "info": info}
 
