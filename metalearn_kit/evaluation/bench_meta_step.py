@@ -298,9 +298,11 @@ def main(args: argparse.Namespace) -> int:
                                  else ["higher", "func", "func-loop"])
     machine = describe_machine()
     print(f"machine: {json.dumps(machine)}")
+    memory_text = ("not measured (interleaved)" if args.interleave else "torch.cuda.max_memory_allocated"
+                   if device.type == "cuda" else "ru_maxrss growth (child process)")
     print(f"ConvRestorer {DEPTH}x{WIDTH}, {SIZE}x{SIZE}x1, {SHOTS} support + {QUERIES} query, {INNER_STEPS} inner "
           f"steps; {repeats} timed steps after {args.warmup} warm-up; memory: "
-          f"{'torch.cuda.max_memory_allocated' if device.type == 'cuda' else 'ru_maxrss growth (child process)'}")
+          f"{memory_text}")
     print(f"{'algo':8s} {'backend':13s} {'mb':>4s} {'tasks/s':>10s} {'ms/step':>10s} {'peak MB':>10s}")
     t0 = time.perf_counter()
     setup = {"model": f"ConvRestorer(channels=1, width={WIDTH}, depth={DEPTH})", "image": SIZE, "support": SHOTS,
