@@ -120,3 +120,24 @@ def test_a_method_rows_do_not_depend_on_the_other_methods(tiny):
     together = [r for r in evaluate_generation(config, ["statistician", "scratch"], sources=sources)["rows"]
                 if r["method"] == "scratch"]
     assert [r["value"] for r in alone] == pytest.approx([r["value"] for r in together])
+
+
+def test_bench_merges_disjoint_method_runs(tiny, tmp_path, capsys):
+    import json
+
+    from metalearn_kit.cli import main
+
+    config, sources = tiny
+    paths = []
+    for methods in (["scratch"], ["statistician"]):
+        result = evaluate_generation(config, methods, sources=sources)
+        path = tmp_path / f"{methods[0]}.json"
+        path.write_text(json.dumps({"profile": "fast", "config": config, "rows": result["rows"],
+                                    "per_task": result["info"]["per_task"], "command": "test"}))
+        paths.append(str(path))
+    out = tmp_path / "merged.json"
+    assert main(["bench", "generation", "--merge", *paths, "--json", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    assert {r["method"] for r in merged["rows"]} == {"scratch", "statistician"}
+    assert len(merged["targets"]) == 5 and "Targets" in capsys.readouterr().out
+    assert main(["bench", "generation", "--merge", paths[0], paths[0]]) == 2  # overlapping methods: refused

@@ -32,6 +32,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-tasks", type=int, default=None, help="override the number of evaluation classes")
     parser.add_argument("--make-checkpoint", choices=(*CHECKPOINT_NAMES, "all"), default=None,
                         help="train this model and write its shipped checkpoint, then exit")
+    parser.add_argument("--merge", nargs="+", metavar="PART_JSON", default=None,
+                        help="merge the JSON of runs over disjoint --methods (same profile and config) into one "
+                             "table, without running anything")
     parser.add_argument("--device", default=None,
                         help="cpu, cuda, mps (default: $METALEARN_KIT_DEVICE, else CUDA if available, else CPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -60,6 +63,8 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     device = get_device(args.device)
+    if args.merge:
+        return _merge(args, check_targets, format_table)
     overrides = {} if args.eval_tasks is None else {"eval_tasks": args.eval_tasks}
     config = generation_config(args.profile, **overrides)
     start = time.perf_counter()
@@ -105,4 +110,50 @@ def main(args: argparse.Namespace) -> int:
         with open(args.json, "w") as handle:
             json.dump(payload, handle, indent=1, default=str)
         _log(f"wrote {args.json}")
+    return 0
+
+
+def _merge(args: argparse.Namespace, check_targets, format_table) -> int:
+    """Each method's rows come from its own seeded stream, so runs over disjoint method subsets (e.g. in
+    parallel processes) merge into exactly the table one run would give."""
+    parts = []
+    for path in args.merge:
+        with open(path) as handle:
+            parts.append(json.load(handle))
+    first = parts[0]
+    for path, part in zip(args.merge, parts, strict=True):
+        if part.get("config") != first.get("config"):
+            raise ValueError(f"--merge parts must share one config; {path} differs from {args.merge[0]}")
+    methods = [row["method"] for part in parts for row in part["rows"]]
+    seen: dict[str, str] = {}
+    for path, part in zip(args.merge, parts, strict=True):
+        for method in {row["method"] for row in part["rows"]}:
+            if method in seen:
+                raise ValueError(f"--merge parts must cover disjoint methods; {method!r} is in {seen[method]} "
+                                 f"and {path}")
+            seen[method] = path
+    from .generation import METHODS, METRICS
+
+    rows = sorted((row for part in parts for row in part["rows"]), key=lambda r: (
+        METHODS.index(r["method"]), r["shots"], r["steps"], METRICS.index(r["metric"])))
+    per_task = {k: v for part in parts for k, v in part.get("per_task", {}).items()}
+    result = {"rows": rows, "info": {"per_task": per_task}}
+    config = first["config"]
+    targets = check_targets(result, shots=5, steps=10 if 10 in config["steps"] else max(config["steps"]))
+    print(f"Merged {len(parts)} runs ({sorted(set(methods), key=METHODS.index)}), profile {first['profile']}")
+    print(format_table(rows))
+    print("\nTargets:")
+    for t in targets:
+        verdict = {True: "HOLDS", False: "DOES NOT HOLD", None: "NOT MEASURED"}[t["holds"]]
+        print(f"  [{verdict}] {t['target']}: {t['detail']}")
+    if args.json:
+        payload = {**first, "rows": rows, "targets": targets, "per_task": per_task,
+                   "checkpoints": {k: v for part in parts for k, v in part.get("checkpoints", {}).items()},
+                   "method_seconds": {k: v for part in parts for k, v in part.get("method_seconds", {}).items()},
+                   "eval_seconds": sum(part.get("eval_seconds", 0.0) for part in parts),
+                   "wall_time_s": {path: part.get("wall_time_s") for path, part in zip(args.merge, parts, strict=True)},
+                   "merged_from": [part.get("command") for part in parts]}
+        with open(args.json, "w") as handle:
+            json.dump(payload, handle, indent=1, default=str)
+        print(f"wrote {args.json}")
     return 0
