@@ -72,13 +72,35 @@ def batchnorm_modules(model: nn.Module) -> list[str]:
 
 
 def choose_backend(model: nn.Module, device: torch.device | str | None = None) -> str:
-    """The backend ``backend="auto"`` picks.
+    """The backend ``backend="auto"`` picks: ``"func"``, except ``"higher"`` for a model with BatchNorm (vmap
+    cannot mutate per-task running statistics; see the BatchNorm error for the alternatives).
 
-    Rule, from ``metalearn-kit bench meta-step`` on ConvRestorer (4x32 conv, 32x32, 5+5 shots, 5 inner steps,
-    second-order MAML): the vmapped ``func`` backend is faster on CUDA (H200 anchor: 313 vs 40 tasks/s at
-    meta-batch 32) and at least as fast on CPU (docs/benchmarks/meta_step_cpu.json), so ``func`` everywhere,
-    except for a model with BatchNorm, which only ``higher`` can run (vmap cannot mutate per-task running
-    statistics)."""
+    Why ``func`` on every device, from ``metalearn-kit bench meta-step`` (ConvRestorer 4x32, 32x32 grey images,
+    5 support + 5 query, 5 inner SGD steps, Adam meta-step; tasks/s, higher is better):
+
+    - CUDA: ``func`` vmaps over the tasks (``vmap_tasks=None`` -> vmap on accelerators). H200 anchor for
+      second-order MAML at meta-batch 32: higher loop 40 tasks/s, func + vmap 313 (the lead's run, to be
+      refreshed in docs/benchmarks/meta_step_cuda.json).
+    - CPU: ``func`` loops over the tasks with an eager autograd inner loop (``vmap_tasks=None`` -> loop on
+      CPU), because vmap turns each conv into a grouped conv over tasks, which is slower there. Measured on a
+      2-core CPU shared with other jobs, 1 thread, backends timed round-robin so shared load hits them alike
+      (``metalearn-kit bench meta-step --device cpu --threads 1 --interleave --repeats 3``,
+      docs/benchmarks/meta_step_cpu_interleaved.json):
+
+      ==========  ====  ======  ===========  =========
+      algorithm   mb    higher  func (vmap)  func-loop
+      ==========  ====  ======  ===========  =========
+      MAML        8     1.2     0.9          1.3
+      MAML        32    1.9     1.2          2.1
+      FOMAML      8     3.1     2.6          3.2
+      FOMAML      32    6.1     4.8          6.4
+      Reptile     8     4.5     4.0          5.3
+      Reptile     32    6.1     5.4          6.8
+      ==========  ====  ======  ===========  =========
+
+      so the looped func backend is at least as fast as higher on CPU (the non-interleaved run in
+      docs/benchmarks/meta_step_cpu.json agrees within its large noise and adds peak-memory figures).
+    """
     if batchnorm_modules(model):
         return "higher"
     return "func"
