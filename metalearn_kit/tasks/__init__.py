@@ -22,10 +22,10 @@ from .degradations import (
 )
 from .generation import FewShotGenerationTasks
 from .restoration import RestorationTasks
-from .task import Batch, Task, TaskBatch, stack_tasks
+from .task import Batch, Task, TaskBatch, TaskDistribution, stack_tasks
 
 __all__ = [
-    "Batch", "Task", "TaskBatch", "stack_tasks",
+    "Batch", "Task", "TaskBatch", "TaskDistribution", "stack_tasks",
     "Degradation", "make_degradation", "list_degradations", "register_degradation", "restoration_split",
     "SPLITS", "GaussianNoise", "PoissonNoise", "GaussianBlur", "MotionBlur", "KernelBlur", "Inpainting",
     "SuperResolution", "JPEG", "blur", "gaussian_kernel", "motion_kernel", "check_kernel",

@@ -8,10 +8,10 @@ import torch
 
 from .._checks import check_images, check_int
 from ..config import make_generator
-from .task import Task, TaskBatch, stack_tasks
+from .task import Task, TaskDistribution
 
 
-class FewShotGenerationTasks:
+class FewShotGenerationTasks(TaskDistribution):
     """A distribution over few-shot generation tasks drawn from a class image source.
 
     With ``ways=1`` a task is one class: ``support = (images [K, C, H, W], labels [K])`` and
@@ -77,17 +77,6 @@ class FewShotGenerationTasks:
         return Task((torch.cat(support), labels.repeat_interleave(self.shots)),
                     (torch.cat(query), labels.repeat_interleave(self.queries)), info)
 
-    def sample_batch(self, n: int, generator: torch.Generator | int | None = None,
-                     device: torch.device | str | None = None) -> TaskBatch:
-        """``n`` tasks stacked to ``[n, ways * shots, C, H, W]`` (on ``device`` if given)."""
-        check_int("n", n, minimum=1)
-        g = make_generator(generator)
-        return stack_tasks([self.sample(g) for _ in range(n)], device=device)
-
-    def __iter__(self):
-        g = make_generator(None)
-        while True:
-            yield self.sample(g)
 
     def __repr__(self) -> str:
         return (f"FewShotGenerationTasks(classes={self.source.num_classes}, ways={self.ways}, shots={self.shots}, "

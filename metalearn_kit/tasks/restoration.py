@@ -11,7 +11,7 @@ import torch
 from .._checks import check_choice, check_images, check_int
 from ..config import make_generator
 from .degradations import SPLITS, Degradation, make_degradation
-from .task import Task, TaskBatch, stack_tasks
+from .task import Task, TaskDistribution
 
 
 class _CleanSampler:
@@ -83,7 +83,7 @@ def _as_degradations(degradations: Any, split: str | None) -> list[Degradation]:
     return [make_degradation(d, split=split_arg) for d in items]
 
 
-class RestorationTasks:
+class RestorationTasks(TaskDistribution):
     """A distribution over restoration tasks.
 
     A task picks one family uniformly from ``degradations``, draws its parameters once, and degrades
@@ -161,18 +161,6 @@ class RestorationTasks:
         json.dumps(info)  # fail here, not in a checkpoint or a log, if a family returns odd parameters
         return Task((degraded[:k], clean[:k]), (degraded[k:], clean[k:]), info)
 
-    def sample_batch(self, n: int, generator: torch.Generator | int | None = None,
-                     device: torch.device | str | None = None) -> TaskBatch:
-        """``n`` tasks stacked to ``[n, shots, C, H, W]`` (on ``device`` if given)."""
-        check_int("n", n, minimum=1)
-        g = make_generator(generator)
-        return stack_tasks([self.sample(g) for _ in range(n)], device=device)
-
-    def __iter__(self):
-        """Endless stream of tasks from a generator seeded by torch's global RNG."""
-        g = make_generator(None)
-        while True:
-            yield self.sample(g)
 
     def __repr__(self) -> str:
         return (f"RestorationTasks(families={self.families}, shots={self.shots}, queries={self.queries}, "

@@ -18,6 +18,9 @@ from typing import Any
 
 import torch
 
+from .._checks import check_int
+from ..config import make_generator
+
 Batch = tuple[torch.Tensor, ...]
 
 
@@ -76,6 +79,27 @@ class TaskBatch:
     def to(self, device: torch.device | str) -> TaskBatch:
         return TaskBatch(tuple(t.to(device) for t in self.support), tuple(t.to(device) for t in self.query),
                          self.infos)
+
+
+class TaskDistribution:
+    """What every task distribution shares: a subclass defines ``sample(generator) -> Task``; batching and
+    streaming come from here, so any distribution plugs into the meta-loops the same way."""
+
+    def sample(self, generator: torch.Generator | int | None = None) -> Task:
+        raise NotImplementedError
+
+    def sample_batch(self, n: int, generator: torch.Generator | int | None = None,
+                     device: torch.device | str | None = None) -> TaskBatch:
+        """``n`` tasks stacked to ``[n, shots, ...]`` (on ``device`` if given)."""
+        check_int("n", n, minimum=1)
+        g = make_generator(generator)
+        return stack_tasks([self.sample(g) for _ in range(n)], device=device)
+
+    def __iter__(self):
+        """Endless stream of tasks from a generator seeded by torch's global RNG."""
+        g = make_generator(None)
+        while True:
+            yield self.sample(g)
 
 
 def stack_tasks(tasks: Sequence[Task], device: torch.device | str | None = None) -> TaskBatch:
