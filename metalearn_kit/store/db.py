@@ -242,9 +242,18 @@ class MetaDatabase:
         self._remember(con)
 
     def _check_foreign(self, con: sqlite3.Connection) -> None:
-        app_id = con.execute("PRAGMA application_id").fetchone()[0]
-        version = con.execute("PRAGMA user_version").fetchone()[0]
-        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        own_transaction = not con.in_transaction
+        if own_transaction:
+            # one snapshot for the reads below: another opener may be creating the file right now, and
+            # reading its header before and its tables after that commit would make it look foreign
+            self._retry_locked(lambda: con.execute("BEGIN"))
+        try:
+            app_id = con.execute("PRAGMA application_id").fetchone()[0]
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+            tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        finally:
+            if own_transaction:
+                con.execute("COMMIT")
         if app_id != schema.APPLICATION_ID:
             if app_id == 0 and not tables:
                 return  # an empty SQLite file: ours to initialise
