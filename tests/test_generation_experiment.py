@@ -141,3 +141,14 @@ def test_bench_merges_disjoint_method_runs(tiny, tmp_path, capsys):
     assert {r["method"] for r in merged["rows"]} == {"scratch", "statistician"}
     assert len(merged["targets"]) == 5 and "Targets" in capsys.readouterr().out
     assert main(["bench", "generation", "--merge", paths[0], paths[0]]) == 2  # overlapping methods: refused
+
+
+def test_saving_a_sample_grid_leaves_the_matplotlib_backend_alone(tmp_path):
+    import matplotlib
+
+    matplotlib.use("module://matplotlib_inline.backend_inline")  # what a Jupyter kernel uses
+    samples = {("real query", 5, 0): torch.rand(8, 1, 28, 28), ("maml", 5, 10): torch.rand(8, 1, 28, 28)}
+    path = save_sample_grid(samples, tmp_path / "grid.png")
+    assert path.stat().st_size > 0
+    assert matplotlib.get_backend() == "module://matplotlib_inline.backend_inline"
+    matplotlib.use("Agg")

@@ -657,17 +657,16 @@ def save_sample_grid(samples: dict, path: str | Path, columns: int = 8, shots: S
                      steps: Sequence[int] | None = None) -> Path:
     """Save a PNG with one row of ``columns`` images per (method, K, k) entry of ``samples`` (only the given
     ``shots``/``steps`` if set; the real query and support rows are always kept), labelled."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # a pyplot-free Figure: saving a file must not switch the backend of the user's Jupyter session
+    from matplotlib.figure import Figure
 
     if not samples:
         raise ValueError("samples is empty; run evaluate_generation(..., keep_samples=True)")
     keys = [key for key in samples if key[0] in ("real query", "support") or (
         (shots is None or key[1] in shots) and (steps is None or key[2] in steps))]
     keys = [k for k in keys if k[0] != "support" or shots is None or k[1] in shots]
-    fig, axes = plt.subplots(len(keys), 1, figsize=(columns * 0.6 + 1.8, 0.7 * len(keys) + 0.3), squeeze=False)
+    fig = Figure(figsize=(columns * 0.6 + 1.8, 0.7 * len(keys) + 0.3))
+    axes = fig.subplots(len(keys), 1, squeeze=False)
     for ax, key in zip(axes[:, 0], keys, strict=True):
         images = samples[key][:columns, 0].cpu()
         if images.shape[0] < columns:  # pad short rows (a 1-shot support set) with blanks
@@ -683,7 +682,6 @@ def save_sample_grid(samples: dict, path: str | Path, columns: int = 8, shots: S
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
