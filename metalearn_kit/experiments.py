@@ -1,8 +1,5 @@
-"""Named meta-training experiments: the one place that says what "denoise", "sr" or "glyph-vae" means.
-
-The ``metalearn-kit train`` command, the notebooks and the benchmarks build their runs from here, so a name
-means the same model, tasks, loss and settings everywhere. Sizes come from ``profile_sizes({"fast": ...,
-"full": ...})``: ``fast`` runs in seconds on a laptop CPU, ``full`` is the GPU setting.
+"""Named meta-training experiments: what ``metalearn-kit train NAME`` runs, each built from the one config its
+other users read, so a name means the same model, tasks, loss and settings everywhere.
 
 ```python
 from metalearn_kit.experiments import build_experiment, list_experiments
@@ -11,16 +8,28 @@ history = meta_train(setup.learner, setup.task_sampler, setup.loss_fn, val_sampl
                      **setup.settings.meta_train_kwargs())
 ```
 
-Experiments (``list_experiments()``):
+Two kinds (``list_experiments()``), each with a ``fast`` (laptop CPU) and a ``full`` (GPU) size:
 
-- ``denoise``: :class:`~metalearn_kit.models.conv.ConvRestorer` meta-learned on Gaussian-noise tasks (one
-  noise level per task) cut from the kit's training photographs; validation on held-out photographs.
-- ``sr``: the same restorer on x2 super-resolution tasks (one blur width per task; the input is the bicubic
-  upsampling of the low-resolution patch).
-- ``glyph-vae``: :class:`~metalearn_kit.models.generation.ConvVAE` meta-learned on one-class few-shot
-  generation tasks from the glyph alphabets; validation on the unseen evaluation alphabets. Its forward
-  draws random numbers (reparameterisation), so distributed runs of it match 1-process runs in
-  distribution only.
+- The tutorial experiments of notebook 06, small enough to meta-train in seconds there:
+
+  - ``denoise``: :class:`~metalearn_kit.models.conv.ConvRestorer` on Gaussian-noise tasks (one noise level per
+    task) cut from the kit's training photographs; validation on held-out photographs.
+  - ``sr``: the same restorer on x2 super-resolution tasks (one blur width per task; the input is the bicubic
+    upsampling of the low-resolution patch).
+  - ``glyph-vae``: :class:`~metalearn_kit.models.generation.ConvVAE` on one-class few-shot generation tasks from
+    the glyph alphabets; validation on the unseen evaluation alphabets.
+
+- The benchmark experiments, one per meta-learned shipped checkpoint, named after it
+  (``restoration_denoise_maml``, ..., ``generation_maml``, ...). Their model, tasks, loss, inner loop and
+  outer loop come from :func:`metalearn_kit.evaluation.restoration.meta_training_parts` and
+  :func:`metalearn_kit.evaluation.generation.meta_training_parts`, the functions that train the shipped
+  checkpoints and that ``metalearn-kit bench restoration|generation`` loads them by: ``metalearn-kit train
+  restoration_denoise_maml --profile full`` meta-trains exactly what ``metalearn-kit pretrain
+  restoration_denoise_maml --profile full`` does (same weights on one process with the default seed), plus a
+  validation on held-out tasks, and can run under ``torchrun``.
+
+Models whose forward draws random numbers (the VAEs' reparameterisation, Noise2Self's masks) match 1-process
+runs in distribution only when run on several ranks.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ class TrainSettings:
     val_tasks: int = 16
     checkpoint_every: int = 50
     grad_clip: float | None = None
+    query_before: bool = True
 
     def meta_train_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``meta_train`` (everything but the learner, sampler and loss)."""
@@ -114,7 +124,8 @@ class Experiment:
             parts = self.builder(profile)
         model = parts["model"].to(get_device(device))
         learner = make_learner(model, algorithm, backend, inner_lr=parts["inner_lr"],
-                               inner_steps=parts["inner_steps"])
+                               inner_steps=parts["inner_steps"], inner_grad_clip=parts.get("inner_grad_clip"),
+                               reptile_train_on=parts.get("reptile_train_on", "support"))
         return ExperimentSetup(self.name, self.summary, self.kind, profile, algorithm, learner.backend, seed, model,
                                learner, parts["task_sampler"], parts.get("val_sampler"), parts["loss_fn"],
                                parts["settings"], dict(parts.get("details", {})))
@@ -154,18 +165,21 @@ def build_experiment(name: str, profile: str | None = None, algorithm: str | Non
                                       seed=seed)
 
 
-def make_learner(model: nn.Module, algorithm: str, backend: str = "auto", *, inner_lr: float, inner_steps: int):
-    """The learner for ``algorithm``: MAML (second order), FOMAML, Reptile or Meta-SGD (per-element rates)."""
+def make_learner(model: nn.Module, algorithm: str, backend: str = "auto", *, inner_lr: float, inner_steps: int,
+                 inner_grad_clip: float | None = None, reptile_train_on: str = "support"):
+    """The learner for ``algorithm``: MAML (second order), FOMAML, Reptile (adapting on ``reptile_train_on``) or
+    Meta-SGD (per-element rates); ``inner_grad_clip`` clips each inner gradient's norm (None: no clipping)."""
     from .meta import MAML, MetaSGD, Reptile
 
     check_choice("algorithm", algorithm, ALGORITHMS)
+    common = {"inner_lr": inner_lr, "inner_steps": inner_steps, "backend": backend, "inner_grad_clip": inner_grad_clip}
     if algorithm == "maml":
-        return MAML(model, inner_lr=inner_lr, inner_steps=inner_steps, backend=backend)
+        return MAML(model, **common)
     if algorithm == "fomaml":
-        return MAML(model, inner_lr=inner_lr, inner_steps=inner_steps, first_order=True, backend=backend)
+        return MAML(model, first_order=True, **common)
     if algorithm == "reptile":
-        return Reptile(model, inner_lr=inner_lr, inner_steps=inner_steps, backend=backend)
-    return MetaSGD(model, inner_lr=inner_lr, inner_steps=inner_steps, backend=backend)
+        return Reptile(model, train_on=reptile_train_on, **common)
+    return MetaSGD(model, **common)
 
 
 def restoration_mse(model: Callable, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -234,6 +248,59 @@ def _glyph_vae(profile: str) -> dict[str, Any]:
     return {"model": model, "task_sampler": train, "val_sampler": val, "loss_fn": vae_loss_fn,
             "inner_lr": sizes["inner_lr"], "inner_steps": sizes["inner_steps"], "settings": sizes["settings"],
             "details": details}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The benchmark experiments: one per meta-learned shipped checkpoint, from the configs the benchmarks use
+# ----------------------------------------------------------------------------------------------------------
+
+def _settings(parts: dict[str, Any]) -> TrainSettings:
+    iterations = parts["iterations"]
+    return TrainSettings(iterations=iterations, meta_batch=parts["meta_batch"], meta_lr=parts["meta_lr"],
+                         val_every=max(1, iterations // 10), val_tasks=8, checkpoint_every=max(1, iterations // 20),
+                         grad_clip=parts["grad_clip"], query_before=parts.get("query_before", True))
+
+
+def _checkpoint_experiment(parts: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """A builder's result from a ``meta_training_parts`` dict and the config it was made from."""
+    return {"model": parts["model"], "task_sampler": parts["task_sampler"], "val_sampler": parts["val_sampler"],
+            "loss_fn": parts["loss_fn"], "inner_lr": parts["inner_lr"], "inner_steps": parts["inner_steps"],
+            "inner_grad_clip": parts["inner_grad_clip"], "reptile_train_on": parts.get("train_on", "support"),
+            "settings": _settings(parts), "details": {"config": config}}
+
+
+def _restoration_checkpoint(name: str) -> Callable[[str], dict[str, Any]]:
+    from .evaluation import restoration
+
+    def builder(profile: str) -> dict[str, Any]:
+        config = restoration.experiment_config(restoration.CHECKPOINT_EXPERIMENT[name], profile)
+        return _checkpoint_experiment(restoration.meta_training_parts(name, config), config)
+    return builder
+
+
+def _generation_checkpoint(method: str) -> Callable[[str], dict[str, Any]]:
+    from .evaluation import generation
+
+    def builder(profile: str) -> dict[str, Any]:
+        config = generation.generation_config(profile)
+        return _checkpoint_experiment(generation.meta_training_parts(method, config), config)
+    return builder
+
+
+def _register_checkpoint_experiments() -> None:
+    from .evaluation import restoration
+    from .pretrained import REGISTRY
+
+    for name, first_order in restoration.META_TRAINED.items():
+        EXPERIMENTS[name] = Experiment(name, REGISTRY[name].description, "restoration", _restoration_checkpoint(name),
+                                       "fomaml" if first_order else "maml")
+    for method in ("maml", "fomaml", "reptile"):
+        name = f"generation_{method}"
+        EXPERIMENTS[name] = Experiment(name, REGISTRY[name].description, "generation", _generation_checkpoint(method),
+                                       method)
+
+
+_register_checkpoint_experiments()
 
 
 __all__ = ["ALGORITHMS", "BACKENDS", "EXPERIMENTS", "Experiment", "ExperimentSetup", "TrainSettings",

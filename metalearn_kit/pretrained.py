@@ -8,6 +8,13 @@ Every entry can be rebuilt with one command, which records its config, seed, met
     metalearn-kit pretrain --all                         # every registered checkpoint
     metalearn-kit pretrain --list
 
+The shipped files are the ``fast`` profile's (CPU-sized). Each entry also has a ``full`` variant: the same
+training at the GPU sizes of the benchmarks' ``full`` profile, written beside the shipped one (``NAME`` ->
+``NAME_full`` file) and loaded by ``metalearn-kit bench restoration|generation --profile full``::
+
+    metalearn-kit pretrain restoration_denoise_maml --profile full      # one full-size checkpoint, one GPU
+    metalearn-kit pretrain --all --profile full
+
 ``REGISTRY`` is a plain dict; other parts of the kit add their own entries::
 
     REGISTRY["my_model"] = PretrainedEntry(file="my_model.safetensors", build=..., train=..., config={...})
@@ -19,7 +26,7 @@ import argparse
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +50,7 @@ class PretrainedEntry:
         config: the configuration the shipped file is trained with.
         seed: its seed.
         description: one line for ``--list``.
+        variants: other profiles of the same checkpoint (``{"full": entry}``), each a complete entry.
     """
 
     file: str
@@ -51,6 +59,7 @@ class PretrainedEntry:
     config: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     description: str = ""
+    variants: dict[str, PretrainedEntry] = field(default_factory=dict)
 
 
 REGISTRY: dict[str, PretrainedEntry] = {}
@@ -61,34 +70,49 @@ def checkpoint_dir() -> Path:
     return Path(os.environ.get(DIR_ENV) or CHECKPOINT_DIR)
 
 
-def _entry(name: str) -> PretrainedEntry:
+SHIPPED_PROFILE = "fast"
+
+
+def _entry(name: str, profile: str = SHIPPED_PROFILE) -> PretrainedEntry:
     if not isinstance(name, str) or name not in REGISTRY:
         raise ValueError(f"name must be a registered checkpoint, one of {sorted(REGISTRY)}; got {name!r}")
-    return REGISTRY[name]
+    entry = REGISTRY[name]
+    if profile == SHIPPED_PROFILE:
+        return entry
+    if profile not in entry.variants:
+        raise ValueError(f"profile must be one of {[SHIPPED_PROFILE, *entry.variants]} for checkpoint {name!r}, "
+                         f"got {profile!r}")
+    return entry.variants[profile]
 
 
-def checkpoint_path(name: str) -> Path:
-    """The ``.safetensors`` path of checkpoint ``name`` (it may not exist yet)."""
-    return checkpoint_dir() / _entry(name).file
+def _command(name: str, profile: str) -> str:
+    return f"metalearn-kit pretrain {name}" + ("" if profile == SHIPPED_PROFILE else f" --profile {profile}")
 
 
-def available() -> dict[str, bool]:
-    """Every registered name and whether its file is present."""
-    return {name: (checkpoint_dir() / entry.file).exists() for name, entry in sorted(REGISTRY.items())}
+def checkpoint_path(name: str, profile: str = SHIPPED_PROFILE) -> Path:
+    """The ``.safetensors`` path of checkpoint ``name`` at ``profile`` (it may not exist yet)."""
+    return checkpoint_dir() / _entry(name, profile).file
 
 
-def load_pretrained(name: str, train_if_missing: bool = False) -> tuple[nn.Module, dict]:
-    """The model of checkpoint ``name`` with its weights loaded, and its metadata (``config``, ``seed``,
-    ``metrics``, ``machine``, ``command``). A missing file raises ``FileNotFoundError`` naming the command
-    that makes it, unless ``train_if_missing`` (then it is trained and saved now)."""
-    entry = _entry(name)
+def available(profile: str = SHIPPED_PROFILE) -> dict[str, bool]:
+    """Every registered name and whether its ``profile`` file is present."""
+    return {name: checkpoint_path(name, profile).exists() for name in sorted(REGISTRY)}
+
+
+def load_pretrained(name: str, train_if_missing: bool = False, profile: str = SHIPPED_PROFILE
+                    ) -> tuple[nn.Module, dict]:
+    """The model of checkpoint ``name`` (its ``profile`` variant: ``"fast"``, the shipped one, or ``"full"``)
+    with its weights loaded, and its metadata (``config``, ``seed``, ``metrics``, ``machine``, ``command``).
+    A missing file raises ``FileNotFoundError`` naming the command that makes it, unless ``train_if_missing``
+    (then it is trained and saved now)."""
+    entry = _entry(name, profile)
     path = checkpoint_dir() / entry.file
     if not path.exists():
         if not train_if_missing:
-            raise FileNotFoundError(f"checkpoint {name!r} is not at {str(path)!r}; make it with "
-                                    f"`metalearn-kit pretrain {name}` or load_pretrained({name!r}, "
-                                    f"train_if_missing=True)")
-        return train_pretrained(name)
+            raise FileNotFoundError(f"checkpoint {name!r} ({profile} profile) is not at {str(path)!r}; make it "
+                                    f"with `{_command(name, profile)}` or load_pretrained({name!r}, "
+                                    f"train_if_missing=True, profile={profile!r})")
+        return train_pretrained(name, profile=profile)
     _, meta = checkpoints.load(path)
     model = entry.build(meta.get("config", entry.config))
     model, meta = checkpoints.load(path, model)
@@ -96,17 +120,17 @@ def load_pretrained(name: str, train_if_missing: bool = False) -> tuple[nn.Modul
 
 
 def train_pretrained(name: str, config: dict | None = None, seed: int | None = None,
-                     save: bool = True) -> tuple[nn.Module, dict]:
-    """Train checkpoint ``name`` with its registered config and seed (or the ones given) and, with ``save``,
-    write it to :func:`checkpoint_path`. Returns ``(model, meta)``."""
-    entry = _entry(name)
+                     save: bool = True, profile: str = SHIPPED_PROFILE) -> tuple[nn.Module, dict]:
+    """Train checkpoint ``name`` (its ``profile`` variant) with its registered config and seed (or the ones
+    given) and, with ``save``, write it to :func:`checkpoint_path`. Returns ``(model, meta)``."""
+    entry = _entry(name, profile)
     config = dict(entry.config if config is None else config)
     seed = entry.seed if seed is None else seed
     start = time.perf_counter()
     model, metrics = entry.train(config, seed)
     meta = {"name": name, "config": config, "seed": seed, "metrics": metrics,
             "train_wall_time_s": time.perf_counter() - start, "machine": describe_machine(),
-            "command": f"metalearn-kit pretrain {name}", "description": entry.description}
+            "command": _command(name, profile), "profile": profile, "description": entry.description}
     if save:
         checkpoints.save(checkpoint_dir() / entry.file, model, meta)
     return model.eval(), meta
@@ -120,14 +144,17 @@ def _restoration_entry(name: str, description: str) -> PretrainedEntry:
     from .evaluation import restoration
 
     experiment = restoration.CHECKPOINT_EXPERIMENT[name]
-    return PretrainedEntry(
-        file=f"{name}.safetensors",
-        build=lambda config: restoration.build_model(name, config),
-        train=lambda config, seed: restoration.train_checkpoint(name, config, seed),
-        config=restoration.experiment_config(experiment, "fast"),
-        seed=0,
-        description=description,
-    )
+
+    def entry(profile: str, file: str) -> PretrainedEntry:
+        return PretrainedEntry(
+            file=file,
+            build=lambda config: restoration.build_model(name, config),
+            train=lambda config, seed: restoration.train_checkpoint(name, config, seed),
+            config=restoration.experiment_config(experiment, profile),
+            seed=0,
+            description=description,
+        )
+    return replace(entry("fast", f"{name}.safetensors"), variants={"full": entry("full", f"{name}_full.safetensors")})
 
 
 _RESTORATION = {
@@ -148,7 +175,9 @@ for _name, _text in _RESTORATION.items():
 # Generation entries (metalearn_kit.evaluation.generation, fast-profile sizes): generation_featnet, _maml, ...
 from .evaluation.generation import pretrained_entries as _generation_entries  # noqa: E402
 
-REGISTRY.update(_generation_entries(PretrainedEntry))
+_full = _generation_entries(PretrainedEntry, "full")
+REGISTRY.update({name: replace(entry, variants={"full": _full[name]})
+                 for name, entry in _generation_entries(PretrainedEntry, "fast").items()})
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -163,15 +192,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="list the registered checkpoints and exit")
     parser.add_argument("--out", default=None, help=f"folder to write to (default: ${DIR_ENV} or the package)")
     parser.add_argument("--missing-only", action="store_true", help="skip checkpoints whose file exists")
+    parser.add_argument("--profile", default=SHIPPED_PROFILE, choices=(SHIPPED_PROFILE, "full"),
+                        help="fast: the shipped CPU-sized checkpoints (default); full: the GPU-sized variants "
+                             "that `bench ... --profile full` loads, written as NAME_full files")
 
 
 def main(args: argparse.Namespace) -> int:
     if args.out:
         os.environ[DIR_ENV] = str(args.out)
     if args.list:
-        present = available()
+        present = available(args.profile)
         for name, entry in sorted(REGISTRY.items()):
-            print(f"{name:32s} {'present' if present[name] else 'missing':8s} {entry.description}")
+            print(f"{name:32s} {args.profile:5s} {'present' if present[name] else 'missing':8s} {entry.description}")
         return 0
     names = list(args.names)
     if args.all:
@@ -181,12 +213,12 @@ def main(args: argparse.Namespace) -> int:
     if not names:
         raise ValueError("names is empty: give checkpoint names, --prefix PREFIX or --all (see --list)")
     for name in names:
-        _entry(name)
+        _entry(name, args.profile)
     for name in names:
-        if args.missing_only and checkpoint_path(name).exists():
+        if args.missing_only and checkpoint_path(name, args.profile).exists():
             print(f"{name}: present, skipped")
             continue
-        _, meta = train_pretrained(name)
-        print(f"{name}: trained in {meta['train_wall_time_s']:.1f} s -> {checkpoint_path(name)}  "
+        _, meta = train_pretrained(name, profile=args.profile)
+        print(f"{name}: trained in {meta['train_wall_time_s']:.1f} s -> {checkpoint_path(name, args.profile)}  "
               f"metrics {meta['metrics']}", flush=True)
     return 0

@@ -391,6 +391,7 @@ CLI_CASES = [
     ("db-export-target", ["db", "export"], r"'export' needs a CSV file path"),
     ("pretrain-name", ["pretrain", "no_such_checkpoint"], r"name must be a registered checkpoint"),
     ("pretrain-empty", ["pretrain"], r"names is empty"),
+    ("pretrain-profile", ["pretrain", "restoration_denoise_maml", "--profile", "huge"], r"--profile: invalid choice"),
     ("notebooks-profile", ["notebooks", "execute", "--profile", "turbo"], r"--profile: invalid choice"),
     ("train-experiment", ["train", "dehaze", "--out", "{out}"], r"experiment must be one of"),
 ]

@@ -79,6 +79,32 @@ def test_shipped_checkpoints_load():
         assert meta["command"] == f"metalearn-kit pretrain {name}"
 
 
+def test_full_profile_variants_are_the_benchmark_full_configs():
+    for name, experiment in R.CHECKPOINT_EXPERIMENT.items():
+        assert pretrained.REGISTRY[name].config == R.experiment_config(experiment, "fast")
+        assert pretrained.REGISTRY[name].variants["full"].config == R.experiment_config(experiment, "full")
+        assert pretrained.checkpoint_path(name, "full").name == f"{name}_full.safetensors"
+    with pytest.raises(ValueError, match=r"profile must be one of \['fast', 'full'\].*got 'huge'"):
+        pretrained.checkpoint_path("restoration_denoise_maml", "huge")
+
+
+def test_full_profile_file_is_written_by_pretrain_and_loaded_by_the_benchmark(monkeypatch, tmp_path):
+    monkeypatch.setenv(pretrained.DIR_ENV, str(tmp_path))
+    torch.set_num_threads(1)
+    with pytest.raises(FileNotFoundError, match="metalearn-kit pretrain restoration_denoise_maml --profile full"):
+        pretrained.load_pretrained("restoration_denoise_maml", profile="full")
+    # a small stand-in for the full sizes (the real ones are a GPU's work)
+    config = R.experiment_config("denoising", "fast", sizes={"meta_iterations": 2, "width": 8, "depth": 2})
+    trained, meta = pretrained.train_pretrained("restoration_denoise_maml", config=config, profile="full")
+    assert meta["command"] == "metalearn-kit pretrain restoration_denoise_maml --profile full"
+    assert meta["profile"] == "full" and (tmp_path / "restoration_denoise_maml_full.safetensors").exists()
+    assert not (tmp_path / "restoration_denoise_maml.safetensors").exists()  # the shipped file is not touched
+    loaded, source = R.get_model("restoration_denoise_maml", config)
+    assert source == "loaded"
+    for key, value in trained.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+
 def test_registry_errors_and_train_if_missing(monkeypatch, tmp_path):
     monkeypatch.setenv(pretrained.DIR_ENV, str(tmp_path))
     with pytest.raises(ValueError, match="name must be a registered checkpoint"):

@@ -237,20 +237,47 @@ def train_vae(method: str, config: dict, background, progress: bool = False,
                                      meta_batch=config["meta_batch"], lr=config["joint_lr"],
                                      generator=config["seed"], grad_clip=config["meta_grad_clip"], progress=progress)
             return model.cpu(), history
+        parts = meta_training_parts(method, config, background, model=model)
         if method == "reptile":
-            learner = Reptile(model, inner_lr=config["inner_lr"], inner_steps=config["inner_steps"],
-                              train_on="support+query", inner_grad_clip=config["inner_grad_clip"])
+            learner = Reptile(model, inner_lr=parts["inner_lr"], inner_steps=parts["inner_steps"],
+                              train_on=parts["train_on"], inner_grad_clip=parts["inner_grad_clip"])
         else:
-            learner = MAML(model, inner_lr=config["inner_lr"], inner_steps=config["inner_steps"],
-                           first_order=method == "fomaml", inner_grad_clip=config["inner_grad_clip"])
-        # clipping guards against the rare task whose inner steps overshoot (the ELBO in nats has large,
-        # sharply varying gradients); typical support-gradient norms are ~100-300
-        history = meta_train(learner, sampler, vae_loss_fn, iterations=config["meta_iterations"],
-                             meta_batch=config["meta_batch"], meta_lr=config["meta_lr"], generator=config["seed"],
-                             grad_clip=config["meta_grad_clip"], progress=progress, query_before=False)
+            learner = MAML(model, inner_lr=parts["inner_lr"], inner_steps=parts["inner_steps"],
+                           first_order=parts["first_order"], inner_grad_clip=parts["inner_grad_clip"])
+        history = meta_train(learner, parts["task_sampler"], parts["loss_fn"], iterations=parts["iterations"],
+                             meta_batch=parts["meta_batch"], meta_lr=parts["meta_lr"], generator=config["seed"],
+                             grad_clip=parts["grad_clip"], progress=progress, query_before=parts["query_before"])
         return model.cpu(), history
     finally:
         fork.__exit__(None, None, None)
+
+
+def meta_training_parts(method: str, config: dict, background=None, evaluation=None,
+                        model: nn.Module | None = None) -> dict[str, Any]:
+    """Everything that meta-trains the ``method`` VAE (``maml``, ``fomaml`` or ``reptile``) with ``config``:
+    ``model`` (a fresh VAE unless given: seed torch first), ``task_sampler`` (background classes),
+    ``val_sampler`` (evaluation classes), ``loss_fn`` (the ELBO), the inner loop (``inner_lr``,
+    ``inner_steps``, ``inner_grad_clip``, ``first_order``, Reptile's ``train_on``) and the outer loop
+    (``iterations``, ``meta_batch``, ``meta_lr``, ``grad_clip``, ``query_before``).
+
+    The one source of these settings: the shipped checkpoints (:func:`train_vae`) and the ``metalearn-kit
+    train generation_<method>`` experiments both build from it."""
+    check_choice("method", method, ("maml", "fomaml", "reptile"))
+    if background is None or evaluation is None:
+        loaded = load_sources(config)
+        background, evaluation = background or loaded[0], evaluation or loaded[1]
+    # clipping guards against the rare task whose inner steps overshoot (the ELBO in nats has large,
+    # sharply varying gradients); typical support-gradient norms are ~100-300
+    return {"model": make_vae(config) if model is None else model,
+            "task_sampler": _tasks(background, config["train_shots"], config["train_queries"]),
+            "val_sampler": _tasks(evaluation, config["train_shots"], config["train_queries"]),
+            "loss_fn": vae_loss_fn, "inner_lr": config["inner_lr"], "inner_steps": config["inner_steps"],
+            "inner_grad_clip": config["inner_grad_clip"], "first_order": method == "fomaml",
+            # Reptile has no query set of its own: it adapts on both sets of each task
+            "train_on": "support+query", "iterations": config["meta_iterations"],
+            "meta_batch": config["meta_batch"], "meta_lr": config["meta_lr"], "grad_clip": config["meta_grad_clip"],
+            # the query loss before adaptation is a diagnostic only: skipping it saves a forward per task
+            "query_before": False}
 
 
 def train_statistician(config: dict, background, progress: bool = False,

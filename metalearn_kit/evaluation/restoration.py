@@ -80,9 +80,11 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "fast": {"patch": 64, "width": 64, "hidden_layers": 3, "omega": 30.0, "inner_steps": 2, "inner_lr": 0.1,
                  "inner_grad_clip": None, "meta_iterations": 5000, "meta_batch": 4, "meta_lr": 1e-3, "test_images": 4,
                  "steps": [0, 2, 5, 20, 100]},
-        "full": {"patch": 128, "width": 128, "hidden_layers": 4, "omega": 30.0, "inner_steps": 3,
-                 "inner_lr": 0.01, "inner_grad_clip": None, "meta_iterations": 5000, "meta_batch": 8, "meta_lr": 1e-4,
-                 "test_images": 16,
+        # full: patch 96, not 128 -- the smallest training photograph is 102 pixels high; inner lr and meta lr as
+        # measured best in the fast profile (not yet measured at full size)
+        "full": {"patch": 96, "width": 128, "hidden_layers": 4, "omega": 30.0, "inner_steps": 3,
+                 "inner_lr": 0.1, "inner_grad_clip": None, "meta_iterations": 10000, "meta_batch": 8,
+                 "meta_lr": 1e-3, "test_images": 16,
                  "steps": [0, 2, 5, 20, 100, 500]},
     },
     "self_supervised": {
@@ -293,28 +295,76 @@ def build_model(name: str, config: dict) -> nn.Module:
     return ResidualRestorer(1, config["width"], config["depth"])
 
 
-def _learner(model: nn.Module, config: dict, first_order: bool = False):
-    from ..meta import MAML
-
-    return MAML(model, inner_lr=config["inner_lr"], inner_steps=config["inner_steps"], first_order=first_order,
-                inner_grad_clip=inner_grad_clip(config))
-
-
 def inner_grad_clip(config: dict) -> float | None:
     """The inner-loop gradient clip a meta-init is trained with -- and must be adapted with at test time."""
     return config.get("inner_grad_clip", DEFAULT_INNER_GRAD_CLIP)
 
 
-def _meta_train(model, sampler, loss_fn, config: dict, seed: int, progress: bool, first_order: bool = False,
-                val_sampler=None) -> dict:
+def _meta_train(name: str, model: nn.Module, config: dict, seed: int, progress: bool) -> dict:
+    from ..meta import MAML
     from ..meta.train import meta_train
 
-    learner = _learner(model, config, first_order)
-    history = meta_train(learner, sampler, loss_fn, iterations=config["meta_iterations"],
-                         meta_batch=config["meta_batch"], meta_lr=config["meta_lr"], generator=seed,
-                         progress=progress, grad_clip=1.0, val_sampler=val_sampler,
-                         val_every=max(1, config["meta_iterations"] // 4), val_tasks=8)
+    parts = meta_training_parts(name, config, model)
+    learner = MAML(model, inner_lr=parts["inner_lr"], inner_steps=parts["inner_steps"],
+                   first_order=parts["first_order"], inner_grad_clip=parts["inner_grad_clip"])
+    history = meta_train(learner, parts["task_sampler"], parts["loss_fn"], iterations=parts["iterations"],
+                         meta_batch=parts["meta_batch"], meta_lr=parts["meta_lr"], generator=seed,
+                         progress=progress, grad_clip=parts["grad_clip"])
     return _summary(history, "meta_loss")
+
+
+# checkpoint -> the inner loop it is meta-trained with: first order for Noise2Self (its masked loss draws a new
+# mask each inner step; second-order terms through the masks only add noise at a 2x memory cost)
+META_TRAINED = {"restoration_denoise_maml": False, "restoration_deblur_maml": False,
+                "restoration_inpaint_maml": False, "restoration_sr_mzsr": False, "restoration_siren_maml": False,
+                "restoration_n2s_maml": True}
+META_GRAD_CLIP = 1.0
+
+
+def meta_training_parts(name: str, config: dict, model: nn.Module | None = None, seed: int = 0) -> dict[str, Any]:
+    """Everything that meta-trains checkpoint ``name`` (a key of :data:`META_TRAINED`) with experiment
+    ``config``: the ``model`` (built from the config unless given; SR starts from the bicubic-pretrained
+    weights, MZSR's meta-transfer), ``task_sampler``, ``val_sampler`` (held-out photographs), ``loss_fn``, the
+    inner loop (``inner_lr``, ``inner_steps``, ``inner_grad_clip``, ``first_order``) and the outer loop
+    (``iterations``, ``meta_batch``, ``meta_lr``, ``grad_clip``).
+
+    The one source of these settings: the shipped checkpoints (:func:`train_checkpoint`) and the
+    ``metalearn-kit train`` experiments (:mod:`metalearn_kit.experiments`) both build from it. The caller
+    seeds torch before calling when ``model`` is None (the initial weights come from the global RNG)."""
+    from ..tasks.degradations import make_degradation
+
+    if name not in META_TRAINED:
+        raise ValueError(f"name must be a meta-trained checkpoint, one of {sorted(META_TRAINED)}; got {name!r}")
+    if model is None:
+        model = build_model(name, config)
+        if name == "restoration_sr_mzsr":
+            # meta-transfer learning: start from the bicubic-pretrained weights, as MZSR does
+            pretrained, _ = get_model("restoration_sr_pretrained", config, seed)
+            model.load_state_dict(pretrained.state_dict())
+    if name == "restoration_denoise_maml":
+        train, val = _denoise_samplers(config), _tasks(_photos("test", config["patch"]), "gaussian_noise",
+                                                        config["shots"], config["queries"], "val")
+        loss_fn = mse_loss
+    elif name in ("restoration_deblur_maml", "restoration_inpaint_maml"):
+        kind = "blur" if "deblur" in name else "mask"
+        train = _deblur_sampler(config, kind, "train")
+        val = _deblur_sampler(config, kind, "val", source=_photos("test", config["patch"]))
+        loss_fn = operator_loss
+    elif name == "restoration_sr_mzsr":
+        train, val, loss_fn = _sr_sampler(config, "train"), _sr_sampler(config, "test"), mse_loss
+    elif name == "restoration_siren_maml":
+        train, val = ImageFitTasks(_photos("train", config["patch"])), ImageFitTasks(_photos("test", config["patch"]))
+        loss_fn = fit_loss
+    else:  # restoration_n2s_maml
+        train, val = (SelfSupervisedDenoisingTasks(_photos(photos, config["train_patch"]),
+                                                   make_degradation("gaussian_noise", split=split))
+                      for photos, split in (("train", "train"), ("test", "val")))
+        loss_fn = self_supervised_loss
+    return {"model": model, "task_sampler": train, "val_sampler": val, "loss_fn": loss_fn,
+            "inner_lr": config["inner_lr"], "inner_steps": config["inner_steps"],
+            "inner_grad_clip": inner_grad_clip(config), "first_order": META_TRAINED[name],
+            "iterations": config["meta_iterations"], "meta_batch": config["meta_batch"],
+            "meta_lr": config["meta_lr"], "grad_clip": META_GRAD_CLIP}
 
 
 def _summary(history: dict, key: str) -> dict:
@@ -355,41 +405,28 @@ def train_checkpoint(name: str, config: dict | None = None, seed: int = 0, progr
     config = config or experiment_config(experiment, "fast")
     torch.manual_seed(seed)
     model = build_model(name, config).to(get_device())
-    if name == "restoration_denoise_maml":
-        metrics = _meta_train(model, _denoise_samplers(config), mse_loss, config, seed, progress)
+    if name == "restoration_sr_mzsr":
+        # meta-transfer learning: start from the bicubic-pretrained weights, as MZSR does
+        pretrained, _ = get_model("restoration_sr_pretrained", config, seed, progress)
+        model.load_state_dict({k: v.to(get_device()) for k, v in pretrained.state_dict().items()})
+    if name in META_TRAINED:
+        metrics = _meta_train(name, model, config, seed, progress)
     elif name == "restoration_denoise_joint":
         history = joint_pretrain(model, _denoise_samplers(config), mse_loss, config["joint_iterations"],
                                  meta_batch=config["meta_batch"], lr=config["meta_lr"], generator=seed,
                                  progress=progress)
         metrics = _summary(history, "loss")
-    elif name in ("restoration_deblur_maml", "restoration_inpaint_maml"):
-        kind = "blur" if "deblur" in name else "mask"
-        metrics = _meta_train(model, _deblur_sampler(config, kind, "train"), operator_loss, config, seed, progress)
     elif name in ("restoration_deblur_joint", "restoration_inpaint_joint"):
         kind = "blur" if "deblur" in name else "mask"
         history = joint_pretrain(model, _deblur_sampler(config, kind, "train"), operator_loss,
                                  config["joint_iterations"], meta_batch=config["meta_batch"], lr=config["meta_lr"],
                                  generator=seed, progress=progress)
         metrics = _summary(history, "loss")
-    elif name == "restoration_sr_pretrained":
+    else:  # restoration_sr_pretrained
         sampler = BicubicSRTasks(_photos("train", config["train_patch"]), config["scale"], config["pretrain_batch"])
         history = joint_pretrain(model, sampler, mse_loss, config["pretrain_iterations"], meta_batch=1, lr=1e-3,
                                  generator=seed, progress=progress)
         metrics = _summary(history, "loss")
-    elif name == "restoration_sr_mzsr":
-        # meta-transfer learning: start from the bicubic-pretrained weights, as MZSR does
-        pretrained, _ = get_model("restoration_sr_pretrained", config, seed, progress)
-        model.load_state_dict({k: v.to(get_device()) for k, v in pretrained.state_dict().items()})
-        metrics = _meta_train(model, _sr_sampler(config, "train"), mse_loss, config, seed, progress)
-    elif name == "restoration_siren_maml":
-        metrics = _meta_train(model, ImageFitTasks(_photos("train", config["patch"])), fit_loss, config, seed,
-                              progress)
-    else:  # restoration_n2s_maml
-        from ..tasks.degradations import make_degradation
-
-        sampler = SelfSupervisedDenoisingTasks(_photos("train", config["train_patch"]),
-                                               make_degradation("gaussian_noise", split="train"))
-        metrics = _meta_train(model, sampler, self_supervised_loss, config, seed, progress, first_order=True)
     metrics["device"] = str(get_device())
     return model.cpu(), metrics
 
@@ -419,27 +456,31 @@ def _training_part(config: dict) -> dict:
 
 
 def get_model(name: str, config: dict, seed: int = 0, progress: bool = False) -> tuple[nn.Module, str]:
-    """Load checkpoint ``name`` if it was trained with this ``config`` and ``seed``, else train it now.
+    """Load checkpoint ``name`` -- its shipped ``fast`` file or its ``full`` variant (``metalearn-kit pretrain
+    NAME --profile full``) -- if it was trained with this ``config`` and ``seed``, else train it now.
     Returns ``(model, "loaded" | "trained")``."""
-    from ..pretrained import REGISTRY, load_pretrained, train_pretrained
+    from ..pretrained import REGISTRY, SHIPPED_PROFILE, load_pretrained, train_pretrained
 
-    missing = False
-    try:
-        model, meta = load_pretrained(name)
+    profiles = [SHIPPED_PROFILE, *REGISTRY[name].variants] if name in REGISTRY else [SHIPPED_PROFILE]
+    missing = []
+    for profile in profiles:
+        try:
+            model, meta = load_pretrained(name, profile=profile)
+        except FileNotFoundError:
+            missing.append(profile)
+            continue
         if _training_part(meta.get("config", {})) == _training_part(config) and meta.get("seed") == seed:
             return model, "loaded"
-    except FileNotFoundError:
-        missing = True
-    entry = REGISTRY.get(name)
-    if missing and entry is not None and _training_part(entry.config) == _training_part(config) \
-            and entry.seed == seed:
-        # the shipped configuration, file missing: train it through the registry, which saves it for next time
-        # (an existing file is never overwritten here; `metalearn-kit pretrain NAME` does that)
-        try:
-            model, _ = train_pretrained(name)
-        except OSError:  # read-only install: keep the model in memory only
-            model, _ = train_pretrained(name, save=False)
-        return model, "trained"
+    for profile in missing:
+        entry = REGISTRY[name] if profile == SHIPPED_PROFILE else REGISTRY[name].variants[profile]
+        if _training_part(entry.config) == _training_part(config) and entry.seed == seed:
+            # a registered configuration, file missing: train it through the registry, which saves it for next
+            # time (an existing file is never overwritten here; `metalearn-kit pretrain NAME` does that)
+            try:
+                model, _ = train_pretrained(name, profile=profile)
+            except OSError:  # read-only install: keep the model in memory only
+                model, _ = train_pretrained(name, save=False, profile=profile)
+            return model, "trained"
     model, _ = train_checkpoint(name, config, seed, progress)
     return model, "trained"
 
