@@ -23,6 +23,7 @@ training at the GPU sizes of the benchmarks' ``full`` profile, written beside th
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from . import checkpoints
@@ -126,11 +128,16 @@ def train_pretrained(name: str, config: dict | None = None, seed: int | None = N
     entry = _entry(name, profile)
     config = dict(entry.config if config is None else config)
     seed = entry.seed if seed is None else seed
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     model, metrics = entry.train(config, seed)
     meta = {"name": name, "config": config, "seed": seed, "metrics": metrics,
             "train_wall_time_s": time.perf_counter() - start, "machine": describe_machine(),
-            "command": _command(name, profile), "profile": profile, "description": entry.description}
+            "command": _command(name, profile), "profile": profile, "description": entry.description,
+            # the largest GPU memory torch held at once during training (None on a machine without CUDA)
+            "peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None}
     if save:
         checkpoints.save(checkpoint_dir() / entry.file, model, meta)
     return model.eval(), meta
@@ -192,6 +199,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="list the registered checkpoints and exit")
     parser.add_argument("--out", default=None, help=f"folder to write to (default: ${DIR_ENV} or the package)")
     parser.add_argument("--missing-only", action="store_true", help="skip checkpoints whose file exists")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="also write one row per trained checkpoint (wall time, meta-steps, tasks/s, peak GPU "
+                             "memory, machine) to this JSON file")
     parser.add_argument("--profile", default=SHIPPED_PROFILE, choices=(SHIPPED_PROFILE, "full"),
                         help="fast: the shipped CPU-sized checkpoints (default); full: the GPU-sized variants "
                              "that `bench ... --profile full` loads, written as NAME_full files")
@@ -214,11 +224,45 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError("names is empty: give checkpoint names, --prefix PREFIX or --all (see --list)")
     for name in names:
         _entry(name, args.profile)
+    rows = []
     for name in names:
         if args.missing_only and checkpoint_path(name, args.profile).exists():
             print(f"{name}: present, skipped")
             continue
         _, meta = train_pretrained(name, profile=args.profile)
+        rows.append(training_row(meta))
         print(f"{name}: trained in {meta['train_wall_time_s']:.1f} s -> {checkpoint_path(name, args.profile)}  "
               f"metrics {meta['metrics']}", flush=True)
+        if args.json:  # rewritten after every checkpoint: a run cut short keeps what it finished
+            checkpoints.atomic_write_bytes(Path(args.json), json.dumps(
+                {"command": f"metalearn-kit pretrain {' '.join(names)} --profile {args.profile}",
+                 "profile": args.profile, "machine": describe_machine(), "rows": rows}, indent=1).encode())
+    if rows:
+        print(format_training_table(rows))
     return 0
+
+
+def training_row(meta: dict) -> dict[str, Any]:
+    """What a training run cost: wall time, meta-steps (iterations), tasks/s where the config has a meta-batch,
+    peak GPU memory and the device."""
+    config, metrics = meta["config"], meta["metrics"]
+    iterations = metrics.get("iterations", metrics.get("iteration_last"))
+    batch = config.get("meta_batch")
+    wall = meta["train_wall_time_s"]
+    return {"name": meta["name"], "profile": meta["profile"], "wall_time_s": wall, "iterations": iterations,
+            "tasks_per_s": iterations * batch / wall if iterations and batch and wall > 0 else None,
+            "peak_gpu_memory_mb": meta.get("peak_gpu_memory_mb"), "device": metrics.get("device"),
+            "gpu": meta["machine"].get("gpu")}
+
+
+def format_training_table(rows: list[dict]) -> str:
+    def cell(value, fmt):
+        return "-" if value is None else format(value, fmt)
+
+    header = f"{'checkpoint':32s} {'profile':7s} {'wall s':>9s} {'iters':>7s} {'tasks/s':>9s} {'peak GPU MB':>12s}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{r['name']:32s} {r['profile']:7s} {cell(r['wall_time_s'], '9.1f')} "
+                     f"{cell(r['iterations'], '7d')} {cell(r['tasks_per_s'], '9.1f')} "
+                     f"{cell(r['peak_gpu_memory_mb'], '12.0f')}")
+    return "\n".join(lines)

@@ -1,5 +1,6 @@
 """Restoration experiments end-to-end with tiny budgets, the pretrained registry and the benchmark's checks."""
 
+import json
 import math
 
 import pytest
@@ -141,3 +142,25 @@ def test_target_checks_and_table():
     assert checks["super_resolution@1"] is False  # +0.2 dB < +0.5 dB
     assert checks["image_fitting"] is True
     assert "meta-init (MZSR)" in format_table(rows)
+
+
+def test_pretrain_cli_writes_a_cost_table(monkeypatch, tmp_path, capsys):
+    from metalearn_kit.cli import main
+
+    monkeypatch.setenv(pretrained.DIR_ENV, str(tmp_path))
+
+    def train(config, seed):
+        torch.manual_seed(seed)
+        return nn.Linear(config["features"], 1), {"iterations": 4, "loss": 0.5}
+
+    entry = pretrained.PretrainedEntry(file="tiny_cost.safetensors", build=lambda c: nn.Linear(c["features"], 1),
+                                       train=train, config={"features": 3, "meta_batch": 2}, seed=1)
+    monkeypatch.setitem(pretrained.REGISTRY, "tiny_cost", entry)
+    assert main(["pretrain", "tiny_cost", "--json", str(tmp_path / "cost.json")]) == 0
+    assert "tiny_cost" in capsys.readouterr().out.splitlines()[-1]
+    report = json.loads((tmp_path / "cost.json").read_text())
+    assert report["command"] == "metalearn-kit pretrain tiny_cost --profile fast"
+    (row,) = report["rows"]
+    assert row["name"] == "tiny_cost" and row["iterations"] == 4 and row["wall_time_s"] > 0
+    assert row["tasks_per_s"] == pytest.approx(8 / row["wall_time_s"])
+    assert row["peak_gpu_memory_mb"] is None or row["peak_gpu_memory_mb"] >= 0
