@@ -61,6 +61,7 @@ class TrainSettings:
     checkpoint_every: int = 50
     grad_clip: float | None = None
     query_before: bool = True
+    meta_lr_schedule: str = "constant"
 
     def meta_train_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``meta_train`` (everything but the learner, sampler and loss)."""
@@ -258,7 +259,8 @@ def _settings(parts: dict[str, Any]) -> TrainSettings:
     iterations = parts["iterations"]
     return TrainSettings(iterations=iterations, meta_batch=parts["meta_batch"], meta_lr=parts["meta_lr"],
                          val_every=max(1, iterations // 10), val_tasks=8, checkpoint_every=max(1, iterations // 20),
-                         grad_clip=parts["grad_clip"], query_before=parts.get("query_before", True))
+                         grad_clip=parts["grad_clip"], query_before=parts.get("query_before", True),
+                         meta_lr_schedule=parts.get("meta_lr_schedule", "constant"))
 
 
 def _checkpoint_experiment(parts: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:

@@ -188,3 +188,51 @@ def test_joint_pretrain_then_finetune_and_scratch_baseline():
     with pytest.raises(ValueError, match="lr"):
         finetune(model, task.support, mse, steps=1, lr=0.0)
     assert isinstance(sampler.sample_batch(2, torch.Generator()), TaskBatch)
+
+
+def test_cosine_meta_lr_schedule_steps_and_resumes(tmp_path):
+    used = []
+
+    class RecordingSGD(torch.optim.SGD):
+        def step(self, closure=None):
+            used.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_at_3(iteration, record):
+        if iteration == 3:
+            raise Interrupted
+
+    def run(iterations, checkpoint_dir=None, resume=False, callbacks=()):
+        learner = MAML(net(seed=3), inner_lr=0.05, inner_steps=1)
+        meta_train(learner, NoiseTasks(), mse, iterations=iterations, meta_batch=2, meta_lr=0.1,
+                   meta_optimizer=RecordingSGD, meta_lr_schedule="cosine", generator=4, checkpoint_dir=checkpoint_dir,
+                   checkpoint_every=2, resume=resume, progress=False, callbacks=callbacks)
+        return learner
+
+    def schedule(steps):
+        return pytest.approx([0.1 * 0.5 * (1 + math.cos(math.pi * i / 4)) for i in steps])
+
+    straight = run(4)
+    assert used == schedule(range(4)) and used[0] == pytest.approx(0.1) and used[-1] < 0.02
+    # a run killed after step 3 (last checkpoint: step 2) and resumed follows the same schedule exactly
+    with pytest.raises(Interrupted):
+        run(4, checkpoint_dir=tmp_path, callbacks=[stop_at_3])
+    used.clear()
+    resumed = run(4, checkpoint_dir=tmp_path, resume=True)
+    assert used == schedule((2, 3))
+    assert torch.equal(params_of(straight), params_of(resumed))
+    # resuming with another length would bend the schedule half-way: refused, naming both
+    with pytest.raises(ValueError, match=r"meta_lr_schedule='cosine' over iterations=4, now 'cosine' over "
+                                         r"iterations=6"):
+        run(6, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_meta_lr_schedule_bad_inputs():
+    learner = MAML(net(), inner_lr=0.05, inner_steps=1)
+    with pytest.raises(ValueError, match=r"meta_lr_schedule must be one of \('constant', 'cosine'\), got 'step'"):
+        meta_train(learner, NoiseTasks(), mse, iterations=2, meta_lr_schedule="step", progress=False)
+    with pytest.raises(ValueError, match=r"meta_lr_schedule='cosine' needs iterations"):
+        meta_train(learner, NoiseTasks(), mse, time_budget_s=1.0, meta_lr_schedule="cosine", progress=False)

@@ -32,6 +32,7 @@ from .inner import DivergenceError
 
 CHECKPOINT_NAME = "meta_train.safetensors"
 META_OPTIMIZERS = ("adam", "adamw", "sgd")
+META_LR_SCHEDULES = ("constant", "cosine")
 TRAIN_KEYS = ("iteration", "meta_loss", "query_loss_before", "query_loss_after", "support_loss_first",
               "support_loss_last", "grad_norm", "wall_time_s")
 VAL_KEYS = ("val_iteration", "val_query_loss_before", "val_query_loss_after")
@@ -116,6 +117,15 @@ def _load_checkpoint(path: Path, learner, optimizer, generator: torch.Generator,
     if saved != config["learner"]:
         raise ValueError(f"resume=True but the learner differs from the checkpoint's: saved {saved}, now "
                          f"{config['learner']}; use the same learner settings or a fresh checkpoint_dir")
+    saved_loop, loop = meta["config"].get("loop", {}), config["loop"]
+    saved_schedule = saved_loop.get("meta_lr_schedule", "constant")
+    if "cosine" in (saved_schedule, loop["meta_lr_schedule"]) and (
+            saved_schedule != loop["meta_lr_schedule"] or saved_loop.get("iterations") != loop["iterations"]):
+        # the steps already taken followed the saved schedule; another length would bend it half-way
+        raise ValueError(f"resume=True but the checkpoint follows meta_lr_schedule={saved_schedule!r} over "
+                         f"iterations={saved_loop.get('iterations')}, now {loop['meta_lr_schedule']!r} over "
+                         f"iterations={loop['iterations']}; resume with the checkpoint's schedule and iterations, "
+                         f"or start a fresh checkpoint_dir")
     device = next((p.device for p in learner.parameters()), torch.device("cpu"))
     learner_state = {k[len("learner."):]: v.to(device) for k, v in tensors.items() if k.startswith("learner.")}
     learner.load_state_dict(learner_state)
@@ -147,7 +157,7 @@ def meta_train(learner, task_sampler, loss_fn: Callable, iterations: int | None 
                val_steps: int | None = None, val_seed: int = 1234, callbacks: Sequence[Callable] = (),
                checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 100, resume: bool = False,
                grad_clip: float | None = None, generator: torch.Generator | int | None = 0, progress: bool = True,
-               store=None, query_before: bool = True) -> dict[str, Any]:
+               store=None, query_before: bool = True, meta_lr_schedule: str = "constant") -> dict[str, Any]:
     """Meta-train ``learner`` (MAML, MetaSGD, Reptile, ...) on tasks from ``task_sampler``.
 
     Runs ``iterations`` meta-steps (total, counting those before a resume) or until ``time_budget_s`` seconds
@@ -161,6 +171,9 @@ def meta_train(learner, task_sampler, loss_fn: Callable, iterations: int | None 
 
     ``checkpoint_dir``: save every ``checkpoint_every`` steps and at the end; ``resume=True`` continues from the
     checkpoint there (bit-identical on CPU). ``grad_clip``: clip the meta-gradient's global norm.
+    ``meta_lr_schedule``: ``"constant"`` or ``"cosine"`` (``meta_lr * (1 + cos(pi * i / iterations)) / 2`` at
+    step ``i``: large steps early, small ones to settle at the end; needs ``iterations``; it is a function of
+    the step number, so a resumed run follows the same schedule).
     ``generator``: seed or ``torch.Generator`` of the task sampler. ``progress``: tqdm bar (also off with
     ``$TQDM_DISABLE``). ``store``: see the module docstring.
 
@@ -187,6 +200,11 @@ def meta_train(learner, task_sampler, loss_fn: Callable, iterations: int | None 
     check_int("val_every", val_every, minimum=1)
     check_int("val_tasks", val_tasks, minimum=1)
     check_int("checkpoint_every", checkpoint_every, minimum=1)
+    if meta_lr_schedule not in META_LR_SCHEDULES:
+        raise ValueError(f"meta_lr_schedule must be one of {META_LR_SCHEDULES}, got {meta_lr_schedule!r}")
+    if meta_lr_schedule == "cosine" and iterations is None:
+        raise ValueError("meta_lr_schedule='cosine' needs iterations (the schedule ends at the last iteration); "
+                         "give iterations or use meta_lr_schedule='constant' with a time budget")
     if grad_clip is not None:
         check_float("grad_clip", grad_clip, minimum=0.0, strict_min=True)
     if resume and checkpoint_dir is None:
@@ -200,7 +218,8 @@ def meta_train(learner, task_sampler, loss_fn: Callable, iterations: int | None 
               "loop": {"meta_batch": meta_batch, "meta_lr": meta_lr,
                        "meta_optimizer": meta_optimizer if isinstance(meta_optimizer, str) else "custom",
                        "grad_clip": grad_clip, "iterations": iterations, "time_budget_s": time_budget_s,
-                       "val_every": val_every, "val_tasks": val_tasks, "val_steps": val_steps}}
+                       "val_every": val_every, "val_tasks": val_tasks, "val_steps": val_steps,
+                       "meta_lr_schedule": meta_lr_schedule}}
 
     history: dict[str, Any] = {k: [] for k in TRAIN_KEYS + VAL_KEYS}
     start = 0
@@ -242,6 +261,9 @@ def meta_train(learner, task_sampler, loss_fn: Callable, iterations: int | None 
             if not math.isfinite(grad_norm):
                 raise DivergenceError(f"meta-gradient became NaN/Inf at meta iteration {iteration + 1} ({lr_text}); "
                                       f"lower meta_lr/inner_lr or set grad_clip")
+            if meta_lr_schedule == "cosine":
+                for group in optimizer.param_groups:
+                    group["lr"] = meta_lr * 0.5 * (1.0 + math.cos(math.pi * iteration / iterations))
             optimizer.step()
             iteration += 1
             support = out.support_losses
