@@ -42,6 +42,7 @@ def test_train_writes_checkpoint_model_and_log_then_resumes(tmp_path, capsys):
     weights, model_meta = checkpoints.load(out / "model.safetensors")
     assert model_meta["kind"] == "meta_learned_init" and model_meta["iteration"] == 3
     assert set(weights) == set(build_experiment("denoise", profile="fast").model.state_dict())
+    assert not (out / "inner_lrs.safetensors").exists()  # MAML's inner rate is a setting, not learnt
 
     # a second run into the same folder must say --resume instead of silently overwriting
     assert train("denoise", "--iterations", "5", "--meta-batch", "2", "--out", str(out)) == 2
@@ -59,6 +60,22 @@ def test_train_writes_checkpoint_model_and_log_then_resumes(tmp_path, capsys):
     direct, _ = checkpoints.load(straight / "model.safetensors")
     for name in direct:
         assert torch.equal(resumed[name], direct[name]), name
+
+
+def test_metasgd_run_keeps_its_learned_learning_rates(tmp_path):
+    from metalearn_kit.meta import MetaSGD
+
+    out = tmp_path / "metasgd"
+    assert train("denoise", "--algorithm", "metasgd", "--iterations", "2", "--meta-batch", "2", "--out", str(out)) == 0
+    rates, meta = checkpoints.load(out / "inner_lrs.safetensors")
+    assert meta["kind"] == "meta_learned_inner_lrs" and meta["algorithm"] == "metasgd"
+    learner = MetaSGD(build_experiment("denoise", profile="fast").model, inner_lr=0.1, inner_steps=2)
+    expected = learner.inner_learning_rates()
+    assert set(rates) == set(expected) and all(rates[n].shape == expected[n].shape for n in rates)
+    assert any(not torch.allclose(r, torch.full_like(r, 0.1)) for r in rates.values())  # they were trained
+    # the learned rates are also in the resumable checkpoint, with the rest of the learner
+    state, _ = checkpoints.load(out / "meta_train.safetensors")
+    assert any(k.startswith("learner.inner_lrs.") for k in state)
 
 
 def test_algorithm_and_backend_override(tmp_path):

@@ -6,7 +6,8 @@ N machines:    torchrun --nnodes M --nproc_per_node N --rdzv-backend c10d --rdzv
                    -m metalearn_kit.cli train denoise --out runs/denoise
 
 Writes ``OUT/meta_train.safetensors`` (the resumable checkpoint), ``OUT/model.safetensors`` (the meta-learned
-initial weights) and ``OUT/train_log.json`` (settings, history, timings). Under torchrun every rank computes
+initial weights), for Meta-SGD ``OUT/inner_lrs.safetensors`` (the learned inner learning rates, one tensor per
+parameter name) and ``OUT/train_log.json`` (settings, history, timings). Under torchrun every rank computes
 ``meta_batch / world_size`` tasks of each meta-batch; rank 0 alone writes files and store records.
 """
 
@@ -26,6 +27,7 @@ from ..config import PROFILES, describe_machine, seed_everything
 
 LOG_NAME = "train_log.json"
 MODEL_NAME = "model.safetensors"
+LRS_NAME = "inner_lrs.safetensors"
 EXIT_RANK_LOST = 1
 
 
@@ -174,6 +176,7 @@ def main(args: argparse.Namespace) -> int:
         world_from_env,
     )
     from .inner import DivergenceError
+    from .maml import MetaSGD
     from .train import CHECKPOINT_NAME
 
     _, world_size, _ = world_from_env()
@@ -231,6 +234,9 @@ def main(args: argparse.Namespace) -> int:
         model_meta = {"kind": "meta_learned_init", "experiment": setup.name, "algorithm": setup.algorithm,
                       "iteration": done, "learner": setup.learner.config(), "seed": args.seed}
         checkpoints.save(out / MODEL_NAME, setup.model, model_meta)
+        if isinstance(setup.learner, MetaSGD):  # the learned rates are half of what Meta-SGD learnt
+            rates = {name: rate.detach() for name, rate in setup.learner.inner_learning_rates().items()}
+            checkpoints.save(out / LRS_NAME, rates, {**model_meta, "kind": "meta_learned_inner_lrs"})
         final = {k: history[k][-1] for k in ("meta_loss", "query_loss_before", "query_loss_after",
                                             "val_query_loss_before", "val_query_loss_after") if history.get(k)}
         if recorder is not None:
