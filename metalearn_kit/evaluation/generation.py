@@ -738,8 +738,9 @@ def _build_from_file(name: str, profile: str) -> nn.Module:
 def _train_for_registry(name: str, profile: str) -> tuple[nn.Module, dict]:
     config = generation_config(profile)
     background, _ = load_sources(config)
-    model, history = _train(name, config, background, progress=False)
-    return model, _summary(history)
+    device = get_device()  # train where the kit runs: the GPU when there is one
+    model, history = _train(name, config, background, progress=False, device=device)
+    return model, {**_summary(history), "device": str(device)}
 
 
 def pretrained_entries(entry_cls, profile: str = "fast") -> dict[str, Any]:
