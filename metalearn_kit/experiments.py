@@ -293,9 +293,9 @@ def _register_checkpoint_experiments() -> None:
     from .evaluation import restoration
     from .pretrained import REGISTRY
 
-    for name, first_order in restoration.META_TRAINED.items():
+    for name, algorithm in restoration.META_TRAINED.items():
         EXPERIMENTS[name] = Experiment(name, REGISTRY[name].description, "restoration", _restoration_checkpoint(name),
-                                       "fomaml" if first_order else "maml")
+                                       algorithm)
     for method in ("maml", "fomaml", "reptile"):
         name = f"generation_{method}"
         EXPERIMENTS[name] = Experiment(name, REGISTRY[name].description, "generation", _generation_checkpoint(method),

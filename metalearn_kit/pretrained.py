@@ -155,7 +155,7 @@ def _restoration_entry(name: str, description: str) -> PretrainedEntry:
     def entry(profile: str, file: str) -> PretrainedEntry:
         return PretrainedEntry(
             file=file,
-            build=lambda config: restoration.build_model(name, config),
+            build=lambda config: restoration.checkpoint_module(name, config),
             train=lambda config, seed: restoration.train_checkpoint(name, config, seed),
             config=restoration.experiment_config(experiment, profile),
             seed=0,
@@ -174,6 +174,7 @@ _RESTORATION = {
     "restoration_inpaint_maml": "MAML init of an unrolled inpainting restorer (random and box masks)",
     "restoration_inpaint_joint": "the unrolled inpainting restorer jointly pretrained",
     "restoration_siren_maml": "MAML-learned SIREN initialisation for fitting grey photo patches",
+    "restoration_siren_metasgd": "Meta-SGD-learned SIREN initialisation and per-weight inner learning rates",
     "restoration_n2s_maml": "MAML init for zero-shot Noise2Self denoising (self-supervised inner loop)",
 }
 for _name, _text in _RESTORATION.items():

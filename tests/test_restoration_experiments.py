@@ -33,7 +33,8 @@ def test_image_fitting_tiny_run_returns_rows(monkeypatch, tmp_path):
     rows = R.image_fitting(profile="fast", sizes={"patch": 16, "width": 16, "hidden_layers": 2,
                                                   "meta_iterations": 2, "meta_batch": 2, "test_images": 1,
                                                   "steps": [0, 2]})
-    _well_formed(rows, "image_fitting", {"meta-init (MAML)", "standard init"})
+    _well_formed(rows, "image_fitting", {"meta-init (MAML)", "meta-init + learned step sizes (Meta-SGD)",
+                                         "standard init"})
     steps = {r["steps"] for r in rows if r["metric"] == "psnr"}
     assert steps == {0, 2}
     assert not list(tmp_path.iterdir())  # a non-shipped config is never saved as a shipped checkpoint
@@ -75,9 +76,26 @@ def test_shipped_checkpoints_load():
     assert shipped, "no restoration checkpoint shipped in metalearn_kit/checkpoints_data"
     for name in shipped:
         model, meta = pretrained.load_pretrained(name)
+        if R.META_TRAINED.get(name) == "metasgd":  # the learner: the model and its learned inner rates
+            model = model.model
         assert isinstance(model, (ResidualRestorer, UnrolledRestorer, Siren))
         assert {"config", "seed", "metrics", "machine", "command"} <= set(meta)
         assert meta["command"] == f"metalearn-kit pretrain {name}"
+
+
+def test_metasgd_checkpoint_holds_weights_and_learned_rates():
+    from metalearn_kit.meta import MetaSGD
+
+    config = R.experiment_config("image_fitting", "fast", sizes={"patch": 16, "width": 8, "hidden_layers": 2,
+                                                                  "meta_iterations": 3, "meta_batch": 2})
+    learner, metrics = R.train_checkpoint("restoration_siren_metasgd", config, seed=0)
+    assert isinstance(learner, MetaSGD) and isinstance(learner.model, Siren) and metrics["iterations"] == 3
+    rates = learner.inner_learning_rates()
+    assert any(not torch.allclose(r, torch.full_like(r, config["inner_lr"])) for r in rates.values())
+    # the registry's architecture takes the whole state back: weights and rates
+    fresh = pretrained.REGISTRY["restoration_siren_metasgd"].build(config)
+    fresh.load_state_dict(learner.state_dict())
+    assert all(torch.equal(fresh.inner_learning_rates()[n], r) for n, r in rates.items())
 
 
 def test_full_profile_variants_are_the_benchmark_full_configs():

@@ -243,7 +243,7 @@ def train_vae(method: str, config: dict, background, progress: bool = False,
                               train_on=parts["train_on"], inner_grad_clip=parts["inner_grad_clip"])
         else:
             learner = MAML(model, inner_lr=parts["inner_lr"], inner_steps=parts["inner_steps"],
-                           first_order=parts["first_order"], inner_grad_clip=parts["inner_grad_clip"])
+                           first_order=parts["algorithm"] == "fomaml", inner_grad_clip=parts["inner_grad_clip"])
         history = meta_train(learner, parts["task_sampler"], parts["loss_fn"], iterations=parts["iterations"],
                              meta_batch=parts["meta_batch"], meta_lr=parts["meta_lr"], generator=config["seed"],
                              grad_clip=parts["grad_clip"], progress=progress, query_before=parts["query_before"])
@@ -257,7 +257,7 @@ def meta_training_parts(method: str, config: dict, background=None, evaluation=N
     """Everything that meta-trains the ``method`` VAE (``maml``, ``fomaml`` or ``reptile``) with ``config``:
     ``model`` (a fresh VAE unless given: seed torch first), ``task_sampler`` (background classes),
     ``val_sampler`` (evaluation classes), ``loss_fn`` (the ELBO), the inner loop (``inner_lr``,
-    ``inner_steps``, ``inner_grad_clip``, ``first_order``, Reptile's ``train_on``) and the outer loop
+    ``inner_steps``, ``inner_grad_clip``, ``algorithm``, Reptile's ``train_on``) and the outer loop
     (``iterations``, ``meta_batch``, ``meta_lr``, ``grad_clip``, ``query_before``).
 
     The one source of these settings: the shipped checkpoints (:func:`train_vae`) and the ``metalearn-kit
@@ -272,7 +272,7 @@ def meta_training_parts(method: str, config: dict, background=None, evaluation=N
             "task_sampler": _tasks(background, config["train_shots"], config["train_queries"]),
             "val_sampler": _tasks(evaluation, config["train_shots"], config["train_queries"]),
             "loss_fn": vae_loss_fn, "inner_lr": config["inner_lr"], "inner_steps": config["inner_steps"],
-            "inner_grad_clip": config["inner_grad_clip"], "first_order": method == "fomaml",
+            "inner_grad_clip": config["inner_grad_clip"], "algorithm": method,
             # Reptile has no query set of its own: it adapts on both sets of each task
             "train_on": "support+query", "iterations": config["meta_iterations"],
             "meta_batch": config["meta_batch"], "meta_lr": config["meta_lr"], "grad_clip": config["meta_grad_clip"],

@@ -296,29 +296,46 @@ def build_model(name: str, config: dict) -> nn.Module:
     return ResidualRestorer(1, config["width"], config["depth"])
 
 
+def checkpoint_module(name: str, config: dict) -> nn.Module:
+    """What checkpoint ``name`` holds: the model of :func:`build_model`, or for a Meta-SGD checkpoint the
+    :class:`~metalearn_kit.meta.MetaSGD` learner around it (its weights and its learned inner learning rates;
+    ``learner.adapt(support, loss_fn, steps)`` adapts with those rates)."""
+    from ..meta import MetaSGD
+
+    model = build_model(name, config)
+    if META_TRAINED.get(name) != "metasgd":
+        return model
+    return MetaSGD(model, inner_lr=config["inner_lr"], inner_steps=config["inner_steps"],
+                   inner_grad_clip=inner_grad_clip(config))
+
+
 def inner_grad_clip(config: dict) -> float | None:
     """The inner-loop gradient clip a meta-init is trained with -- and must be adapted with at test time."""
     return config.get("inner_grad_clip", DEFAULT_INNER_GRAD_CLIP)
 
 
-def _meta_train(name: str, model: nn.Module, config: dict, seed: int, progress: bool) -> dict:
-    from ..meta import MAML
+def _meta_train(name: str, module: nn.Module, config: dict, seed: int, progress: bool) -> dict:
+    """Meta-train ``module`` (:func:`checkpoint_module`: the model, or the Meta-SGD learner around it) in place."""
+    from ..meta import MAML, MetaSGD
     from ..meta.train import meta_train
 
-    parts = meta_training_parts(name, config, model)
-    learner = MAML(model, inner_lr=parts["inner_lr"], inner_steps=parts["inner_steps"],
-                   first_order=parts["first_order"], inner_grad_clip=parts["inner_grad_clip"])
+    is_learner = isinstance(module, MetaSGD)
+    parts = meta_training_parts(name, config, module.model if is_learner else module)
+    learner = module if is_learner else MAML(module, inner_lr=parts["inner_lr"], inner_steps=parts["inner_steps"],
+                                             first_order=parts["algorithm"] == "fomaml",
+                                             inner_grad_clip=parts["inner_grad_clip"])
     history = meta_train(learner, parts["task_sampler"], parts["loss_fn"], iterations=parts["iterations"],
                          meta_batch=parts["meta_batch"], meta_lr=parts["meta_lr"], generator=seed,
                          progress=progress, grad_clip=parts["grad_clip"], meta_lr_schedule=parts["meta_lr_schedule"])
     return _summary(history, "meta_loss")
 
 
-# checkpoint -> the inner loop it is meta-trained with: first order for Noise2Self (its masked loss draws a new
-# mask each inner step; second-order terms through the masks only add noise at a 2x memory cost)
-META_TRAINED = {"restoration_denoise_maml": False, "restoration_deblur_maml": False,
-                "restoration_inpaint_maml": False, "restoration_sr_mzsr": False, "restoration_siren_maml": False,
-                "restoration_n2s_maml": True}
+# checkpoint -> the algorithm it is meta-trained with: first-order MAML for Noise2Self (its masked loss draws a
+# new mask each inner step; second-order terms through the masks only add noise at a 2x memory cost); Meta-SGD
+# for the SIREN init whose inner learning rates are learnt too
+META_TRAINED = {"restoration_denoise_maml": "maml", "restoration_deblur_maml": "maml",
+                "restoration_inpaint_maml": "maml", "restoration_sr_mzsr": "maml", "restoration_siren_maml": "maml",
+                "restoration_siren_metasgd": "metasgd", "restoration_n2s_maml": "fomaml"}
 META_GRAD_CLIP = 1.0
 
 
@@ -326,7 +343,8 @@ def meta_training_parts(name: str, config: dict, model: nn.Module | None = None,
     """Everything that meta-trains checkpoint ``name`` (a key of :data:`META_TRAINED`) with experiment
     ``config``: the ``model`` (built from the config unless given; SR starts from the bicubic-pretrained
     weights, MZSR's meta-transfer), ``task_sampler``, ``val_sampler`` (held-out photographs), ``loss_fn``, the
-    inner loop (``inner_lr``, ``inner_steps``, ``inner_grad_clip``, ``first_order``) and the outer loop
+    ``algorithm`` (``"maml"``, ``"fomaml"`` or ``"metasgd"``), the inner loop (``inner_lr`` -- Meta-SGD's
+    starting rate --, ``inner_steps``, ``inner_grad_clip``) and the outer loop
     (``iterations``, ``meta_batch``, ``meta_lr``, ``meta_lr_schedule``, ``grad_clip``).
 
     The one source of these settings: the shipped checkpoints (:func:`train_checkpoint`) and the
@@ -353,7 +371,7 @@ def meta_training_parts(name: str, config: dict, model: nn.Module | None = None,
         loss_fn = operator_loss
     elif name == "restoration_sr_mzsr":
         train, val, loss_fn = _sr_sampler(config, "train"), _sr_sampler(config, "test"), mse_loss
-    elif name == "restoration_siren_maml":
+    elif name in ("restoration_siren_maml", "restoration_siren_metasgd"):
         train, val = ImageFitTasks(_photos("train", config["patch"])), ImageFitTasks(_photos("test", config["patch"]))
         loss_fn = fit_loss
     else:  # restoration_n2s_maml
@@ -363,7 +381,7 @@ def meta_training_parts(name: str, config: dict, model: nn.Module | None = None,
         loss_fn = self_supervised_loss
     return {"model": model, "task_sampler": train, "val_sampler": val, "loss_fn": loss_fn,
             "inner_lr": config["inner_lr"], "inner_steps": config["inner_steps"],
-            "inner_grad_clip": inner_grad_clip(config), "first_order": META_TRAINED[name],
+            "inner_grad_clip": inner_grad_clip(config), "algorithm": META_TRAINED[name],
             "iterations": config["meta_iterations"], "meta_batch": config["meta_batch"],
             "meta_lr": config["meta_lr"], "meta_lr_schedule": config.get("meta_lr_schedule", "constant"),
             "grad_clip": META_GRAD_CLIP}
@@ -406,7 +424,7 @@ def train_checkpoint(name: str, config: dict | None = None, seed: int = 0, progr
         raise ValueError(f"name must be one of {sorted(CHECKPOINT_EXPERIMENT)}, got {name!r}")
     config = config or experiment_config(experiment, "fast")
     torch.manual_seed(seed)
-    model = build_model(name, config).to(get_device())
+    model = checkpoint_module(name, config).to(get_device())
     if name == "restoration_sr_mzsr":
         # meta-transfer learning: start from the bicubic-pretrained weights, as MZSR does
         pretrained, _ = get_model("restoration_sr_pretrained", config, seed, progress)
@@ -449,7 +467,8 @@ CHECKPOINT_EXPERIMENT = {
     "restoration_sr_pretrained": "super_resolution", "restoration_sr_mzsr": "super_resolution",
     "restoration_deblur_maml": "deblurring_inpainting", "restoration_deblur_joint": "deblurring_inpainting",
     "restoration_inpaint_maml": "deblurring_inpainting", "restoration_inpaint_joint": "deblurring_inpainting",
-    "restoration_siren_maml": "image_fitting", "restoration_n2s_maml": "self_supervised",
+    "restoration_siren_maml": "image_fitting", "restoration_siren_metasgd": "image_fitting",
+    "restoration_n2s_maml": "self_supervised",
 }
 
 
@@ -562,6 +581,18 @@ def adaptation_curve(model: nn.Module, support, query, loss_fn: Callable, steps:
     seconds = time.perf_counter() - start
     support = {k: float(adapted.support_losses[k]) for k in steps}
     return {"psnr": curve.psnr, "ssim": curve.ssim, "support_loss": support, "seconds": seconds}
+
+
+def learner_curve(learner, support, query, loss_fn: Callable, steps: Sequence[int],
+                  render: Callable = _render_images) -> dict[str, Any]:
+    """:func:`adaptation_curve` for a learner that adapts with its own inner loop (Meta-SGD's learned rates):
+    ``learner.adapt`` on ``support``, query PSNR/SSIM after each of ``steps``."""
+    curve = _Curve(steps, render)
+    start = time.perf_counter()
+    adapted = learner.adapt(support, loss_fn, steps=max(steps) + 1, query=query, metric=curve)
+    support_loss = {k: float(adapted.support_losses[k]) for k in steps}
+    return {"psnr": curve.psnr, "ssim": curve.ssim, "support_loss": support_loss,
+            "seconds": time.perf_counter() - start}
 
 
 def tuned_curve(model: nn.Module, support, query, loss_fn: Callable, steps: Sequence[int],
@@ -788,10 +819,12 @@ def _render_siren(size: int):
 def image_fitting(profile: str | None = None, seed: int = 0, sizes: dict | None = None,
                   progress: bool = False) -> list[dict[str, Any]]:
     """Fit unseen photo patches with a SIREN from the MAML-learned initialisation (its meta-trained SGD inner
-    loop) vs SIREN's standard initialisation (Adam, learning rate picked per step count by the fit loss)."""
+    loop), from the Meta-SGD-learned one (SGD with its learned per-weight learning rates) and from SIREN's
+    standard initialisation (Adam, learning rate picked per step count by the fit loss)."""
     config = experiment_config("image_fitting", profile, sizes)
     clip = inner_grad_clip(config)
     meta_model, meta_source = get_model("restoration_siren_maml", config, seed, progress)
+    metasgd, metasgd_source = get_model("restoration_siren_metasgd", config, seed, progress)
     sampler = ImageFitTasks(_photos("test", config["patch"]))
     render = _render_siren(config["patch"])
     table = _Table("image_fitting")
@@ -800,12 +833,14 @@ def image_fitting(profile: str | None = None, seed: int = 0, sizes: dict | None 
         support, query = task.support, task.query
         table.add_curve("meta-init (MAML)", adaptation_curve(meta_model, support, query, fit_loss, steps,
                                                                config["inner_lr"], "sgd", render, grad_clip=clip))
+        table.add_curve("meta-init + learned step sizes (Meta-SGD)",
+                        learner_curve(metasgd, support, query, fit_loss, steps, render))
         torch.manual_seed(seed + i)
         standard = build_model("restoration_siren_maml", config)
         table.add_curve("standard init", tuned_curve(standard, support, query, fit_loss, steps,
                                                      lrs=(1e-4, 3e-4, 1e-3, 3e-3), render=render,
                                                      extra=[("sgd", 0.003), ("sgd", 0.01), ("sgd", 0.03)]))
-    return table.rows(sources={"meta": meta_source})
+    return table.rows(sources={"meta": meta_source, "metasgd": metasgd_source})
 
 
 # ----------------------------------------------------------------------------------------------------------
