@@ -357,9 +357,7 @@ def meta_training_parts(name: str, config: dict, model: nn.Module | None = None,
     if model is None:
         model = build_model(name, config)
         if name == "restoration_sr_mzsr":
-            # meta-transfer learning: start from the bicubic-pretrained weights, as MZSR does
-            pretrained, _ = get_model("restoration_sr_pretrained", config, seed)
-            model.load_state_dict(pretrained.state_dict())
+            _start_from_sr_pretrained(model, config, seed)
     if name == "restoration_denoise_maml":
         train, val = _denoise_samplers(config), _tasks(_photos("test", config["patch"]), "gaussian_noise",
                                                         config["shots"], config["queries"], "val")
@@ -385,6 +383,13 @@ def meta_training_parts(name: str, config: dict, model: nn.Module | None = None,
             "iterations": config["meta_iterations"], "meta_batch": config["meta_batch"],
             "meta_lr": config["meta_lr"], "meta_lr_schedule": config.get("meta_lr_schedule", "constant"),
             "grad_clip": META_GRAD_CLIP}
+
+
+def _start_from_sr_pretrained(model: nn.Module, config: dict, seed: int, progress: bool = False) -> None:
+    """Meta-transfer learning, as MZSR: the meta-learned SR init starts from the bicubic-pretrained weights."""
+    pretrained, _ = get_model("restoration_sr_pretrained", config, seed, progress)
+    device = next(model.parameters()).device
+    model.load_state_dict({k: v.to(device) for k, v in pretrained.state_dict().items()})
 
 
 def _summary(history: dict, key: str) -> dict:
@@ -426,9 +431,7 @@ def train_checkpoint(name: str, config: dict | None = None, seed: int = 0, progr
     torch.manual_seed(seed)
     model = checkpoint_module(name, config).to(get_device())
     if name == "restoration_sr_mzsr":
-        # meta-transfer learning: start from the bicubic-pretrained weights, as MZSR does
-        pretrained, _ = get_model("restoration_sr_pretrained", config, seed, progress)
-        model.load_state_dict({k: v.to(get_device()) for k, v in pretrained.state_dict().items()})
+        _start_from_sr_pretrained(model, config, seed, progress)
     if name in META_TRAINED:
         metrics = _meta_train(name, model, config, seed, progress)
     elif name == "restoration_denoise_joint":
