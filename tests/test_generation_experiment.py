@@ -114,6 +114,21 @@ def test_shipped_checkpoints_load_without_training():
         assert not model.training
 
 
+def test_checkpoints_written_elsewhere_by_pretrain_are_found(tmp_path, monkeypatch):
+    import shutil
+
+    from metalearn_kit import pretrained
+    from metalearn_kit.evaluation.generation import SHIPPED_DIR
+
+    # `metalearn-kit pretrain NAME --out DIR` writes into DIR ($METALEARN_KIT_CHECKPOINT_DIR); the benchmark
+    # must look there first
+    monkeypatch.setenv(pretrained.DIR_ENV, str(tmp_path))
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(SHIPPED_DIR / f"generation_maml_fast{suffix}", tmp_path / f"generation_maml_fast{suffix}")
+    _, info = get_trained("maml", generation_config("fast"))
+    assert info["source"] == str(tmp_path / "generation_maml_fast.safetensors")
+
+
 def test_a_method_rows_do_not_depend_on_the_other_methods(tiny):
     config, sources = tiny
     alone = evaluate_generation(config, ["scratch"], sources=sources)["rows"]

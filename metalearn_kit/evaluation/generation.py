@@ -149,9 +149,13 @@ def _training_config(name: str, config: dict) -> dict:
 
 
 def _find_checkpoint(name: str, config: dict) -> Path | None:
-    """The shipped (or cached) checkpoint for ``name`` whose recorded training config equals ``config``'s."""
+    """The shipped (or cached) checkpoint for ``name`` whose recorded training config equals ``config``'s: in
+    ``$METALEARN_KIT_CHECKPOINT_DIR`` (where ``metalearn-kit pretrain --out`` writes), the package, the cache."""
+    from ..pretrained import checkpoint_dir
+
     wanted = _training_config(name, config)
-    for path in (SHIPPED_DIR / f"generation_{name}_{config['profile']}.safetensors", _cache_path(name)):
+    file = f"generation_{name}_{config['profile']}.safetensors"
+    for path in dict.fromkeys((checkpoint_dir() / file, SHIPPED_DIR / file, _cache_path(name))):
         if path.exists():
             _, meta = checkpoints.load(path)
             if meta.get("config") == wanted:
