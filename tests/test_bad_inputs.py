@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from metalearn_kit import checkpoints
 from metalearn_kit.cli import main as cli_main
 from metalearn_kit.data import ClassImageSource, fashion_mnist, glyphs, mnist, omniglot, photos
+from metalearn_kit.evaluation import restoration
 from metalearn_kit.evaluation.generation import generation_config
+from metalearn_kit.evaluation.generation import meta_training_parts as generation_meta_training_parts
 from metalearn_kit.evaluation.metrics import psnr, ssim
 from metalearn_kit.experiments import build_experiment
 from metalearn_kit.meta import MAML, MetaSGD, Reptile, finetune, meta_train
@@ -24,6 +26,7 @@ from metalearn_kit.models.conv import ConvRestorer
 from metalearn_kit.models.generation import ConditionalGenerator, ConvVAE, Critic, Generator
 from metalearn_kit.models.restoration import ResidualRestorer, UnrolledRestorer
 from metalearn_kit.models.siren import Siren
+from metalearn_kit.pretrained import load_pretrained
 from metalearn_kit.store import MetaDatabase
 from metalearn_kit.tasks import (
     FewShotGenerationTasks,
@@ -358,6 +361,16 @@ CASES = [
     ("experiment-seed", lambda p: build_experiment("denoise", seed=-1), ValueError, r"seed must be >= 0"),
     ("generation-config-ways", lambda p: generation_config("fast", ways=1), ValueError, r"ways must be >= 2"),
     ("generation-config-lr", lambda p: generation_config("fast", meta_lr=0.0), ValueError, r"meta_lr must be > 0"),
+    ("meta-training-parts-name", lambda p: restoration.meta_training_parts(
+        "restoration_denoise_joint", restoration.experiment_config("denoising", "fast")), ValueError,
+     r"name must be a meta-trained checkpoint, one of \[.*got 'restoration_denoise_joint'"),
+    ("generation-parts-method", lambda p: generation_meta_training_parts("joint", generation_config("fast")),
+     ValueError, r"method must be one of"),
+    ("pretrained-profile", lambda p: load_pretrained("restoration_denoise_maml", profile="gpu"), ValueError,
+     r"profile must be one of \['fast', 'full'\] for checkpoint 'restoration_denoise_maml', got 'gpu'"),
+    ("meta-lr-schedule", lambda p: meta_train(MAML(ConvRestorer(1, 8, 2)), lambda n, g: None, lambda m, b: 0,
+                                              iterations=1, meta_lr_schedule="linear", progress=False), ValueError,
+     r"meta_lr_schedule must be one of \('constant', 'cosine'\), got 'linear'"),
 ]
 
 
