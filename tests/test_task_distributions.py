@@ -92,7 +92,7 @@ def test_families_are_chosen_uniformly_and_params_vary():
 
 
 def test_noise_is_drawn_per_image_with_one_sigma_per_task():
-    tasks = RestorationTasks(torch.full((10, 1, 32, 32), 0.5), GaussianNoise(sigma=(0.05, 0.15)), shots=32,
+    tasks = RestorationTasks(torch.full((64, 1, 32, 32), 0.5), GaussianNoise(sigma=(0.05, 0.15)), shots=32,
                              queries=32)
     task = tasks.sample(4)
     residual = torch.cat([task.support[0] - task.support[1], task.query[0] - task.query[1]])
@@ -357,7 +357,7 @@ def test_with_the_real_sources(artifacts_dir):
     fig = plot_task(task)
     fig.savefig(os.path.join(artifacts_dir, "tasks_generation_glyphs.png"), dpi=80)
     plt.close(fig)
-    restoration = RestorationTasks(source, ["gaussian_noise", "super_resolution"], shots=3, queries=2, split="test")
+    restoration = RestorationTasks(source, ["gaussian_noise", "super_resolution"], shots=3, queries=2, split="train")
     batch = restoration.sample_batch(2, generator=0)
     assert batch.support[0].shape == (2, 3, 1, 28, 28)
 

@@ -1,5 +1,11 @@
 """Tasks and task distributions: degradation families, restoration and few-shot generation tasks."""
 
+from .degradation_checks import (
+    RAW_RANGE_TOLERANCE,
+    NondeterministicDegradationError,
+    UnknownParameterError,
+    check_determinism,
+)
 from .degradations import (
     JPEG,
     SPLITS,
@@ -29,5 +35,6 @@ __all__ = [
     "Degradation", "make_degradation", "list_degradations", "register_degradation", "restoration_split",
     "SPLITS", "GaussianNoise", "PoissonNoise", "GaussianBlur", "MotionBlur", "KernelBlur", "Inpainting",
     "SuperResolution", "JPEG", "blur", "gaussian_kernel", "motion_kernel", "check_kernel",
+    "RAW_RANGE_TOLERANCE", "NondeterministicDegradationError", "UnknownParameterError", "check_determinism",
     "RestorationTasks", "FewShotGenerationTasks",
 ]

@@ -19,6 +19,14 @@ levels; ``"val"`` repeats the training ranges (new images, same distribution) fo
 Every output is clamped to [0, 1]. Noise is therefore clipped at black and white: measure the noise level
 of a family on mid-grey images (0.5) or before clamping, as the tests do.
 
+:meth:`Degradation.apply` checks what ``degrade`` returns, so a wrong family fails where it is applied and
+names itself: the output must be a tensor of the clean images' shape and dtype, finite, and within
+``[-raw_tolerance(params), 1 + raw_tolerance(params)]`` before clamping (:data:`RAW_RANGE_TOLERANCE` = 0.5 by
+default; noise families widen it by their noise level), which catches a family working on the 0-255 scale;
+reading a parameter the family does not have lists the ones it has. A subclass is also probed when it is
+registered (and when a task distribution first meets it): the same generator must give the same output, which
+fails for a family drawing from torch's global random generator instead of ``generator``.
+
 Adding a family takes a subclass with a ``name``, ``default_ranges`` and a ``degrade`` method; it is then
 registered, so ``make_degradation("your_name")`` and :class:`~metalearn_kit.tasks.RestorationTasks` accept
 it like a built-in one::
@@ -48,6 +56,7 @@ import torch.nn.functional as F
 
 from .._checks import check_choice, check_float, check_images, check_int
 from ..config import make_generator
+from .degradation_checks import RAW_RANGE_TOLERANCE, Params, check_output, probe_class
 
 SPLITS = ("train", "val", "test")
 
@@ -163,6 +172,8 @@ class Degradation:
     param_limits: ClassVar[Mapping[str, tuple[float | None, float | None]]] = {}
     param_choices: ClassVar[Mapping[str, tuple]] = {}
     integer_params: ClassVar[frozenset[str]] = frozenset()
+    # parameters sample_params adds beyond the ranges (e.g. Inpainting's mask_seed)
+    extra_params: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -257,6 +268,11 @@ class Degradation:
         if missing:
             raise ValueError(f"params is missing {missing} for {type(self).__name__}; get a full set from "
                              f"sample_params()")
+        unknown = sorted(set(params) - set(self.ranges) - self.extra_params)
+        if unknown:
+            raise ValueError(f"params has unknown name(s) {unknown} for {type(self).__name__}; its parameters are "
+                             f"{sorted(set(self.ranges) | self.extra_params)} (a subclass whose sample_params adds "
+                             f"more lists them in extra_params)")
         for param in self.ranges:
             self._check_value(param, params[param])
         return dict(params)
@@ -270,15 +286,19 @@ class Degradation:
     def apply(self, clean: torch.Tensor, params: dict[str, Any],
               generator: torch.Generator | int | None = None) -> torch.Tensor:
         """Degrade ``clean`` ``[N, C, H, W]`` (float, [0, 1]) with ``params``; same shape, clamped to [0, 1].
-        Random parts (noise) come from ``generator``, so the same seed gives the same output."""
+        Random parts (noise) come from ``generator``, so the same seed gives the same output. The raw output of
+        :meth:`degrade` is checked (shape, dtype, finite, range; see the module docs) before the clamp."""
         clean = check_images("clean", clean)
         params = self.check_params(params)
         self.check_image_size(clean.shape[-2], clean.shape[-1], params)
-        out = self.degrade(clean, params, make_generator(generator))
-        if out.shape != clean.shape:
-            raise RuntimeError(f"{type(self).__name__}.degrade returned shape {tuple(out.shape)}, expected "
-                               f"{tuple(clean.shape)} (the clean shape)")
-        return out.clamp(0.0, 1.0)
+        view = Params(params, owner=type(self).__name__)
+        out = self.degrade(clean, view, make_generator(generator))
+        return check_output(self, out, clean, params).clamp(0.0, 1.0)
+
+    def raw_tolerance(self, params: dict[str, Any]) -> float:
+        """How far :meth:`degrade`'s raw output may leave [0, 1] before the clamp (:data:`RAW_RANGE_TOLERANCE`);
+        a family adding noise overrides this with a bound that its noise level cannot reach by chance."""
+        return RAW_RANGE_TOLERANCE
 
     def __call__(self, clean: torch.Tensor, generator: torch.Generator | int | None = None
                  ) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -322,6 +342,8 @@ def register_degradation(cls: type[Degradation]) -> type[Degradation]:
     if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
         raise ValueError(f"degradation name {cls.name!r} is already taken by {old.__module__}.{old.__qualname__}; "
                          f"give {cls.__qualname__} another name")
+    if cls.__module__ != __name__:  # the built-in families are covered by tests/test_determinism.py
+        probe_class(cls)  # before registering: a refused class leaves the registry as it was
     _REGISTRY[cls.name] = cls
     return cls
 
@@ -371,6 +393,10 @@ class GaussianNoise(Degradation):
     def degrade(self, clean, params, generator):
         return clean + params["sigma"] * self.randn(clean.shape, generator, clean)
 
+    def raw_tolerance(self, params):
+        # 8 sigma: a Gaussian exceeds it with probability 1e-15 per pixel
+        return RAW_RANGE_TOLERANCE + 8 * params["sigma"]
+
     def operator(self, params, image_size=None):
         return {"kind": "identity", "noise_sigma": params["sigma"]}
 
@@ -388,6 +414,12 @@ class PoissonNoise(Degradation):
         rate = (clean * params["peak"]).detach().cpu()
         counts = torch.poisson(rate, generator=generator)
         return (counts / params["peak"]).to(clean.device, clean.dtype)
+
+    def raw_tolerance(self, params):
+        # counts of a pixel at 1 (rate = peak) stay below peak + 8 sqrt(peak) + 16 but with negligible probability
+        # (Bernstein's bound for the Poisson tail), so counts / peak stays below 1 + 8 / sqrt(peak) + 16 / peak
+        peak = params["peak"]
+        return RAW_RANGE_TOLERANCE + 8 / math.sqrt(peak) + 16 / peak
 
     def operator(self, params, image_size=None):
         return {"kind": "identity", "poisson_peak": params["peak"]}
@@ -430,6 +462,11 @@ class GaussianBlur(Degradation):
         if self.kernel_size // 2 >= min(height, width):
             raise ValueError(f"images of size {height}x{width} are too small for kernel_size {self.kernel_size}; "
                              f"use larger patches or a smaller kernel_size")
+
+    def raw_tolerance(self, params):
+        # a kernel with negative taps (sharpening, allowed for user kernels) overshoots by sum(|k|) - 1 at most
+        overshoot = float(self.kernel(params).abs().sum()) - 1.0
+        return RAW_RANGE_TOLERANCE + max(0.0, overshoot) + 8 * params["noise_sigma"]
 
     def operator(self, params, image_size=None):
         return {"kind": "blur", "kernel": self.kernel(params), "padding": "reflect",
@@ -505,6 +542,7 @@ class Inpainting(Degradation):
                       "test": {"mode": ["random", "boxes", "strokes"], "fraction": (0.5, 0.7)}}
     param_limits = {"fraction": (0.0, 0.95)}
     param_choices = {"mode": ("random", "boxes", "strokes")}
+    extra_params = frozenset({"mask_seed"})
 
     def sample_params(self, generator=None):
         g = make_generator(generator)

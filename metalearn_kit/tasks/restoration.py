@@ -10,36 +10,58 @@ import torch
 
 from .._checks import check_choice, check_images, check_int
 from ..config import make_generator
+from .degradation_checks import probe_instance
 from .degradations import SPLITS, Degradation, make_degradation
 from .task import Task, TaskDistribution
+
+# Source split -> the task split it serves: photos have train/test, glyphs and Omniglot background/evaluation.
+_SOURCE_SPLIT = {"train": "train", "background": "train", "val": "val", "test": "test", "evaluation": "test"}
+_MAX_REDRAWS = 100  # per image: a source that keeps repeating one crop this often has too few distinct images
 
 
 class _CleanSampler:
     """Draws clean images ``[n, C, H, W]`` from any of the kit's image sources:
     a photo source (``sample_patches(n, generator)``), a class source (``images_of(i)``, ``num_classes``;
-    images drawn from uniformly chosen classes) or a plain tensor ``[N, C, H, W]`` in [0, 1]."""
+    images drawn from uniformly chosen classes) or a plain tensor ``[N, C, H, W]`` in [0, 1].
+
+    The ``n`` images of one draw are distinct (drawn without replacement), so a task's query never repeats one
+    of its support images: a tensor row or a class image is used at most once, and a photo crop equal to an
+    earlier one is redrawn. The first draw is kept whenever it has no repeat, so a seed gives the same images
+    as sampling with replacement did unless that draw held a repeat."""
 
     def __init__(self, source: Any) -> None:
         self.source = source
+        self.split = getattr(source, "split", None) if isinstance(getattr(source, "split", None), str) else None
         if isinstance(source, torch.Tensor):
             check_images("source", source)
             if source.shape[0] < 1:
                 raise ValueError("source tensor holds no images")
             self.kind = "tensor"
             self.image_size = (source.shape[-2], source.shape[-1])
+            self.capacity: int | None = source.shape[0]
         elif callable(getattr(source, "sample_patches", None)):
             self.kind = "patches"
             size = getattr(source, "patch_size", None)
             self.image_size = (size, size) if isinstance(size, int) else None
+            self.capacity = None  # crops at any position: only repeats found while drawing are refused
         elif callable(getattr(source, "images_of", None)) and hasattr(source, "num_classes"):
             self.kind = "classes"
             size = getattr(source, "image_size", None)
             self.image_size = (size, size) if isinstance(size, int) else None
             self._cache: dict[int, torch.Tensor] = {}
+            sizes = getattr(source, "class_sizes", None)
+            self.capacity = sum(sizes) if isinstance(sizes, (list, tuple)) else None
         else:
             raise TypeError(f"source must be a photo source (with sample_patches), a class image source (with "
                             f"images_of and num_classes) or an image tensor [N, C, H, W]; got "
                             f"{type(source).__name__}")
+
+    def check_count(self, shots: int, queries: int) -> None:
+        """Refuse a source with fewer images than one task needs (``shots + queries``, all distinct)."""
+        if self.capacity is not None and shots + queries > self.capacity:
+            raise ValueError(f"source holds {self.capacity} images, fewer than shots + queries = {shots} + {queries} "
+                             f"= {shots + queries}, and a task uses each image at most once (the query must be held "
+                             f"out from the support); lower shots or queries, or give more images")
 
     def _images_of(self, index: int) -> torch.Tensor:
         if index not in self._cache:
@@ -48,16 +70,50 @@ class _CleanSampler:
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         if self.kind == "tensor":
-            rows = torch.randint(self.source.shape[0], (n,), generator=generator)
+            rows = self._distinct(n, lambda: int(torch.randint(self.source.shape[0], (1,), generator=generator)),
+                                  torch.randint(self.source.shape[0], (n,), generator=generator).tolist())
             return self.source[rows]
         if self.kind == "patches":
-            return self.source.sample_patches(n, generator)
+            return self._distinct_patches(n, generator)
+        def draw_one() -> tuple[int, int]:
+            c = int(torch.randint(self.source.num_classes, (1,), generator=generator))
+            return c, int(torch.randint(self._images_of(c).shape[0], (1,), generator=generator))
         classes = torch.randint(self.source.num_classes, (n,), generator=generator).tolist()
-        images = []
-        for c in classes:
-            pool = self._images_of(c)
-            images.append(pool[int(torch.randint(pool.shape[0], (1,), generator=generator))])
-        return torch.stack(images)
+        first = [(c, int(torch.randint(self._images_of(c).shape[0], (1,), generator=generator))) for c in classes]
+        picks = self._distinct(n, draw_one, first)
+        return torch.stack([self._images_of(c)[i] for c, i in picks])
+
+    def _distinct(self, n: int, draw_one, first: list) -> list:
+        """``first`` with every repeat of an earlier entry replaced by a fresh ``draw_one()`` that is new."""
+        seen, out = set(), []
+        for item in first:
+            for _ in range(_MAX_REDRAWS * max(1, n)):
+                if item not in seen:
+                    break
+                item = draw_one()
+            else:
+                raise ValueError(f"could not draw {n} distinct images from the source; give more images or lower "
+                                 f"shots + queries")
+            seen.add(item)
+            out.append(item)
+        return out
+
+    def _distinct_patches(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        patches = self.source.sample_patches(n, generator)
+        keys = [p.numpy().tobytes() for p in patches]
+        seen: set[bytes] = set()
+        for k in range(n):
+            for _ in range(_MAX_REDRAWS):
+                if keys[k] not in seen:
+                    break
+                patches[k] = self.source.sample_patches(1, generator)[0]
+                keys[k] = patches[k].numpy().tobytes()
+            else:
+                raise ValueError(f"the photo source kept giving identical patches ({_MAX_REDRAWS} redraws): it has "
+                                 f"too few distinct patches for {n} images per task; use a smaller patch_size or "
+                                 f"lower shots + queries")
+            seen.add(keys[k])
+        return patches
 
 
 def _as_degradations(degradations: Any, split: str | None) -> list[Degradation]:
@@ -98,7 +154,13 @@ class RestorationTasks(TaskDistribution):
         shots: support pairs per task (K >= 1).
         queries: query pairs per task (Q >= 1).
         split: ``"train"``, ``"val"`` or ``"test"``: the parameter ranges for families given by name or
-            class (instances keep their own ranges); ``None`` means the training ranges.
+            class; ``None`` means the training ranges. A given split must match the split of every degradation
+            instance and of the source (a source with a ``split``: photos ``train``/``test``, glyphs
+            ``background``/``evaluation``); ``"val"`` accepts images of either split. Otherwise ``ValueError``.
+
+    Every task holds ``shots + queries`` distinct images (a source with fewer is refused): the query set is
+    held out from the support set. ``info["split"]`` is the split of both the images and the parameters
+    (``None`` when ``split`` was not given and they differ); ``info["source_split"]`` is the source's own.
     """
 
     def __init__(self, source: Any, degradations: Any, shots: int, queries: int, split: str | None = None
@@ -116,9 +178,42 @@ class RestorationTasks(TaskDistribution):
             raise ValueError(f"degradations must be distinct families, got {names}; widen one family's ranges "
                              f"instead of listing it twice")
         self._by_name = dict(zip(names, self.degradations))
+        self.sampler.check_count(self.shots, self.queries)
+        self._check_splits()
         if self.sampler.image_size is not None:
             for d in self.degradations:
                 d.check_image_size(*self.sampler.image_size)
+        channels = getattr(source, "channels", source.shape[1] if isinstance(source, torch.Tensor) else 1)
+        for d in self.degradations:
+            # a user family that could not be built with its defaults at registration is probed here
+            probe_instance(d, self.sampler.image_size or (32, 32), channels if isinstance(channels, int) else 1)
+
+    def _check_splits(self) -> None:
+        """The split a task records must be the one its images and its parameters come from."""
+        source_split = _SOURCE_SPLIT.get(self.sampler.split) if self.sampler.split is not None else None
+        if self.split is not None:
+            for d in self.degradations:
+                # a family without default ranges (KernelBlur) has only the ranges it was given: no split to disagree
+                if d.default_ranges and getattr(d, "split", self.split) != self.split:
+                    raise ValueError(f"split={self.split!r} but degradation {d!r} was built with split={d.split!r}: "
+                                     f"its parameters would come from the {d.split!r} ranges while the tasks say "
+                                     f"{self.split!r}; pass the family by name (it then takes split {self.split!r}) "
+                                     f"or build it with split={self.split!r}")
+            # "val" repeats the training ranges on new images; photos and glyphs have no validation images, so a
+            # val task may take them from either split (info["source_split"] says which)
+            if source_split is not None and self.split != "val" and source_split != self.split:
+                raise ValueError(f"split={self.split!r} but the source holds {self.sampler.split!r} images "
+                                 f"({self.source!r}): a {self.split!r} task must use {self.split!r} images; pass "
+                                 f"the source of that split or split={source_split!r}")
+
+    def _recorded_split(self, degradation: Degradation) -> str | None:
+        """``info["split"]`` of a task of ``degradation``: the given split, else the degradation's own -- unless
+        the images come from another split, where no single split describes the task (``None``)."""
+        if self.split is not None:
+            return self.split
+        own = getattr(degradation, "split", None)
+        source_split = _SOURCE_SPLIT.get(self.sampler.split) if self.sampler.split is not None else None
+        return own if source_split in (None, own) else None
 
     @property
     def families(self) -> list[str]:
@@ -153,11 +248,13 @@ class RestorationTasks(TaskDistribution):
         degraded = degradation.apply(clean, params, g)
         k = self.shots
         # The split whose ranges the parameters came from (an instance keeps the split it was built with).
-        split = self.split if self.split is not None else getattr(degradation, "split", None)
+        split = self._recorded_split(degradation)
         info = {"kind": "restoration", "family": family, "params": params, "split": split,
                 "shots": self.shots, "queries": self.queries}
         if isinstance(getattr(self.source, "name", None), str):
             info["source"] = self.source.name
+        if self.sampler.split is not None:
+            info["source_split"] = self.sampler.split
         json.dumps(info)  # fail here, not in a checkpoint or a log, if a family returns odd parameters
         return Task((degraded[:k], clean[:k]), (degraded[k:], clean[k:]), info)
 
