@@ -117,7 +117,7 @@ def test_task_explorer_severity_shots_and_new_task(source):
 
 
 def test_task_explorer_takes_a_user_defined_degradation_and_several_sources(source):
-    explorer = TaskExplorer({"noise": source, "flat": torch.full((5, 1, 16, 16), 0.5)},
+    explorer = TaskExplorer({"noise": source, "flat": torch.full((16, 1, 16, 16), 0.5)},
                             families=[Speckle(), "gaussian_noise"], severity=1.0)
     assert list(explorer.knobs) == ["speckle_test", "gaussian_noise"]
     assert explorer.task.info["params"]["amount"] == pytest.approx(0.6)

@@ -21,8 +21,8 @@ of a family on mid-grey images (0.5) or before clamping, as the tests do.
 
 :meth:`Degradation.apply` checks what ``degrade`` returns, so a wrong family fails where it is applied and
 names itself: the output must be a tensor of the clean images' shape and dtype, finite, and within
-``[-raw_tolerance(params), 1 + raw_tolerance(params)]`` before clamping (:data:`RAW_RANGE_TOLERANCE` = 0.5 by
-default; noise families widen it by their noise level), which catches a family working on the 0-255 scale;
+``[-raw_tolerance(params), 1 + raw_tolerance(params)]`` before clamping (:data:`RAW_RANGE_TOLERANCE` = 4 by
+default, wider for strong noise), which catches a family working on the 0-255 scale;
 reading a parameter the family does not have lists the ones it has. A subclass is also probed when it is
 registered (and when a task distribution first meets it): the same generator must give the same output, which
 fails for a family drawing from torch's global random generator instead of ``generator``.
@@ -395,7 +395,7 @@ class GaussianNoise(Degradation):
 
     def raw_tolerance(self, params):
         # 8 sigma: a Gaussian exceeds it with probability 1e-15 per pixel
-        return RAW_RANGE_TOLERANCE + 8 * params["sigma"]
+        return max(RAW_RANGE_TOLERANCE, 8 * params["sigma"])
 
     def operator(self, params, image_size=None):
         return {"kind": "identity", "noise_sigma": params["sigma"]}
@@ -419,7 +419,7 @@ class PoissonNoise(Degradation):
         # counts of a pixel at 1 (rate = peak) stay below peak + 8 sqrt(peak) + 16 but with negligible probability
         # (Bernstein's bound for the Poisson tail), so counts / peak stays below 1 + 8 / sqrt(peak) + 16 / peak
         peak = params["peak"]
-        return RAW_RANGE_TOLERANCE + 8 / math.sqrt(peak) + 16 / peak
+        return max(RAW_RANGE_TOLERANCE, 8 / math.sqrt(peak) + 16 / peak)
 
     def operator(self, params, image_size=None):
         return {"kind": "identity", "poisson_peak": params["peak"]}
@@ -466,7 +466,7 @@ class GaussianBlur(Degradation):
     def raw_tolerance(self, params):
         # a kernel with negative taps (sharpening, allowed for user kernels) overshoots by sum(|k|) - 1 at most
         overshoot = float(self.kernel(params).abs().sum()) - 1.0
-        return RAW_RANGE_TOLERANCE + max(0.0, overshoot) + 8 * params["noise_sigma"]
+        return max(RAW_RANGE_TOLERANCE, overshoot + 8 * params["noise_sigma"])
 
     def operator(self, params, image_size=None):
         return {"kind": "blur", "kernel": self.kernel(params), "padding": "reflect",
