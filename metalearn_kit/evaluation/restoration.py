@@ -33,6 +33,7 @@ from torch import nn
 
 from .._checks import check_int
 from ..config import get_device, get_profile, make_generator, profile_sizes
+from ..tasks.restoration import sample_distinct_images
 from ..tasks.task import Task, stack_tasks
 from . import classical as reference
 from .metrics import psnr, ssim
@@ -170,6 +171,8 @@ class OperatorTasks:
     known operator to its support and query: ``(degraded, clean, operator)`` with ``operator`` the blur
     kernels ``[K, k, k]`` or the masks ``[K, 1, H, W]`` -- what :class:`UnrolledRestorer` takes."""
 
+    holdout = "images"  # as the wrapped RestorationTasks: the operator is the task's, not an image
+
     def __init__(self, tasks: Any) -> None:
         self.tasks = tasks
 
@@ -197,7 +200,9 @@ def _bicubic(images: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 class ZeroShotSRTasks:
     """MZSR tasks from one HR patch each: a kernel from ``degradation`` (a SuperResolution family) gives the
     LR image and, applied again, its "son". ``support = (bicubic(son) at LR size, LR)`` -- only what a test
-    image offers -- and ``query = (bicubic(LR) at HR size, HR)``."""
+    image offers -- and ``query = (bicubic(LR) at HR size, HR)``: the HR target is never in the support."""
+
+    holdout = "targets"
 
     def __init__(self, source: Any, degradation: Any, min_std: float = 0.0) -> None:
         self.source = source
@@ -227,14 +232,16 @@ class ZeroShotSRTasks:
 
 class BicubicSRTasks:
     """External-data pretraining for SR (MZSR's first stage): ``(bicubic up of the bicubic-downscaled HR, HR)``
-    pairs, the same in support and query (joint pretraining pools them)."""
+    pairs, the same in support and query (joint pretraining pools them); the ``batch`` patches are distinct."""
+
+    holdout = "none"
 
     def __init__(self, source: Any, scale: int, batch: int) -> None:
         self.source, self.scale, self.batch = source, scale, batch
 
     def sample(self, generator: torch.Generator | int | None = None) -> Task:
         g = make_generator(generator)
-        hr = self.source.sample_patches(self.batch, g)
+        hr = sample_distinct_images(self.source, self.batch, g)
         low = F.interpolate(hr, scale_factor=1 / self.scale, mode="bicubic", antialias=True,
                             align_corners=False).clamp(0, 1)
         pair = (_bicubic(low, hr.shape[-2:]), hr)
@@ -247,7 +254,10 @@ class BicubicSRTasks:
 
 class SelfSupervisedDenoisingTasks:
     """One noisy image per task: ``support = (noisy, noisy, supervised=0)`` (Noise2Self only),
-    ``query = (noisy, clean, supervised=1)`` (how well the adapted model denoises that very image)."""
+    ``query = (noisy, clean, supervised=1)`` (how well the adapted model denoises that very image): the clean
+    target is never in the support."""
+
+    holdout = "targets"
 
     def __init__(self, source: Any, degradation: Any) -> None:
         self.source, self.degradation = source, degradation
@@ -514,7 +524,10 @@ def get_model(name: str, config: dict, seed: int = 0, progress: bool = False) ->
 # ----------------------------------------------------------------------------------------------------------
 
 class ImageFitTasks:
-    """Fitting tasks: one photo patch each, ``support = query = (coords [P, 2], values [P, 1])``."""
+    """Fitting tasks: one photo patch each, ``support = query = (coords [P, 2], values [P, 1])``: fitting the
+    image is the task, so nothing is held out."""
+
+    holdout = "none"
 
     def __init__(self, source: Any) -> None:
         self.source = source

@@ -27,7 +27,7 @@ from .degradations import (
     restoration_split,
 )
 from .generation import FewShotGenerationTasks
-from .restoration import RestorationTasks
+from .restoration import RestorationTasks, sample_distinct_images
 from .task import Batch, Task, TaskBatch, TaskDistribution, stack_tasks
 
 __all__ = [
@@ -36,5 +36,5 @@ __all__ = [
     "SPLITS", "GaussianNoise", "PoissonNoise", "GaussianBlur", "MotionBlur", "KernelBlur", "Inpainting",
     "SuperResolution", "JPEG", "blur", "gaussian_kernel", "motion_kernel", "check_kernel",
     "RAW_RANGE_TOLERANCE", "NondeterministicDegradationError", "UnknownParameterError", "check_determinism",
-    "RestorationTasks", "FewShotGenerationTasks",
+    "RestorationTasks", "FewShotGenerationTasks", "sample_distinct_images",
 ]

@@ -49,8 +49,9 @@ class _CleanSampler:
             size = getattr(source, "image_size", None)
             self.image_size = (size, size) if isinstance(size, int) else None
             self._cache: dict[int, torch.Tensor] = {}
-            sizes = getattr(source, "class_sizes", None)
-            self.capacity = sum(sizes) if isinstance(sizes, (list, tuple)) else None
+            sizes, per_class = getattr(source, "class_sizes", None), getattr(source, "images_per_class", None)
+            self.capacity = (sum(sizes) if isinstance(sizes, (list, tuple)) else
+                             source.num_classes * per_class if isinstance(per_class, int) else None)
         else:
             raise TypeError(f"source must be a photo source (with sample_patches), a class image source (with "
                             f"images_of and num_classes) or an image tensor [N, C, H, W]; got "
@@ -114,6 +115,14 @@ class _CleanSampler:
                                  f"lower shots + queries")
             seen.add(keys[k])
         return patches
+
+
+def sample_distinct_images(source: Any, n: int, generator: torch.Generator | int | None = None) -> torch.Tensor:
+    """``n`` distinct clean images ``[n, C, H, W]`` from a photo source, a class image source or an image tensor
+    (no image twice; a tensor or class source with fewer than ``n`` images is refused)."""
+    sampler = _CleanSampler(source)
+    sampler.check_count(check_int("n", n, minimum=1), 0)
+    return sampler.sample(n, make_generator(generator))
 
 
 def _as_degradations(degradations: Any, split: str | None) -> list[Degradation]:

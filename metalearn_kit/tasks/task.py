@@ -83,7 +83,15 @@ class TaskBatch:
 
 class TaskDistribution:
     """What every task distribution shares: a subclass defines ``sample(generator) -> Task``; batching and
-    streaming come from here, so any distribution plugs into the meta-loops the same way."""
+    streaming come from here, so any distribution plugs into the meta-loops the same way.
+
+    ``holdout`` says what a task keeps out of its support set (``tests/test_task_holdout.py`` checks it for every
+    distribution of the kit): ``"images"`` -- no image of the query (input or target) is in the support and the
+    images inside each set are distinct; ``"targets"`` -- one image per task, whose query target (the clean or
+    high-resolution image) is never in the support; ``"none"`` -- the support *is* the query by design (fitting one
+    image, pooled pretraining pairs)."""
+
+    holdout: str = "images"
 
     def sample(self, generator: torch.Generator | int | None = None) -> Task:
         raise NotImplementedError
