@@ -49,7 +49,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--meta-lr", type=float, default=None, help="outer learning rate (default: the profile's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the task stream")
     parser.add_argument("--out", default=None, help="run folder (default: runs/EXPERIMENT-ALGORITHM)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its checkpoint (an error when --out holds none)")
+    parser.add_argument("--resume-if-present", action="store_true",
+                        help="continue the run in --out if it holds a checkpoint, else start a fresh one there")
     parser.add_argument("--checkpoint-every", type=int, default=None, help="meta-steps between checkpoints")
     parser.add_argument("--store", default=None, metavar="PATH",
                         help="record the run, sampled tasks and final weights into this meta-database")
@@ -77,6 +80,9 @@ def _validate(args: argparse.Namespace, world_size: int) -> None:
         raise _fail("--algorithm", f"must be one of {list(ALGORITHMS)}, got {args.algorithm!r}")
     if args.backend not in BACKENDS:
         raise _fail("--backend", f"must be one of {list(BACKENDS)}, got {args.backend!r}")
+    if args.resume and args.resume_if_present:
+        raise _fail("--resume-if-present", "cannot be combined with --resume: pick --resume (the run must exist) "
+                                           "or --resume-if-present (continue it if it exists)")
     for flag, value in (("--iterations", args.iterations), ("--meta-batch", args.meta_batch),
                         ("--checkpoint-every", args.checkpoint_every), ("--store-every", args.store_every)):
         if value is not None and value < 1:
@@ -152,9 +158,12 @@ def _preflight(args: argparse.Namespace, out: Path, ctx) -> None:
     problem = None
     if ctx.is_main:
         exists = (out / CHECKPOINT_NAME).exists()
-        if exists and not args.resume:
+        if exists and not (args.resume or args.resume_if_present):
             problem = (f"--out {str(out)!r} already holds a run (iteration {checkpoint_iteration(out)}); pass "
                        f"--resume to continue it or choose another --out")
+        if args.resume and not exists:
+            problem = (f"--resume but --out {str(out)!r} holds no run ({CHECKPOINT_NAME} missing): check the "
+                       f"folder name, or pass --resume-if-present to start a fresh run there")
     if ctx.distributed:
         import torch.distributed as dist
 
@@ -177,7 +186,7 @@ def main(args: argparse.Namespace) -> int:
     )
     from .inner import DivergenceError
     from .maml import MetaSGD
-    from .train import CHECKPOINT_NAME
+    from .train import CHECKPOINT_NAME, RESUME_IF_PRESENT
 
     _, world_size, _ = world_from_env()
     _validate(args, world_size)
@@ -209,7 +218,8 @@ def main(args: argparse.Namespace) -> int:
         if settings.meta_batch % world_size:
             raise _fail("--meta-batch", f"is needed: the experiment's meta-batch {settings.meta_batch} is not "
                                         f"divisible by the world size {world_size}")
-        resumed_from = checkpoint_iteration(out) if (args.resume and ctx.is_main) else None
+        resume = True if args.resume else RESUME_IF_PRESENT if args.resume_if_present else False
+        resumed_from = checkpoint_iteration(out) if (resume and ctx.is_main) else None
         log = {"experiment": setup.describe(), "command": sys.argv, "world_size": world_size,
                "device": str(ctx.device), "backend_distributed": ctx.backend, "out": str(out),
                "resumed_from": resumed_from, "status": "running"}
@@ -226,7 +236,7 @@ def main(args: argparse.Namespace) -> int:
             meta_batch=settings.meta_batch, meta_lr=settings.meta_lr, meta_optimizer=settings.meta_optimizer,
             val_sampler=setup.val_sampler, val_every=settings.val_every, val_tasks=settings.val_tasks,
             grad_clip=settings.grad_clip, checkpoint_dir=out, checkpoint_every=settings.checkpoint_every,
-            resume=args.resume, generator=args.seed, progress=not args.no_progress, callbacks=callbacks,
+            resume=resume, generator=args.seed, progress=not args.no_progress, callbacks=callbacks,
             observers=observers, store=recorder)
         if not ctx.is_main:
             return 0

@@ -49,7 +49,7 @@ from ..config import get_device
 from ..tasks.task import Task, TaskBatch, stack_tasks
 from .inner import DivergenceError
 from .maml import MetaOutput
-from .train import CHECKPOINT_NAME, meta_train
+from .train import CHECKPOINT_NAME, check_resume, meta_train
 
 ENV_WORLD_SIZE = "WORLD_SIZE"
 ENV_RANK = "RANK"
@@ -394,7 +394,7 @@ def last_checkpoint_text(checkpoint_dir: str | os.PathLike | None) -> str:
 
 def distributed_meta_train(learner, task_sampler, loss_fn: Callable, ctx: DistributedContext | None = None, *,
                            iterations: int, meta_batch: int = 8, checkpoint_dir: str | os.PathLike | None = None,
-                           checkpoint_every: int = 100, resume: bool = False, val_sampler=None,
+                           checkpoint_every: int = 100, resume: bool | str = False, val_sampler=None,
                            callbacks: Iterable[Callable] = (), store=None, progress: bool = True,
                            observers: Iterable[BatchObserver] = (), **meta_train_kwargs) -> dict[str, Any]:
     """:func:`~metalearn_kit.meta.train.meta_train` on every rank of ``ctx`` (default: the current process
@@ -415,8 +415,8 @@ def distributed_meta_train(learner, task_sampler, loss_fn: Callable, ctx: Distri
     check_int("iterations", iterations, minimum=1)
     check_meta_batch(meta_batch, ctx.world_size)
     check_int("checkpoint_every", checkpoint_every, minimum=1)
-    if resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs checkpoint_dir (the folder of the run to continue)")
+    if ctx.is_main:  # rank 0's disk holds the run; the CLI's preflight stops every rank together
+        check_resume(resume, checkpoint_dir)
     if ctx.backend == "nccl":
         wrong = [n for n, p in learner.named_parameters() if p.device.type != "cuda"]
         if wrong:

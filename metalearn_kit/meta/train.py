@@ -150,12 +150,29 @@ def _call_store(store, **fields) -> None:
         raise TypeError(f"store must have a .record(**fields) method or be callable, got {type(store).__name__}")
 
 
+RESUME_IF_PRESENT = "if_present"
+
+
+def check_resume(resume: bool | str, checkpoint_dir: str | os.PathLike | None) -> None:
+    """``resume`` is ``False``, ``True`` (a checkpoint must exist in ``checkpoint_dir``) or ``"if_present"``."""
+    if resume is not False and resume is not True and resume != RESUME_IF_PRESENT:
+        raise ValueError(f"resume must be False, True or {RESUME_IF_PRESENT!r}, got {resume!r}")
+    if resume and checkpoint_dir is None:
+        raise ValueError(f"resume={resume!r} needs checkpoint_dir (the folder of the run to continue)")
+    if resume is True and not (Path(checkpoint_dir) / CHECKPOINT_NAME).exists():
+        folder = Path(checkpoint_dir)
+        state = "does not exist" if not folder.exists() else "holds no checkpoint"
+        raise ValueError(f"resume=True but checkpoint_dir {str(folder)!r} {state} ({CHECKPOINT_NAME} missing): "
+                         f"check the folder name, or pass resume={RESUME_IF_PRESENT!r} to start a fresh run when "
+                         f"there is nothing to resume")
+
+
 # ---------------------------------------------------------------- the loop
 def meta_train(learner, task_sampler, loss_fn: Callable, iterations: int | None = None,
                time_budget_s: float | None = None, meta_batch: int = 8, meta_lr: float = 1e-3,
                meta_optimizer: str | Callable = "adam", val_sampler=None, val_every: int = 50, val_tasks: int = 16,
                val_steps: int | None = None, val_seed: int = 1234, callbacks: Sequence[Callable] = (),
-               checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 100, resume: bool = False,
+               checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 100, resume: bool | str = False,
                grad_clip: float | None = None, generator: torch.Generator | int | None = 0, progress: bool = True,
                store=None, query_before: bool = True, meta_lr_schedule: str = "constant") -> dict[str, Any]:
     """Meta-train ``learner`` (MAML, MetaSGD, Reptile, ...) on tasks from ``task_sampler``.
@@ -170,7 +187,9 @@ def meta_train(learner, task_sampler, loss_fn: Callable, iterations: int | None 
     steps. ``callbacks`` are called as ``callback(iteration, record)`` after every step (live plots).
 
     ``checkpoint_dir``: save every ``checkpoint_every`` steps and at the end; ``resume=True`` continues from the
-    checkpoint there (bit-identical on CPU). ``grad_clip``: clip the meta-gradient's global norm.
+    checkpoint there (bit-identical on CPU) and is an error when there is none (an empty or mistyped folder must
+    not start a fresh run silently); ``resume="if_present"`` continues when there is one and starts fresh
+    otherwise. ``grad_clip``: clip the meta-gradient's global norm.
     ``meta_lr_schedule``: ``"constant"`` or ``"cosine"`` (``meta_lr * (1 + cos(pi * i / iterations)) / 2`` at
     step ``i``: large steps early, small ones to settle at the end; needs ``iterations``; it is a function of
     the step number, so a resumed run follows the same schedule).
@@ -207,8 +226,7 @@ def meta_train(learner, task_sampler, loss_fn: Callable, iterations: int | None 
                          "give iterations or use meta_lr_schedule='constant' with a time budget")
     if grad_clip is not None:
         check_float("grad_clip", grad_clip, minimum=0.0, strict_min=True)
-    if resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs checkpoint_dir (the folder of the run to continue)")
+    check_resume(resume, checkpoint_dir)
     if isinstance(callbacks, Callable):
         callbacks = (callbacks,)
     generator = make_generator(generator)
