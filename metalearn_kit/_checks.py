@@ -57,9 +57,23 @@ def check_images(name: str, images, rank: int = 4, unit_range: bool = True) -> t
     return images
 
 
-def check_model_input(name: str, x, channels: int, image_size: int | None = None) -> torch.Tensor:
+def check_input_dtype(name: str, x: torch.Tensor, model: torch.nn.Module) -> None:
+    """``x`` must have the dtype of ``model``'s floating parameters: float64 or uint8 images given to a float32
+    model fail deep inside ``conv2d`` otherwise. Metadata only: ``vmap``-safe, no GPU sync."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            if x.dtype != p.dtype:
+                fix = f"{name}.float() / 255" if x.dtype == torch.uint8 else f"{name}.to({p.dtype})"
+                raise TypeError(f"{name} has dtype {x.dtype} but this {type(model).__name__} computes in {p.dtype}; "
+                                f"convert it with {fix}")
+            return
+
+
+def check_model_input(name: str, x, channels: int, image_size: int | None = None,
+                      model: torch.nn.Module | None = None) -> torch.Tensor:
     """Check the shape of a model's image input ``[N, channels, H, W]`` (and ``H == W == image_size`` when
-    given). Shapes only, no values: cheap, ``vmap``-safe and no GPU sync, so a forward pass can afford it."""
+    given), and its dtype against ``model``'s parameters when given. Shapes and dtypes only, no values: cheap,
+    ``vmap``-safe and no GPU sync, so a forward pass can afford it."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"{name} must be a [N, C, H, W] tensor, got {shape}; add a batch dimension with "
@@ -70,4 +84,6 @@ def check_model_input(name: str, x, channels: int, image_size: int | None = None
     if image_size is not None and (x.shape[-2] != image_size or x.shape[-1] != image_size):
         raise ValueError(f"{name} must be {image_size}x{image_size} for this model, got {x.shape[-2]}x{x.shape[-1]}; "
                          f"resize the images or build the model with image_size={x.shape[-1]}")
+    if model is not None:
+        check_input_dtype(name, x, model)
     return x

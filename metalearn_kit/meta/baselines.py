@@ -18,6 +18,7 @@ from torch import nn
 
 from .._checks import check_float, check_int
 from ..config import make_generator
+from .checks import check_model_factory
 from .inner import DivergenceError, InnerOptimizer, make_inner_optimizer
 from .maml import AdaptedModel, MetricFn, adapt_module
 from .train import _progress_disabled, make_meta_optimizer, sample_tasks
@@ -48,6 +49,7 @@ def scratch_baseline(model_factory: Callable[[], nn.Module], support, loss_fn: C
                      seed: int | None = 0) -> AdaptedModel:
     """Train a fresh ``model_factory()`` on the support set only: :func:`finetune` from a random init.
     ``seed`` fixes the initialisation (torch's global RNG is restored afterwards); ``None`` uses it as is."""
+    check_model_factory(model_factory)
     if not callable(model_factory):
         raise TypeError(f"model_factory must be a callable returning a fresh nn.Module, got "
                         f"{type(model_factory).__name__}")

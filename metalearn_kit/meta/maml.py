@@ -47,6 +47,7 @@ from torch import nn
 from .._checks import check_choice, check_float, check_int
 from ..tasks.task import Task, TaskBatch, stack_tasks
 from . import functional as F
+from .checks import check_examples, check_scalar_loss, model_dtype
 from .higher_backend import higher_task
 from .inner import (
     DivergenceError,
@@ -309,18 +310,29 @@ class MAML(nn.Module):
         steps = self.inner_steps if steps is None else check_int("steps", steps, minimum=0)
         first_order = self.first_order if first_order is None else first_order
         batch = as_task_batch(tasks, self._device())
+        self._check_batch(batch)
         lrs = self.inner_learning_rates()
         create_graph = create_graph and torch.is_grad_enabled()
-        if self.backend == "func":
-            # torch.func.grad computes the inner gradients even under no_grad; no_grad only stops the outer
-            # (meta-gradient) graph from being recorded
-            with torch.set_grad_enabled(create_graph):
-                out = self._run_func(batch, loss_fn, steps, lrs, first_order, query_before, return_params)
-        else:
-            # higher needs autograd for its inner gradients; without create_graph it detaches every step
-            with torch.enable_grad():
-                out = self._run_higher(batch, loss_fn, steps, lrs, first_order, query_before, return_params,
-                                       create_graph)
+        try:
+            if self.backend == "func":
+                # torch.func.grad computes the inner gradients even under no_grad; no_grad only stops the outer
+                # (meta-gradient) graph from being recorded
+                with torch.set_grad_enabled(create_graph):
+                    out = self._run_func(batch, loss_fn, steps, lrs, first_order, query_before, return_params)
+            else:
+                # higher needs autograd for its inner gradients; without create_graph it detaches every step
+                with torch.enable_grad():
+                    out = self._run_higher(batch, loss_fn, steps, lrs, first_order, query_before, return_params,
+                                           create_graph)
+        except (RuntimeError, ValueError) as err:
+            # a non-scalar loss fails deep inside torch.func/higher: find out on this error path only
+            try:
+                with torch.no_grad():
+                    loss = loss_fn(self.model, batch[0].support)
+            except Exception:  # noqa: BLE001 - the probe failing says nothing: report the original error
+                raise err from None
+            check_scalar_loss(loss, loss_fn)
+            raise
             if not create_graph:
                 out = MetaOutput(out.loss.detach(), out.query_after, out.support_losses, out.query_before,
                                  None if out.adapted is None else {k: v.detach() for k, v in out.adapted.items()})
@@ -329,6 +341,16 @@ class MAML(nn.Module):
             raise DivergenceError(f"query loss after {steps} inner steps is NaN/Inf although every support loss was "
                                   f"finite ({self._lr_text()}); the last inner step diverged: lower inner_lr")
         return out
+
+    def _check_batch(self, batch) -> None:
+        dtype = model_dtype(self.model)
+        if isinstance(batch, TaskBatch):
+            check_examples("tasks.support", batch.support, dtype, leading=2)
+            check_examples("tasks.query", batch.query, dtype, leading=2)
+        else:
+            for task in batch:
+                check_examples("task.support", task.support, dtype)
+                check_examples("task.query", task.query, dtype)
 
     def _run_func(self, batch, loss_fn, steps, lrs, first_order, query_before, return_params) -> MetaOutput:
         adapt, fixed = self._split()
@@ -410,6 +432,7 @@ def adapt_module(model: nn.Module, support, loss_fn: LossFn, steps: int, lr: Lea
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be a callable loss_fn(model, batch) -> scalar, got {type(loss_fn).__name__}")
     support = _as_batch_tuple("support", support)
+    check_examples("support", support, model_dtype(model))
     for i, t in enumerate(support):
         # checked here, where data enters adaptation: with steps=0 a NaN would pass silently, otherwise it
         # would surface as a divergence blamed on the learning rate
@@ -422,6 +445,7 @@ def adapt_module(model: nn.Module, support, loss_fn: LossFn, steps: int, lr: Lea
     support = tuple(t.to(device) for t in support)
     if query is not None:
         query = tuple(t.to(device) for t in _as_batch_tuple("query", query))
+        check_examples("query", query, model_dtype(model))
     names = adapt_names if adapt_names is not None else [n for n, p in model.named_parameters() if p.requires_grad]
     params = {n: p.detach().clone().requires_grad_(True) for n, p in model.named_parameters() if n in names}
     fixed = {n: p.detach() for n, p in model.named_parameters() if n not in params}
@@ -434,7 +458,7 @@ def adapt_module(model: nn.Module, support, loss_fn: LossFn, steps: int, lr: Lea
         metrics.append(float(value))
 
     def support_loss(p: Params) -> torch.Tensor:
-        return loss_fn(F.FunctionalModel(model, {**fixed, **p}), support)
+        return check_scalar_loss(loss_fn(F.FunctionalModel(model, {**fixed, **p}), support), loss_fn)
 
     lr_text = f"lr={lr if not isinstance(lr, Mapping) else 'learned per-parameter'}, optimizer={optimizer.name!r}"
     with torch.enable_grad():

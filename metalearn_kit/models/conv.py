@@ -67,6 +67,6 @@ class ConvRestorer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``[N, channels, H, W]`` -> restored ``[N, channels, H, W]``."""
-        check_model_input("x", x, self.channels)
+        check_model_input("x", x, self.channels, model=self)
         out = self.head(self.body(x))
         return x + out if self.residual else out

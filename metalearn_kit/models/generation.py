@@ -104,7 +104,7 @@ class ConvVAE(nn.Module):
         self.decoder = _Deconv(latent, channels, image_size, width, hidden)
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        check_model_input("images", images, self.channels, self.image_size)
+        check_model_input("images", images, self.channels, self.image_size, model=self)
         mu, logvar = self.encoder(images).chunk(2, dim=-1)
         return mu, logvar.clamp(-8.0, 8.0)  # bounded variance keeps a few-step adaptation from diverging
 
@@ -269,7 +269,7 @@ class Critic(nn.Module):
         self.head = nn.Linear(2 * width * (image_size // 4) ** 2, 1)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        check_model_input("images", images, self.channels, self.image_size)
+        check_model_input("images", images, self.channels, self.image_size, model=self)
         return self.trunk(images).flatten(1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

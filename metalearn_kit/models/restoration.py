@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_choice, check_float, check_int
+from .._checks import check_choice, check_float, check_input_dtype, check_int
 
 OPERATOR_KINDS = ("identity", "blur", "mask", "sr")
 
@@ -177,7 +177,7 @@ class ResidualRestorer(nn.Module):
         _zero_last(self.net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input("x", x, self.channels)
+        _check_input("x", x, self.channels, self)
         return x + self.net(x)
 
 
@@ -201,7 +201,7 @@ class EncoderRestorer(nn.Module):
         _zero_last(self.restorer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input("x", x, self.channels)
+        _check_input("x", x, self.channels, self)
         return x + self.restorer(self.encoder(x))
 
     def restorer_names(self) -> list[str]:
@@ -209,12 +209,13 @@ class EncoderRestorer(nn.Module):
         return [name for name, _ in self.named_parameters() if name.startswith("restorer.")]
 
 
-def _check_input(name: str, x, channels: int) -> None:
+def _check_input(name: str, x, channels: int, model: nn.Module) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"{name} must be a [N, C, H, W] tensor, got {shape}")
     if x.shape[1] != channels:
         raise ValueError(f"{name} must have {channels} channel(s) for this model, got {x.shape[1]}")
+    check_input_dtype(name, x, model)
 
 
 class UnrolledRestorer(nn.Module):
@@ -261,7 +262,7 @@ class UnrolledRestorer(nn.Module):
 
     def forward(self, y: torch.Tensor, operator: torch.Tensor | None = None, regularize: bool = True,
                 size: tuple[int, int] | None = None) -> torch.Tensor:
-        _check_input("y", y, self.channels)
+        _check_input("y", y, self.channels, self)
         if self.kind == "sr" and size is None:
             size = (y.shape[-2] * self.scale, y.shape[-1] * self.scale)
         op = self.operator(operator, size)
