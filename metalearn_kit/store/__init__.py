@@ -9,7 +9,7 @@ result = warm_start(db, new_task, make_model, loss_fn, by="both", finetune_steps
 ```
 """
 
-from .db import ArtefactIntegrityError, MetaDatabase, MetaDatabaseError, default_path
+from .db import ArtefactIntegrityError, ArtefactPathError, MetaDatabase, MetaDatabaseError, default_path
 from .recorder import StoreRecorder
 from .similarity import (
     DESCRIPTOR_NAMES,
@@ -22,7 +22,7 @@ from .similarity import (
 from .warmstart import Candidate, WarmStartResult, compare_warm_start, restoration_psnr, warm_start
 
 __all__ = [
-    "MetaDatabase", "MetaDatabaseError", "ArtefactIntegrityError", "default_path", "StoreRecorder",
+    "MetaDatabase", "MetaDatabaseError", "ArtefactIntegrityError", "ArtefactPathError", "default_path", "StoreRecorder",
     "DESCRIPTOR_NAMES", "task_descriptor", "estimate_noise_sigma", "descriptor_distance", "rank_by_descriptor",
     "rank_by_support_loss", "warm_start", "compare_warm_start", "restoration_psnr", "Candidate",
     "WarmStartResult",

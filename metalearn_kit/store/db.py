@@ -52,6 +52,10 @@ class ArtefactIntegrityError(MetaDatabaseError):
     """A stored model file whose content changed since it was recorded."""
 
 
+class ArtefactPathError(MetaDatabaseError):
+    """A recorded artefact path that leads out of the database's artefact folder."""
+
+
 def default_path() -> Path:
     """``$METALEARN_KIT_DB`` if set, else ``meta.sqlite`` in the user's data folder
     (``platformdirs.user_data_dir("metalearn-kit")``)."""
@@ -356,6 +360,26 @@ class MetaDatabase:
         """Folder beside the database file that holds the stored models."""
         return self.path.with_name(self.path.name + ".artefacts")
 
+    def artefact_path(self, recorded: str, artefact_id: int | None = None) -> Path:
+        """The file a recorded (relative) artefact path names, resolved inside :attr:`artefact_dir`. An absolute
+        path, a ``..`` that climbs out, or a symlink whose target lies outside is refused
+        (:class:`ArtefactPathError`): a row of a shared or edited database must not make the kit read elsewhere."""
+        which = f"artefact {artefact_id}" if artefact_id is not None else "an artefact"
+        if not isinstance(recorded, str) or not recorded:
+            raise ArtefactPathError(f"{which} has no recorded path ({recorded!r}) in {str(self.path)!r}")
+        relative = Path(recorded)
+        if relative.is_absolute() or relative.drive or recorded.startswith(("/", "\\")):
+            raise ArtefactPathError(f"refusing {which}: its recorded path {recorded!r} is absolute; artefact paths are "
+                                    f"relative to {str(self.artefact_dir)!r}. The database was edited or comes from "
+                                    f"elsewhere: re-record the model with add_artefact")
+        root = self.artefact_dir.resolve()
+        target = (root / relative).resolve()  # follows symlinks, so a link pointing outside is caught too
+        if not target.is_relative_to(root):
+            raise ArtefactPathError(f"refusing {which}: its recorded path {recorded!r} resolves to {str(target)!r}, "
+                                    f"outside the artefact folder {str(root)!r} (a '..' or a symlink leads out); "
+                                    f"re-record the model with add_artefact")
+        return target
+
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check``: ``'ok'`` for a sound file."""
         return self._read("PRAGMA integrity_check")[0][0]
@@ -537,7 +561,7 @@ class MetaDatabase:
     def _artefact_dict(self, row: sqlite3.Row) -> dict[str, Any]:
         out = dict(row)
         out["meta"] = json.loads(out["meta"])
-        out["path"] = self.artefact_dir / out["path"]
+        out["path"] = self.artefact_path(out["path"], out["id"])
         return out
 
     def load_artefact(self, artefact: int | str | os.PathLike, model: Any = None):
@@ -549,7 +573,7 @@ class MetaDatabase:
         if isinstance(artefact, (str, os.PathLike)):
             path = Path(artefact).resolve()
             try:
-                relative = path.relative_to(self.artefact_dir).as_posix()
+                relative = path.relative_to(self.artefact_dir.resolve()).as_posix()
             except ValueError as err:
                 raise ValueError(f"artefact path {str(path)!r} is not under this database's artefact folder "
                                  f"{str(self.artefact_dir)!r}") from err
@@ -710,6 +734,6 @@ class MetaDatabase:
         for r in rows:
             entry = dict(r)
             entry["descriptor"] = json.loads(entry["descriptor"]) if entry["descriptor"] else None
-            entry["path"] = self.artefact_dir / entry["path"]
+            entry["path"] = self.artefact_path(entry["path"], entry["artefact_id"])
             out.append(entry)
         return out
