@@ -21,7 +21,7 @@ from metalearn_kit.evaluation.generation import generation_config
 from metalearn_kit.evaluation.generation import meta_training_parts as generation_meta_training_parts
 from metalearn_kit.evaluation.metrics import psnr, ssim
 from metalearn_kit.experiments import build_experiment
-from metalearn_kit.meta import MAML, MetaSGD, Reptile, finetune, meta_train
+from metalearn_kit.meta import MAML, MetaSGD, Reptile, finetune, meta_train, scratch_baseline
 from metalearn_kit.models.conv import ConvRestorer
 from metalearn_kit.models.generation import ConditionalGenerator, ConvVAE, Critic, Generator
 from metalearn_kit.models.restoration import ResidualRestorer, UnrolledRestorer
@@ -29,8 +29,10 @@ from metalearn_kit.models.siren import Siren
 from metalearn_kit.pretrained import load_pretrained
 from metalearn_kit.store import MetaDatabase
 from metalearn_kit.tasks import (
+    Degradation,
     FewShotGenerationTasks,
     GaussianBlur,
+    GaussianNoise,
     KernelBlur,
     RestorationTasks,
     Task,
@@ -130,6 +132,84 @@ def _widget(name):
     from metalearn_kit import widgets
 
     return getattr(widgets, name)
+
+
+# user degradations with one fault each (not registered: applied directly, or registered inside the call)
+class _NaNs(Degradation, register=False):
+    default_ranges = {"train": {"amount": (0.1, 0.2)}}
+
+    def degrade(self, clean, params, generator):
+        return clean / (clean - clean)  # 0 / 0
+
+
+class _Bytes(Degradation, register=False):
+    default_ranges = {"train": {"amount": (0.1, 0.2)}}
+
+    def degrade(self, clean, params, generator):
+        return (clean * 255).to(torch.uint8)
+
+
+class _Doubles(Degradation, register=False):
+    default_ranges = {"train": {"amount": (0.1, 0.2)}}
+
+    def degrade(self, clean, params, generator):
+        return clean.double() * (1 - params["amount"])
+
+
+class _Scale255(Degradation, register=False):
+    default_ranges = {"train": {"amount": (0.1, 0.2)}}
+
+    def degrade(self, clean, params, generator):
+        return clean * 255.0
+
+
+class _Typo(Degradation, register=False):
+    default_ranges = {"train": {"amount": (0.1, 0.2)}}
+
+    def degrade(self, clean, params, generator):
+        return clean * (1 - params["amout"])
+
+
+class _Cropper(Degradation, register=False):
+    default_ranges = {"train": {"amount": (0.1, 0.2)}}
+
+    def degrade(self, clean, params, generator):
+        return clean[..., 1:, 1:]
+
+
+def _apply_user(cls):
+    degradation = cls()
+    return degradation.apply(_images(2), degradation.sample_params(0), 0)
+
+
+def _register_global_rng():
+    class GlobalNoise(Degradation):  # noqa: F841 - defining it registers it, which probes it
+        name = "global_noise_bad_input"
+        default_ranges = {"train": {"sigma": (0.05, 0.1)}}
+
+        def degrade(self, clean, params, generator):
+            return clean + params["sigma"] * torch.randn(clean.shape)  # the global generator, not `generator`
+
+
+def _planted_artefact(tmp_path):
+    import sqlite3
+
+    db = MetaDatabase(tmp_path / "db" / "meta.sqlite")
+    path = db.add_artefact(db.add_run("maml", "tiny"), None, torch.nn.Linear(3, 2))
+    elsewhere = tmp_path / "elsewhere" / "w.safetensors"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(path.read_bytes())
+    con = sqlite3.connect(db.path)
+    con.execute("UPDATE artefacts SET path = '../../elsewhere/w.safetensors' WHERE id = 1")
+    con.commit()
+    con.close()
+    return db.load_artefact(1)
+
+
+def _empty_folder(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    return folder
 
 
 # ------------------------------------------------------------------ the table
@@ -371,6 +451,68 @@ CASES = [
     ("meta-lr-schedule", lambda p: meta_train(MAML(ConvRestorer(1, 8, 2)), lambda n, g: None, lambda m, b: 0,
                                               iterations=1, meta_lr_schedule="linear", progress=False), ValueError,
      r"meta_lr_schedule must be one of \('constant', 'cosine'\), got 'linear'"),
+    # --- issue 20: tasks hold their query out, splits do not lie
+    ("tasks-source-too-small", lambda p: RestorationTasks(torch.rand(8, 1, 16, 16), "gaussian_noise", 4, 5),
+     ValueError, r"source holds 8 images, fewer than shots \+ queries = 4 \+ 5 = 9.*lower shots or queries"),
+    ("tasks-class-source-too-small", lambda p: RestorationTasks(_class_source(2, 3), "gaussian_noise", 4, 4),
+     ValueError, r"source holds 6 images, fewer than shots \+ queries = 4 \+ 4"),
+    ("tasks-split-vs-degradation", lambda p: _restoration_tasks(degradations=GaussianNoise("train"), split="test"),
+     ValueError, r"split='test' but degradation GaussianNoise\(.*\) was built with split='train'"),
+    ("tasks-split-vs-source", lambda p: _restoration_tasks(source=photos("test", patch_size=16), split="train"),
+     ValueError, r"split='train' but the source holds 'test' images"),
+    ("tasks-split-vs-both", lambda p: RestorationTasks(photos("test", patch_size=16), GaussianNoise("train"), 2, 2,
+                                                       split="test"),
+     ValueError, r"split='test' but degradation GaussianNoise.* split='train'"),
+    # --- issue 20: a user's degradation is checked where it is applied
+    ("degradation-nan", lambda p: _apply_user(_NaNs), ValueError, r"_NaNs.degrade returned NaN or Inf values"),
+    ("degradation-uint8", lambda p: _apply_user(_Bytes), TypeError,
+     r"_Bytes.degrade returned dtype torch.uint8 for torch.float32 images; work on the \[0, 1\] float images"),
+    ("degradation-float64", lambda p: _apply_user(_Doubles), TypeError,
+     r"_Doubles.degrade returned dtype torch.float64 for torch.float32 images; return out.to\(clean.dtype\)"),
+    ("degradation-0-255", lambda p: _apply_user(_Scale255), ValueError,
+     r"_Scale255.degrade returned values in \[.*\] before clamping, outside \[-4, 5\].*divide 0-255 values by 255"),
+    ("degradation-misspelt-param", lambda p: _apply_user(_Typo), ValueError,
+     r"_Typo.degrade read params\['amout'\], but _Typo has no parameter 'amout'; its parameters are \['amount'\]"),
+    ("degradation-shape", lambda p: _apply_user(_Cropper), ValueError,
+     r"_Cropper.degrade returned shape \(2, 1, 15, 15\), expected \(2, 1, 16, 16\)"),
+    ("degradation-global-rng", lambda p: _register_global_rng(), ValueError,
+     r"GlobalNoise.degrade gave different outputs for the same generator.*generator=\.\.\."),
+    ("degradation-params-unknown", lambda p: _apply(_images(), {"sigma": 0.1, "sigmaa": 0.2}), ValueError,
+     r"params has unknown name\(s\) \['sigmaa'\] for GaussianNoise; its parameters are \['sigma'\]"),
+    # --- issue 20: resume that does not resume
+    ("train-resume-missing-folder", lambda p: _train(resume=True, checkpoint_dir=p / "typo"), ValueError,
+     r"resume=True but checkpoint_dir '.*typo' does not exist.*resume='if_present'"),
+    ("train-resume-empty-folder", lambda p: _train(resume=True, checkpoint_dir=_empty_folder(p)), ValueError,
+     r"resume=True but checkpoint_dir '.*run' holds no checkpoint"),
+    ("train-resume-value", lambda p: _train(resume="yes", checkpoint_dir=p), ValueError,
+     r"resume must be False, True or 'if_present', got 'yes'"),
+    # --- issue 20: obscure errors from deep inside torch, named at the public function
+    ("adapt-float64", lambda p: _learner().adapt(tuple(t.double() for t in _task().support), _mse), TypeError,
+     r"support\[0\] has dtype torch.float64 but the model's parameters are torch.float32"),
+    ("adapt-uint8", lambda p: _learner().adapt(((_task().support[0] * 255).to(torch.uint8), _task().support[1]),
+                                               _mse), TypeError,
+     r"support\[0\] is a uint8 tensor .*support\[0\].float\(\) / 255"),
+    ("adapt-4-inputs-3-targets", lambda p: _learner().adapt((_images(4, size=8), _images(3, size=8)), _mse),
+     ValueError, r"support tensors must hold the same number of examples.*support\[0\] has 4, support\[1\] has 3"),
+    ("adapt-loss-not-scalar", lambda p: _learner().adapt(_task().support, lambda m, b: (m(b[0]) - b[1]) ** 2),
+     ValueError, r"loss_fn must return a scalar tensor .*got shape \(2, 1, 8, 8\)"),
+    ("adapt-empty-support", lambda p: _learner().adapt((_images(0, size=8), _images(0, size=8)), _mse),
+     ValueError, r"support is empty \(0 examples"),
+    ("meta-loss-not-scalar", lambda p: _learner().meta_loss([_task()], lambda m, b: (m(b[0]) - b[1]) ** 2),
+     ValueError, r"loss_fn must return a scalar tensor"),
+    ("meta-loss-float64", lambda p: _learner().meta_loss(
+        [Task(tuple(t.double() for t in _task().support), tuple(t.double() for t in _task().query))], _mse),
+     TypeError, r"tasks.support\[0\] has dtype torch.float64"),
+    ("model-float64-input", lambda p: ConvRestorer(1, 4, 2)(_images(2).double()), TypeError,
+     r"x has dtype torch.float64 but this ConvRestorer computes in torch.float32"),
+    ("model-uint8-input", lambda p: ResidualRestorer(1, 4, 2)((_images(2) * 255).to(torch.uint8)), TypeError,
+     r"x has dtype torch.uint8 .* x.float\(\) / 255"),
+    ("scratch-model-instance", lambda p: scratch_baseline(ConvRestorer(1, 4, 2), _task().support, _mse, 1, 0.01),
+     TypeError, r"model_factory must be a callable returning a fresh nn.Module .*got an instance of ConvRestorer"),
+    # --- issue 20: the meta-database stays inside its folder
+    ("db-artefact-escapes", _planted_artefact, ValueError,
+     r"refusing artefact 1: its recorded path '../../elsewhere/w.safetensors' resolves to .* outside the artefact "
+     r"folder"),
 ]
 
 
@@ -407,6 +549,10 @@ CLI_CASES = [
     ("pretrain-profile", ["pretrain", "restoration_denoise_maml", "--profile", "huge"], r"--profile: invalid choice"),
     ("notebooks-profile", ["notebooks", "execute", "--profile", "turbo"], r"--profile: invalid choice"),
     ("train-experiment", ["train", "dehaze", "--out", "{out}"], r"experiment must be one of"),
+    ("train-resume-nothing", ["train", "denoise", "--out", "{out}", "--resume"],
+     r"--resume but --out '.*run' holds no run .*--resume-if-present"),
+    ("train-resume-both", ["train", "denoise", "--out", "{out}", "--resume", "--resume-if-present"],
+     r"--resume-if-present cannot be combined with --resume"),
 ]
 
 
