@@ -186,3 +186,18 @@ def test_a_source_that_keeps_repeating_is_refused():
     with pytest.raises(ValueError, match="n must be >= 1"):
         sample_distinct_images(pool(3, 0), 0)
     assert sample_distinct_images(pool(3, 0), 3, 0).shape == (3, 1, SIZE, SIZE)
+
+
+@SETTINGS
+@given(queries=st.integers(1, 5), max_shots=st.integers(1, 5), ways=st.integers(2, 3), seed=st.integers(0, 2**31 - 1))
+def test_generation_evaluation_episodes_hold_out_their_query(queries, max_shots, ways, seed):
+    from metalearn_kit.evaluation.generation import evaluation_episodes
+
+    source = TensorClasses(num_classes=5, per_class=queries + max_shots, seed=seed)
+    episodes = evaluation_episodes(source, 4, queries, max_shots, ways, seed)
+    assert len({e["class"] for e in episodes}) == 4
+    for episode in episodes:
+        assert episode["pool"].shape[0] == max_shots and episode["query"].shape[0] == queries
+        assert_distinct(torch.cat([episode["pool"], episode["query"]]), "pool + query")
+    with pytest.raises(ValueError, match=r"fewer than eval_queries \+ max\(shots\)"):
+        evaluation_episodes(source, 2, queries + 1, max_shots, ways, seed)  # one image short

@@ -474,6 +474,29 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
     return float(t.mean()), se
 
 
+def evaluation_episodes(evaluation, n_tasks: int, queries: int, max_shots: int, ways: int, seed: int,
+                        device: torch.device | str | None = None) -> list[dict[str, Any]]:
+    """The fixed evaluation tasks of :func:`evaluate_generation`: ``n_tasks`` distinct target classes, each with
+    its images split (without replacement) into a ``query`` set ``[queries, C, H, W]`` shared by every K and a
+    disjoint support ``pool`` ``[max_shots, C, H, W]`` (a K-shot task uses ``pool[:K]``), plus ``ways - 1``
+    distractor classes (their first ``queries`` images) for the prototype accuracy."""
+    rng = torch.Generator().manual_seed(seed)
+    targets = torch.randperm(evaluation.num_classes, generator=rng)[:n_tasks].tolist()
+    episodes = []
+    for target in targets:
+        images = evaluation.images_of(target)
+        if images.shape[0] < queries + max_shots:
+            raise ValueError(f"class {evaluation.classes[target]!r} has {images.shape[0]} images, fewer than "
+                             f"eval_queries + max(shots) = {queries} + {max_shots}; lower them")
+        order = torch.randperm(images.shape[0], generator=rng)
+        others = [c for c in torch.randperm(evaluation.num_classes, generator=rng).tolist() if c != target]
+        distractors = [evaluation.images_of(c)[:queries] for c in others[: ways - 1]]
+        episodes.append({"class": evaluation.classes[target], "query": images[order[:queries]].to(device),
+                         "pool": images[order[queries:queries + max_shots]].to(device),
+                         "distractors": [d.to(device) for d in distractors]})
+    return episodes
+
+
 def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, models: dict | None = None,
                         feature_net: FeatureNet | None = None, sources=None, progress: bool = False,
                         log: Callable[[str], None] | None = None, keep_samples: bool = False,
@@ -516,20 +539,8 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
     samples: dict[tuple, torch.Tensor] = {}
     steps_grid = sorted(set(config["steps"]))
     max_steps = max(steps_grid)
-    # One fixed set of evaluation tasks: target class, its images split into a query set (shared by every K)
-    # and a support pool, plus ways-1 distractor classes for the prototype accuracy.
-    rng = torch.Generator().manual_seed(config["seed"] + 1)
-    n_tasks = min(config["eval_tasks"], evaluation.num_classes)
-    targets = torch.randperm(evaluation.num_classes, generator=rng)[:n_tasks].tolist()
-    task_list = []
-    for target in targets:
-        images = evaluation.images_of(target)
-        order = torch.randperm(images.shape[0], generator=rng)
-        others = [c for c in torch.randperm(evaluation.num_classes, generator=rng).tolist() if c != target]
-        distractors = [evaluation.images_of(c)[:queries] for c in others[: config["ways"] - 1]]
-        task_list.append({"class": evaluation.classes[target], "query": images[order[:queries]].to(device),
-                          "pool": images[order[queries:queries + max_shots]].to(device),
-                          "distractors": [d.to(device) for d in distractors]})
+    task_list = evaluation_episodes(evaluation, min(config["eval_tasks"], evaluation.num_classes), queries,
+                                    max_shots, config["ways"], config["seed"] + 1, device)
     if keep_samples:  # the first class's real images, for reference in sample grids
         samples[("real query", 0, 0)] = task_list[0]["query"].cpu()
         for shots in config["shots"]:
