@@ -147,3 +147,11 @@ def test_matching_dtypes_and_integer_labels_are_accepted():
     learner = MAML(ConvRestorer(1, 4, 2), inner_lr=0.05, inner_steps=1)
     x32 = x.float()
     assert learner.adapt((x32, x32, labels), labelled_loss).support_losses
+    # a loss_fn that converts the data itself is the user's choice: the dtype is only named when torch fails
+    double = MAML(ConvRestorer(1, 4, 2).double(), inner_lr=0.05, inner_steps=1)
+
+    def converting_loss(m, batch):
+        return F.mse_loss(m(batch[0].double()), batch[1].double())
+
+    assert double.adapt((x32, x32), converting_loss).support_losses
+    assert torch.isfinite(double.meta_loss([Task((x32, x32), (x32, x32))], converting_loss))

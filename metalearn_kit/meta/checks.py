@@ -1,8 +1,8 @@
 """Checks on what enters adaptation, so a mistake is reported at the public function the user called
 (``adapt``, ``finetune``, ``scratch_baseline``, ``meta_loss``, ``meta_train``) naming the argument, instead of
 as a dtype error deep inside ``conv2d``, a shape broadcast error in the loss, or a "divergence" blamed on the
-learning rate. They read shapes and dtypes only (no values, no GPU sync), except :func:`check_scalar_loss`,
-which looks at a loss that is already computed.
+learning rate. They read shapes only (no values, no GPU sync); :func:`check_scalar_loss` looks at a loss that is
+already computed, and :func:`explain_dtype_error` runs only once torch has failed.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ def model_dtype(model: nn.Module) -> torch.dtype | None:
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
 
 
-def check_examples(name: str, batch: Sequence[torch.Tensor], dtype: torch.dtype | None, leading: int = 1) -> None:
+def check_examples(name: str, batch: Sequence[torch.Tensor], leading: int = 1) -> None:
     """``batch`` (a support or query tuple; ``leading=2`` for a meta-batch ``[tasks, shots, ...]``): its tensors
-    share the example dimension, hold at least one example, and its floating tensors have the model's dtype
-    (integer tensors are labels and stay as they are; uint8 ones are taken for 0-255 images and refused)."""
+    share the example dimension and hold at least one example."""
     counts = [tuple(t.shape[:leading]) for t in batch]
     if any(len(c) < leading for c in counts):
         where = " after the task one" if leading == 2 else ""
@@ -35,6 +34,12 @@ def check_examples(name: str, batch: Sequence[torch.Tensor], dtype: torch.dtype 
     if counts[0][-1] == 0:
         raise ValueError(f"{name} is empty (0 examples, shapes {[tuple(t.shape) for t in batch]}): adaptation needs "
                          f"at least one example; sample tasks with shots >= 1")
+
+
+def explain_dtype_error(name: str, batch: Sequence[torch.Tensor], dtype: torch.dtype | None) -> None:
+    """Called when adaptation failed inside torch: if ``batch`` holds uint8 images or floating data of another
+    dtype than the model's, raise the ``TypeError`` that says so. Only on that error path, because a ``loss_fn``
+    may convert the data itself (``model(batch[0].double())``); integer tensors other than uint8 are labels."""
     for i, t in enumerate(batch):
         if t.dtype == torch.uint8:
             raise TypeError(f"{name}[{i}] is a uint8 tensor (0-255 pixels?), but the model computes in {dtype}; "

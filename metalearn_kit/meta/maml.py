@@ -47,7 +47,7 @@ from torch import nn
 from .._checks import check_choice, check_float, check_int
 from ..tasks.task import Task, TaskBatch, stack_tasks
 from . import functional as F
-from .checks import check_examples, check_scalar_loss, model_dtype
+from .checks import check_examples, check_scalar_loss, explain_dtype_error, model_dtype
 from .higher_backend import higher_task
 from .inner import (
     DivergenceError,
@@ -324,8 +324,11 @@ class MAML(nn.Module):
                 with torch.enable_grad():
                     out = self._run_higher(batch, loss_fn, steps, lrs, first_order, query_before, return_params,
                                            create_graph)
-        except (RuntimeError, ValueError) as err:
-            # a non-scalar loss fails deep inside torch.func/higher: find out on this error path only
+        except (RuntimeError, TypeError, ValueError) as err:
+            if isinstance(err, DivergenceError):
+                raise
+            # a dtype mismatch or a non-scalar loss fails deep inside torch.func/higher: name it, on this path only
+            self._explain_batch_dtypes(batch)
             try:
                 with torch.no_grad():
                     loss = loss_fn(self.model, batch[0].support)
@@ -343,14 +346,19 @@ class MAML(nn.Module):
         return out
 
     def _check_batch(self, batch) -> None:
-        dtype = model_dtype(self.model)
         if isinstance(batch, TaskBatch):
-            check_examples("tasks.support", batch.support, dtype, leading=2)
-            check_examples("tasks.query", batch.query, dtype, leading=2)
+            check_examples("tasks.support", batch.support, leading=2)
+            check_examples("tasks.query", batch.query, leading=2)
         else:
             for task in batch:
-                check_examples("task.support", task.support, dtype)
-                check_examples("task.query", task.query, dtype)
+                check_examples("task.support", task.support)
+                check_examples("task.query", task.query)
+
+    def _explain_batch_dtypes(self, batch) -> None:
+        dtype = model_dtype(self.model)
+        for task in ([batch[0]] if isinstance(batch, TaskBatch) else batch):
+            explain_dtype_error("tasks.support", task.support, dtype)
+            explain_dtype_error("tasks.query", task.query, dtype)
 
     def _run_func(self, batch, loss_fn, steps, lrs, first_order, query_before, return_params) -> MetaOutput:
         adapt, fixed = self._split()
@@ -432,7 +440,7 @@ def adapt_module(model: nn.Module, support, loss_fn: LossFn, steps: int, lr: Lea
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be a callable loss_fn(model, batch) -> scalar, got {type(loss_fn).__name__}")
     support = _as_batch_tuple("support", support)
-    check_examples("support", support, model_dtype(model))
+    check_examples("support", support)
     for i, t in enumerate(support):
         # checked here, where data enters adaptation: with steps=0 a NaN would pass silently, otherwise it
         # would surface as a divergence blamed on the learning rate
@@ -445,7 +453,7 @@ def adapt_module(model: nn.Module, support, loss_fn: LossFn, steps: int, lr: Lea
     support = tuple(t.to(device) for t in support)
     if query is not None:
         query = tuple(t.to(device) for t in _as_batch_tuple("query", query))
-        check_examples("query", query, model_dtype(model))
+        check_examples("query", query)
     names = adapt_names if adapt_names is not None else [n for n, p in model.named_parameters() if p.requires_grad]
     params = {n: p.detach().clone().requires_grad_(True) for n, p in model.named_parameters() if n in names}
     fixed = {n: p.detach() for n, p in model.named_parameters() if n not in params}
@@ -461,10 +469,16 @@ def adapt_module(model: nn.Module, support, loss_fn: LossFn, steps: int, lr: Lea
         return check_scalar_loss(loss_fn(F.FunctionalModel(model, {**fixed, **p}), support), loss_fn)
 
     lr_text = f"lr={lr if not isinstance(lr, Mapping) else 'learned per-parameter'}, optimizer={optimizer.name!r}"
-    with torch.enable_grad():
-        params, losses = inner_loop(params, support_loss, optimizer, steps, lr, create_graph=False,
-                                    observe=observe if metric is not None else None, lr_text=lr_text,
-                                    grad_clip=grad_clip)
+    try:
+        with torch.enable_grad():
+            params, losses = inner_loop(params, support_loss, optimizer, steps, lr, create_graph=False,
+                                        observe=observe if metric is not None else None, lr_text=lr_text,
+                                        grad_clip=grad_clip)
+    except (RuntimeError, TypeError):  # a dtype mismatch fails inside torch or the model: name the argument
+        explain_dtype_error("support", support, model_dtype(model))
+        if query is not None:
+            explain_dtype_error("query", query, model_dtype(model))
+        raise
     final = {n: p.detach() for n, p in params.items()}
     return AdaptedModel(model, {**fixed, **final}, losses, metrics, steps)
 

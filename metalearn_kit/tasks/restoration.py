@@ -76,12 +76,14 @@ class _CleanSampler:
             return self.source[rows]
         if self.kind == "patches":
             return self._distinct_patches(n, generator)
-        def draw_one() -> tuple[int, int]:
-            c = int(torch.randint(self.source.num_classes, (1,), generator=generator))
+
+        def image_in(c: int) -> tuple[int, int]:  # (class, image index)
             return c, int(torch.randint(self._images_of(c).shape[0], (1,), generator=generator))
+
         classes = torch.randint(self.source.num_classes, (n,), generator=generator).tolist()
-        first = [(c, int(torch.randint(self._images_of(c).shape[0], (1,), generator=generator))) for c in classes]
-        picks = self._distinct(n, draw_one, first)
+        first = [image_in(c) for c in classes]
+        picks = self._distinct(
+            n, lambda: image_in(int(torch.randint(self.source.num_classes, (1,), generator=generator))), first)
         return torch.stack([self._images_of(c)[i] for c, i in picks])
 
     def _distinct(self, n: int, draw_one, first: list) -> list:
