@@ -21,7 +21,7 @@ from metalearn_kit.evaluation.generation import generation_config
 from metalearn_kit.evaluation.generation import meta_training_parts as generation_meta_training_parts
 from metalearn_kit.evaluation.metrics import psnr, ssim
 from metalearn_kit.experiments import build_experiment
-from metalearn_kit.meta import MAML, MetaSGD, Reptile, finetune, meta_train, scratch_baseline
+from metalearn_kit.meta import MAML, MetaSGD, Reptile, finetune, joint_pretrain, meta_train, scratch_baseline
 from metalearn_kit.models.conv import ConvRestorer
 from metalearn_kit.models.generation import ConditionalGenerator, ConvVAE, Critic, Generator
 from metalearn_kit.models.restoration import ResidualRestorer, UnrolledRestorer
@@ -507,6 +507,10 @@ CASES = [
      r"x has dtype torch.float64 but this ConvRestorer computes in torch.float32"),
     ("model-uint8-input", lambda p: ResidualRestorer(1, 4, 2)((_images(2) * 255).to(torch.uint8)), TypeError,
      r"x has dtype torch.uint8 .* x.float\(\) / 255"),
+    ("joint-pretrain-loss-not-scalar", lambda p: joint_pretrain(ConvRestorer(1, 4, 2), _Tasks(),
+                                                                 lambda m, b: (m(b[0]) - b[1]) ** 2, 1, meta_batch=1,
+                                                                 progress=False),
+     ValueError, r"loss_fn must return a scalar tensor"),
     ("scratch-model-instance", lambda p: scratch_baseline(ConvRestorer(1, 4, 2), _task().support, _mse, 1, 0.01),
      TypeError, r"model_factory must be a callable returning a fresh nn.Module .*got an instance of ConvRestorer"),
     # --- issue 20: the meta-database stays inside its folder

@@ -18,7 +18,7 @@ from torch import nn
 
 from .._checks import check_float, check_int
 from ..config import make_generator
-from .checks import check_model_factory
+from .checks import check_model_factory, check_scalar_loss
 from .inner import DivergenceError, InnerOptimizer, make_inner_optimizer
 from .maml import AdaptedModel, MetricFn, adapt_module
 from .train import _progress_disabled, make_meta_optimizer, sample_tasks
@@ -95,7 +95,7 @@ def joint_pretrain(model: nn.Module, sampler, loss_fn: Callable, iterations: int
         # pool: [tasks, shots, ...] support and query -> one batch [tasks * (shots + queries), ...]
         pooled = tuple(torch.cat([s.flatten(0, 1), q.flatten(0, 1)]) for s, q in zip(tasks.support, tasks.query))
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model, pooled)
+        loss = check_scalar_loss(loss_fn(model, pooled), loss_fn)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise DivergenceError(f"joint pretraining loss became {value} at iteration {it} (lr={lr}); lower lr or "
