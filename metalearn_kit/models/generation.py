@@ -188,18 +188,6 @@ def vae_loss_fn(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tens
     return negative_elbo(model(images), images, likelihood).mean()
 
 
-def make_vae_loss_fn(likelihood: str = "bernoulli"):
-    """A ``loss_fn(model, batch)`` with the likelihood fixed (for functional wrappers that hide
-    ``model.likelihood``)."""
-    check_choice("likelihood", likelihood, LIKELIHOODS)
-
-    def loss_fn(model, batch):
-        images = batch[0]
-        return negative_elbo(model(images), images, likelihood).mean()
-
-    return loss_fn
-
-
 def importance_weighted_nll(model, images: torch.Tensor, samples: int = 16,
                             likelihood: str | None = None, chunk: int = 256) -> torch.Tensor:
     """Per-image importance-weighted upper bound on ``-log p(x)`` in nats ``[N]`` (Burda et al. IWAE):
@@ -466,7 +454,3 @@ def condition_on(model: NeuralStatisticianLite, support: torch.Tensor) -> nn.Mod
     with torch.no_grad():
         c = model.context(support)
     return _ContextBound(model, c)
-
-
-def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -2,7 +2,7 @@
 run's model did on each task after each adaptation step), in one SQLite file.
 
 Meta-testing reads it back: the most similar stored task gives a warm start for a new task
-(:mod:`metalearn_kit.store.warmstart`).
+(:mod:`metalearn_kit.warmstart`).
 
 >>> db = MetaDatabase("meta.sqlite")                      # doctest: +SKIP
 >>> run = db.add_run("maml", "unet-small", config={"inner_steps": 5}, seed=0)

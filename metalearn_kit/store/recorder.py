@@ -129,7 +129,7 @@ class StoreRecorder:
         ``learner_or_model``: a learner with ``.adapt`` (MAML, Reptile, ...; ``steps`` defaults to its
         ``inner_steps``, ``lr`` to its own) or a plain ``nn.Module``, fine-tuned with
         :func:`metalearn_kit.meta.finetune` (``steps`` and ``lr`` required). ``save_models=True`` stores each
-        adapted model as the task's artefact (what :func:`~metalearn_kit.store.warmstart.warm_start` starts
+        adapted model as the task's artefact (what :func:`~metalearn_kit.warmstart.warm_start` starts
         from). Returns the task ids."""
         from ..meta import finetune
 

@@ -58,7 +58,7 @@ def _run_id(target: str | None) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .db import MetaDatabase
+    from ..store.db import MetaDatabase
 
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")

@@ -26,10 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_float, check_int
-from ..meta import finetune
-from .db import ArtefactIntegrityError, MetaDatabase
-from .similarity import (
+from ._checks import check_choice, check_float, check_int
+from .meta import finetune
+from .store.db import ArtefactIntegrityError, MetaDatabase
+from .store.similarity import (
     DESCRIPTOR_NAMES,
     DESCRIPTOR_VERSION,
     descriptor_distance,
