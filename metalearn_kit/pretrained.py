@@ -93,7 +93,8 @@ class PretrainedEntry:
     Attributes:
         file: file name in the checkpoint folder (``.safetensors``; the ``.json`` metadata sits beside it).
         build: ``build(config, state) -> nn.Module``, the untrained architecture the weights ``state`` load into.
-        train: ``train(config, seed) -> (trained model, metrics dict)``.
+        train: ``train(config, seed, **options) -> (trained model, metrics dict)`` (``options``: what the
+            recipe accepts beyond the config, e.g. the generation recipe's ``background`` image source).
         config: the configuration the file is trained with (a recipe's config dataclass, or a dict).
         seed: its seed.
         description: one line for ``--list``.
@@ -105,7 +106,7 @@ class PretrainedEntry:
 
     file: str
     build: Callable[[Any, dict], nn.Module]
-    train: Callable[[Any, int], tuple[nn.Module, dict]]
+    train: Callable[..., tuple[nn.Module, dict]]
     config: Any = field(default_factory=dict)
     seed: int = 0
     description: str = ""
@@ -210,9 +211,11 @@ def load_pretrained(name: str, train_if_missing: bool = False, profile: str = SH
 
 
 def train_pretrained(name: str, config: Any = None, seed: int | None = None, save: bool = True,
-                     profile: str = SHIPPED_PROFILE, path: Path | None = None) -> tuple[nn.Module, dict]:
+                     profile: str = SHIPPED_PROFILE, path: Path | None = None, options: dict | None = None
+                     ) -> tuple[nn.Module, dict]:
     """Train checkpoint ``name`` (its ``profile`` variant) with its registered config and seed (or the ones
-    given) and, with ``save``, write it to ``path`` (default :func:`checkpoint_path`). Returns ``(model, meta)``."""
+    given; ``options`` go to the recipe's trainer) and, with ``save``, write it to ``path`` (default
+    :func:`checkpoint_path`). Returns ``(model, meta)``."""
     entry = _entry(name, profile)
     config = entry.config if config is None else config
     seed = entry.seed if seed is None else seed
@@ -220,7 +223,7 @@ def train_pretrained(name: str, config: Any = None, seed: int | None = None, sav
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    model, metrics = entry.train(config, seed)
+    model, metrics = entry.train(config, seed, **(options or {}))
     meta = {"name": name, "config": entry.to_record(config), "seed": seed, "metrics": metrics,
             "train_wall_time_s": time.perf_counter() - start, "machine": describe_machine(),
             "command": _command(name, profile), "profile": profile, "description": entry.description,
@@ -243,11 +246,12 @@ def _candidates(name: str) -> list[Path]:
 
 
 def load_or_train(name: str, config: Any, seed: int = 0, *, retrain: bool = False, save_to: Path | None = None,
-                  log: Callable[[str], None] | None = None) -> tuple[nn.Module, dict]:
+                  log: Callable[[str], None] | None = None, options: dict | None = None) -> tuple[nn.Module, dict]:
     """Checkpoint ``name`` trained with ``config`` and ``seed``: loaded from the first file (see
     :func:`_candidates`) whose recorded config and seed give the same weights, else trained now -- through
     the registry when ``config`` is a registered profile's (saved where :func:`load_pretrained` looks; kept in
-    memory on a read-only install), else saved to ``save_to`` or the user cache for next time.
+    memory on a read-only install), else saved to ``save_to`` or the user cache for next time. ``options`` go
+    to the recipe's trainer (e.g. ``{"background": source}`` for generation).
 
     Returns ``(model in eval mode, info)``; ``info``: ``source`` (the path loaded, or ``"trained"``),
     ``saved`` (where a trained model was written, if it was), ``metrics`` and ``seconds``."""
@@ -269,16 +273,16 @@ def load_or_train(name: str, config: Any, seed: int = 0, *, retrain: bool = Fals
         # a registered configuration whose file is missing: train it for the registry, which writes it where
         # load_pretrained looks (an existing file is never overwritten here; `metalearn-kit pretrain` does that)
         try:
-            model, meta = train_pretrained(name, config, seed, profile=registered[0])
+            model, meta = train_pretrained(name, config, seed, profile=registered[0], options=options)
             saved = str(checkpoint_path(name, registered[0]))
         except OSError:  # read-only install: keep the model in memory only
-            model, meta = train_pretrained(name, config, seed, save=False, profile=registered[0])
+            model, meta = train_pretrained(name, config, seed, save=False, profile=registered[0], options=options)
             saved = None
     else:
         from .data import cache_dir
 
         target = save_to or cache_dir("checkpoints") / f"{name}.safetensors"
-        model, meta = train_pretrained(name, config, seed, profile=SHIPPED_PROFILE, path=Path(target))
+        model, meta = train_pretrained(name, config, seed, profile=SHIPPED_PROFILE, path=Path(target), options=options)
         saved = str(target)
     return model, {"source": "trained", "saved": saved, "metrics": meta["metrics"],
                    "seconds": time.perf_counter() - start}

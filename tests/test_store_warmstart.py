@@ -15,16 +15,14 @@ from metalearn_kit.store import (
     DESCRIPTOR_NAMES,
     MetaDatabase,
     StoreRecorder,
-    compare_warm_start,
     descriptor_distance,
     estimate_noise_sigma,
     rank_by_descriptor,
     rank_by_support_loss,
-    restoration_psnr,
     task_descriptor,
-    warm_start,
 )
 from metalearn_kit.tasks.task import Task
+from metalearn_kit.warmstart import compare_warm_start, restoration_psnr, warm_start
 
 SIZE = 16
 

@@ -84,7 +84,7 @@ def main(args: argparse.Namespace) -> int:
     print("statistician has no inner loop (k = 0 only); figr is a GAN: no likelihood, samples only.")
     for name, info in result["info"]["checkpoints"].items():
         print(f"  {name}: {info['source']} ({info['seconds']:.1f} s)")
-    targets = check_targets(result, shots=5, steps=10 if 10 in config.steps else max(config.steps))
+    targets = check_targets(result, shots=5, steps=10 if 10 in config["steps"] else max(config["steps"]))
     print("\nTargets:")
     for t in targets:
         verdict = {True: "HOLDS", False: "DOES NOT HOLD", None: "NOT MEASURED"}[t["holds"]]
@@ -133,7 +133,7 @@ def _merge(args: argparse.Namespace, check_targets, format_table) -> int:
     per_task = {k: v for part in parts for k, v in part.get("per_task", {}).items()}
     result = {"rows": rows, "info": {"per_task": per_task}}
     config = first["config"]
-    targets = check_targets(result, shots=5, steps=10 if 10 in config.steps else max(config.steps))
+    targets = check_targets(result, shots=5, steps=10 if 10 in config["steps"] else max(config["steps"]))
     print(f"Merged {len(parts)} runs ({sorted(set(methods), key=METHODS.index)}), profile {first['profile']}")
     print(format_table(rows))
     print("\nTargets:")

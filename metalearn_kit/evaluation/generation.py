@@ -44,8 +44,10 @@ METHODS = (*VAE_METHODS, "statistician", "figr")
 METRICS = ("query_nll_nats", "prototype_accuracy", "frechet_distance")
 
 
-def _trained(name: str, config: GenerationConfig, log: Callable[[str], None] | None) -> tuple[torch.nn.Module, dict]:
-    return load_or_train(f"generation_{name}", config, config.seed, log=log)
+def _trained(name: str, config: GenerationConfig, background, log: Callable[[str], None] | None
+             ) -> tuple[torch.nn.Module, dict]:
+    """Checkpoint ``generation_<name>`` for ``config``: loaded, or trained on ``background`` now."""
+    return load_or_train(f"generation_{name}", config, config.seed, log=log, options={"background": background})
 
 
 def _vae_measure(iw_samples: int, sample_z: torch.Tensor | None, likelihood: str):
@@ -96,11 +98,11 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
     models = dict(models or {})
     info: dict[str, Any] = {"checkpoints": {}}
     if feature_net is None:
-        feature_net, info["checkpoints"]["featnet"] = _trained("featnet", config, log=log)
+        feature_net, info["checkpoints"]["featnet"] = _trained("featnet", config, background, log)
     feature_net = feature_net.to(device)
     for name in methods:
         if name != "scratch" and name not in models:
-            models[name], info["checkpoints"][name] = _trained(name, config, log=log)
+            models[name], info["checkpoints"][name] = _trained(name, config, background, log)
     models = {name: model.to(device) for name, model in models.items()}
     results: dict[tuple, list[float]] = {}
     samples: dict[tuple, torch.Tensor] = {}

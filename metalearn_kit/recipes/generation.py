@@ -413,6 +413,6 @@ def checkpoint_entry(name: str, profile: str, description: str):
     return PretrainedEntry(
         file=f"{name}_{profile}.safetensors",
         build=lambda config, state: build_checkpoint(short, config, state),
-        train=lambda config, seed: train_checkpoint(short, replace(config, seed=seed)),
+        train=lambda config, seed, **options: train_checkpoint(short, replace(config, seed=seed), **options),
         config=config, seed=config.seed, description=description,
         to_record=lambda config: training_record(short, config))

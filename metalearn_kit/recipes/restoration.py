@@ -284,7 +284,7 @@ def checkpoint_entry(name: str, profile: str, description: str):
     return PretrainedEntry(
         file=f"{name}{suffix}.safetensors",
         build=lambda config, state: build_checkpoint(name, config),
-        train=lambda config, seed: train_checkpoint(name, config, seed),
+        train=lambda config, seed, **options: train_checkpoint(name, config, seed, **options),
         config=restoration_config(experiment, profile), seed=0, description=description,
         to_record=lambda config: config.as_dict(), from_record=lambda record: _from_record(experiment, record),
         weights_key=lambda record: {k: v for k, v in record.items() if k not in EVAL_FIELDS})
