@@ -12,6 +12,8 @@ import argparse
 import importlib
 import sys
 
+__all__ = ["COMMANDS", "build_parser", "main"]
+
 # command words -> (module, one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("info",): ("metalearn_kit.commands.info", "versions, device and profile of this installation"),

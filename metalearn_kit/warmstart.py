@@ -38,6 +38,8 @@ from .store.similarity import (
     task_descriptor,
 )
 
+__all__ = ["Candidate", "WarmStartResult", "compare_warm_start", "restoration_psnr", "warm_start"]
+
 Batch = tuple[torch.Tensor, ...]
 LossFn = Callable[[Callable, Batch], torch.Tensor]
 

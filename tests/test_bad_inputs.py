@@ -19,7 +19,8 @@ from metalearn_kit.data import ClassImageSource, fashion_mnist, glyphs, mnist, o
 from metalearn_kit.evaluation.metrics import psnr, ssim
 from metalearn_kit.meta import MAML, MetaSGD, Reptile, finetune, meta_train
 from metalearn_kit.models.conv import ConvRestorer
-from metalearn_kit.models.generation import ConditionalGenerator, ConvVAE, Critic, Generator
+from metalearn_kit.models.gan import ConditionalGenerator, Critic, Generator
+from metalearn_kit.models.generation import ConvVAE
 from metalearn_kit.models.restoration import UnrolledRestorer
 from metalearn_kit.models.siren import Siren
 from metalearn_kit.pretrained import load_pretrained

@@ -21,6 +21,8 @@ from dataclasses import asdict
 
 import torch
 
+__all__ = ["configure_parser", "main"]
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     from ..evaluation.generation import METHODS

@@ -9,6 +9,8 @@ import argparse
 from ..config import describe_machine
 from .notebooks import dump_json, execute_notebook, list_notebooks, runs_json, runs_table
 
+__all__ = ["configure_parser", "main"]
+
 BUDGET_NOTEBOOK_S = 180.0
 BUDGET_SERIES_S = 720.0
 BUDGET_PEAK_MB = 1536.0

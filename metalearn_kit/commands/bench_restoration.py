@@ -14,6 +14,8 @@ from ..checkpoints import atomic_write_bytes
 from ..config import describe_machine, get_profile
 from ..recipes.restoration_configs import RESTORATION_EXPERIMENTS as EXPERIMENTS
 
+__all__ = ["configure_parser", "main"]
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.splitlines()[0]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 
+__all__ = ["configure_parser", "main"]
+
 ACTIONS = ("list", "show", "best", "export")
 
 

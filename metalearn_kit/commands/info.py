@@ -8,6 +8,8 @@ import json
 from .. import __version__
 from ..config import describe_machine, get_device, get_profile
 
+__all__ = ["configure_parser", "main"]
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")

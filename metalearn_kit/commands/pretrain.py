@@ -18,6 +18,8 @@ from ..checkpoints import atomic_write_bytes
 from ..config import describe_machine
 from ..pretrained import DIR_ENV, REGISTRY, SHIPPED_PROFILE, available, checkpoint_path, train_pretrained
 
+__all__ = ["configure_parser", "main"]
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = "Train shipped checkpoints and write them (with config, seed, metrics, machine)."

@@ -25,6 +25,8 @@ from typing import Any
 from .. import checkpoints
 from ..config import PROFILES, describe_machine, seed_everything
 
+__all__ = ["configure_parser", "main"]
+
 LOG_NAME = "train_log.json"
 MODEL_NAME = "model.safetensors"
 LRS_NAME = "inner_lrs.safetensors"

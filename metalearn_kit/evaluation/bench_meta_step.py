@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+__all__ = ["ALGORITHMS", "BACKENDS", "benchmark", "configure_parser", "main", "run_config", "run_interleaved"]
+
 ALGORITHMS = ("maml", "fomaml", "reptile")
 BACKENDS = ("higher", "func", "func-loop", "func+compile")
 SHOTS, QUERIES, SIZE, INNER_STEPS, INNER_LR, WIDTH, DEPTH = 5, 5, 32, 5, 0.05, 32, 4

@@ -13,10 +13,10 @@ _EXPORTS = {
     **dict.fromkeys(["Siren", "SineLayer", "coordinate_grid", "image_to_pixels", "pixels_to_image", "fit_image"],
                     ".siren"),
     **dict.fromkeys(["PatchDictionary"], ".sparse"),
-    **dict.fromkeys(["ConvVAE", "VAEOutput", "NeuralStatisticianLite", "Generator", "Critic", "ConditionalGenerator",
-                     "ConditionalCritic", "vae_loss_fn", "negative_elbo", "importance_weighted_nll", "mean_image",
-                     "statistician_loss", "condition_on", "wgan_gp_critic_loss", "wgan_generator_loss",
-                     "gradient_penalty"], ".generation"),
+    **dict.fromkeys(["ConvVAE", "VAEOutput", "NeuralStatisticianLite", "vae_loss_fn", "negative_elbo",
+                     "importance_weighted_nll", "mean_image", "statistician_loss", "condition_on"], ".generation"),
+    **dict.fromkeys(["Generator", "Critic", "ConditionalGenerator", "ConditionalCritic", "wgan_gp_critic_loss",
+                     "wgan_generator_loss", "gradient_penalty"], ".gan"),
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -22,6 +22,9 @@ from torch import nn
 
 from .._checks import check_choice, check_float, check_int, check_model_input
 
+__all__ = ["EncoderRestorer", "LinearOperator", "OPERATOR_KINDS", "UnrolledRestorer", "blur", "blur_adjoint",
+           "blur_downsample", "blur_downsample_adjoint", "upsample"]
+
 OPERATOR_KINDS = ("identity", "blur", "mask", "sr")
 
 

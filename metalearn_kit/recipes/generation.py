@@ -194,7 +194,7 @@ class GANPair(nn.Module):
     """Generator and critic kept together so one checkpoint (and one Reptile update) covers both."""
 
     def __init__(self, config: GenerationConfig):
-        from ..models.generation import Critic, Generator
+        from ..models.gan import Critic, Generator
 
         super().__init__()
         self.generator = Generator(latent=config.gan_latent, image_size=config.image_size,
@@ -310,7 +310,7 @@ def gan_train_steps(pair: GANPair, images: torch.Tensor, steps: int, config: Gen
     """``steps`` WGAN-GP steps on ``images [K, C, H, W]``, in place: each step takes ``critic_steps`` critic
     updates then one generator update, Adam with ``gan_lr``/``gan_betas`` (fresh optimizer state, as FIGR's
     inner loop). Returns the loss histories."""
-    from ..models.generation import wgan_generator_loss, wgan_gp_critic_loss
+    from ..models.gan import wgan_generator_loss, wgan_gp_critic_loss
 
     check_int("steps", steps, minimum=0)
     betas = tuple(config.gan_betas)

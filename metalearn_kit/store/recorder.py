@@ -32,6 +32,8 @@ from torch import nn
 from .._checks import check_float, check_int
 from .db import MetaDatabase
 
+__all__ = ["StoreRecorder"]
+
 
 class StoreRecorder:
     """Records one run (``algorithm`` on ``backbone`` with ``config`` and ``seed``) into ``db`` (a

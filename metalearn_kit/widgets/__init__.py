@@ -20,8 +20,8 @@ from .._lazy import lazy_exports
 _EXPORTS = {
     "TaskExplorer": ".explorers",
     "AdaptationExplorer": ".explorers",
-    "GenerationExplorer": ".explorers",
-    "RestorationExplorer": ".explorers",
+    "GenerationExplorer": ".frontends",
+    "RestorationExplorer": ".frontends",
     "LiveMetaTrainingPlot": ".live",
     "adaptation_results": ".results",
     "check_adaptation_results": ".results",
