@@ -18,8 +18,8 @@ from torch import nn
 
 from .._checks import check_float, check_int
 from ..config import make_generator
+from .adapted import AdaptedModel, MetricFn, adapt_module
 from .inner import DivergenceError, InnerOptimizer, make_inner_optimizer
-from .maml import AdaptedModel, MetricFn, adapt_module
 from .train import _progress_disabled, make_meta_optimizer, sample_tasks
 
 

@@ -233,7 +233,7 @@ def meta_train(learner, task_sampler, loss_fn: Callable, iterations: int | None 
     if val_sampler is not None:
         val_batch = sample_tasks(val_sampler, val_tasks, torch.Generator().manual_seed(val_seed))
 
-    lr_text = f"meta_lr={meta_lr}, {learner._lr_text()}"
+    lr_text = f"meta_lr={meta_lr}, {learner.inner_lr_text()}"
     stopped = "iterations"
     total = iterations if iterations is not None else None
     bar = tqdm(total=total, initial=start, disable=_progress_disabled(progress), desc=f"meta-train {learner.algorithm}")
