@@ -49,9 +49,6 @@ class AdaptedModel(FunctionalModel):
                     tensor.copy_(self.tensors[name].detach())
         return clone
 
-    def history(self) -> dict[str, list[float]]:
-        return {"support_loss": list(self.support_losses), "query_metric": list(self.query_metrics)}
-
 
 def as_batch_tuple(name: str, batch) -> tuple[torch.Tensor, ...]:
     """``batch`` (a tensor or a tuple of tensors like ``task.support``) as a tuple; ``name`` for the error."""

@@ -155,7 +155,6 @@ class MAML(nn.Module):
             raise TypeError(f"first_order must be True or False, got {first_order!r}")
         self.first_order = first_order
         check_choice("backend", backend, BACKENDS)
-        self.requested_backend = backend
         self.backend = choose_backend(model) if backend == "auto" else backend
         if self.backend == "func" and batchnorm_modules(model):
             raise _batchnorm_error(model)
