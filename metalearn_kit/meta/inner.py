@@ -144,3 +144,7 @@ def clip_grads(grads: Params, max_norm: float) -> Params:
     total = torch.sqrt(sum((g * g).sum() for g in grads.values()))
     factor = torch.clamp(max_norm / (total + 1e-12), max=1.0)
     return {k: g * factor for k, g in grads.items()}
+
+
+__all__ = ["Params", "InnerLR", "InnerOptimizer", "DivergenceError", "FunctionalSGD", "FunctionalAdam",
+           "INNER_OPTIMIZERS", "make_inner_optimizer", "check_finite_losses", "clip_grads"]

@@ -63,7 +63,8 @@ def make_meta_optimizer(meta_optimizer, params, meta_lr: float) -> torch.optim.O
     return cls(params, lr=meta_lr)
 
 
-def _progress_disabled(progress: bool) -> bool:
+def progress_disabled(progress: bool) -> bool:
+    """Whether the tqdm bar is off: ``progress=False`` or ``$TQDM_DISABLE`` set to a true value."""
     flag = os.environ.get("TQDM_DISABLE", "").strip().lower()
     return (not progress) or flag not in ("", "0", "false", "no")
 
@@ -186,7 +187,7 @@ def meta_train(learner, task_sampler, loss_fn: Callable, iterations: int | None 
         val_batch = sample_tasks(val_sampler, val_tasks, torch.Generator().manual_seed(val_seed))
 
     stopped = "iterations"
-    bar = tqdm(total=iterations, initial=start, disable=_progress_disabled(progress),
+    bar = tqdm(total=iterations, initial=start, disable=progress_disabled(progress),
                desc=f"meta-train {learner.algorithm}")
     t0 = time.perf_counter()
     iteration, saved_at, last_val = start, start, None
@@ -288,4 +289,4 @@ def _call_store(store, **fields) -> None:
 
 
 __all__ = ["CHECKPOINT_NAME", "META_OPTIMIZERS", "META_LR_SCHEDULES", "TRAIN_KEYS", "VAL_KEYS", "MetaTrainConfig",
-           "meta_train", "sample_tasks", "make_meta_optimizer"]
+           "meta_train", "sample_tasks", "make_meta_optimizer", "progress_disabled"]
