@@ -22,10 +22,10 @@ from .maml import ANIL, BACKENDS, FOMAML, MAML, MetaOutput, MetaSGD, choose_back
 from .memory import second_order_memory_estimate
 from .reptile import Reptile
 from .step import InnerLoop, TaskResult, adapt_tasks, adapt_then_query, functional_meta_grad
-from .train import meta_train, sample_tasks
+from .train import MetaTrainConfig, meta_train, sample_tasks
 
 __all__ = ["MAML", "FOMAML", "MetaSGD", "ANIL", "Reptile", "BACKENDS", "choose_backend", "MetaOutput",
            "InnerLoop", "TaskResult", "adapt_then_query", "adapt_tasks", "functional_meta_grad", "AdaptedModel",
            "adapt_module", "DivergenceError", "FunctionalSGD", "FunctionalAdam", "make_inner_optimizer",
-           "second_order_memory_estimate", "meta_train", "sample_tasks", "finetune", "joint_pretrain",
-           "scratch_baseline"]
+           "second_order_memory_estimate", "meta_train", "MetaTrainConfig", "sample_tasks", "finetune",
+           "joint_pretrain", "scratch_baseline"]
