@@ -6,7 +6,7 @@ world_size`` tasks, computes its meta-gradient, and one all-reduce averages the 
 the per-task losses for the log). Every rank then takes the same optimizer step, so a run on N processes
 gives the same parameters as the 1-process run with the same seed and meta-batch (up to float rounding),
 for every learner: MAML, FOMAML and Meta-SGD average ``d query_loss / d theta``; Reptile averages its update
-direction ``theta - mean(phi)`` (its ``meta_loss`` surrogate has that gradient). Forwards that draw random
+direction ``theta - mean(phi)`` (its ``meta_objective`` surrogate has that gradient). Forwards that draw random
 numbers (a VAE's reparameterisation) get independent streams per rank, so those runs match the 1-process
 run in distribution, not bit for bit.
 
@@ -335,6 +335,7 @@ class ShardedLearner:
         return result
 
     def meta_loss(self, tasks, loss_fn) -> torch.Tensor:
+        """``meta_objective(tasks, loss_fn).loss`` over all ranks (not the wrapped learner's, one rank only)."""
         return self.meta_objective(tasks, loss_fn).loss
 
 
