@@ -8,7 +8,7 @@ meta-batch, backward, Adam step on the model. Backends:
 - ``func``: torch.func, the inner loop ``vmap``-ed over the tasks (``MAML(backend="func", vmap_tasks=True)``);
 - ``func-loop``: the same pure function in a Python loop over tasks (``vmap_tasks=False``);
 - ``func+compile`` (CUDA, MAML/FOMAML): the pure-functional meta-gradient
-  (:func:`~metalearn_kit.meta.functional.functional_meta_grad`) under ``torch.compile``; reported with its
+  (:func:`~metalearn_kit.meta.step.functional_meta_grad`) under ``torch.compile``; reported with its
   error when compilation fails.
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` minus what was allocated before the step; on CPU each
@@ -77,8 +77,8 @@ def _sync(device: torch.device) -> None:
 def _make_step(backend: str, algorithm: str, device: torch.device, meta_batch: int):
     """Build (step function, model); the step runs one full meta-step."""
     from ..meta import MAML, Reptile
-    from ..meta.functional import functional_meta_grad
     from ..meta.inner import FunctionalSGD
+    from ..meta.step import functional_meta_grad
     from ..models.conv import ConvRestorer
 
     torch.manual_seed(0)
