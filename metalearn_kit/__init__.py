@@ -22,8 +22,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     # meta-learning engine
-    **dict.fromkeys(["MAML", "FOMAML", "MetaSGD", "ANIL", "Reptile", "meta_train", "finetune", "adapt",
-                     "joint_pretrain", "scratch_baseline", "DivergenceError"], ".meta"),
+    **dict.fromkeys(["MAML", "FOMAML", "MetaSGD", "ANIL", "Reptile", "meta_train", "finetune", "adapt_module",
+                     "adapt_then_query", "joint_pretrain", "scratch_baseline", "DivergenceError"], ".meta"),
     # tasks and task distributions
     **dict.fromkeys(["Task", "TaskBatch", "TaskDistribution", "RestorationTasks", "FewShotGenerationTasks",
                      "OperatorTasks", "ZeroShotSRTasks", "BicubicSRTasks", "SelfSupervisedDenoisingTasks",

@@ -33,9 +33,8 @@ from torch import nn
 
 from .._checks import check_choice, check_int
 from ..config import get_device, get_profile
+from ..meta import BACKENDS
 from .parts import ALGORITHMS, MetaTrainingParts, TrainSettings, make_learner
-
-BACKENDS = ("auto", "func", "higher")
 
 
 @dataclass
