@@ -102,6 +102,8 @@ class PretrainedEntry:
         to_record: ``config -> dict``, what the metadata records as ``config`` (default: the config itself).
         from_record: the recorded dict back to a config (None: use :attr:`config`).
         weights_key: recorded dict -> the part of it that determines the weights (default: all of it).
+        cache: whether :func:`load_or_train` keeps a model trained for an unregistered config in the user cache
+            (the generation models, minutes to train) or only in memory (the restoration models).
     """
 
     file: str
@@ -114,6 +116,7 @@ class PretrainedEntry:
     to_record: Callable[[Any], dict] = _same
     from_record: Callable[[dict], Any] | None = None
     weights_key: Callable[[dict], dict] = _same
+    cache: bool = True
 
 
 class _Registry(MutableMapping):
@@ -250,7 +253,8 @@ def load_or_train(name: str, config: Any, seed: int = 0, *, retrain: bool = Fals
     """Checkpoint ``name`` trained with ``config`` and ``seed``: loaded from the first file (see
     :func:`_candidates`) whose recorded config and seed give the same weights, else trained now -- through
     the registry when ``config`` is a registered profile's (saved where :func:`load_pretrained` looks; kept in
-    memory on a read-only install), else saved to ``save_to`` or the user cache for next time. ``options`` go
+    memory on a read-only install), else saved to ``save_to`` or (for an entry with ``cache``) the user cache for
+    next time, or kept in memory only. ``options`` go
     to the recipe's trainer (e.g. ``{"background": source}`` for generation).
 
     Returns ``(model in eval mode, info)``; ``info``: ``source`` (the path loaded, or ``"trained"``),
@@ -278,11 +282,14 @@ def load_or_train(name: str, config: Any, seed: int = 0, *, retrain: bool = Fals
         except OSError:  # read-only install: keep the model in memory only
             model, meta = train_pretrained(name, config, seed, save=False, profile=registered[0], options=options)
             saved = None
-    else:
+    elif save_to is not None or entry.cache:
         from .data import cache_dir
 
         target = save_to or cache_dir("checkpoints") / f"{name}.safetensors"
         model, meta = train_pretrained(name, config, seed, profile=SHIPPED_PROFILE, path=Path(target), options=options)
         saved = str(target)
+    else:
+        model, meta = train_pretrained(name, config, seed, save=False, options=options)
+        saved = None
     return model, {"source": "trained", "saved": saved, "metrics": meta["metrics"],
                    "seconds": time.perf_counter() - start}

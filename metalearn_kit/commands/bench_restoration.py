@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..checkpoints import atomic_write_bytes
 from ..config import describe_machine, get_profile
-from ..recipes.restoration_configs import RESTORATION_EXPERIMENTS as EXPERIMENTS
+from ..recipes.restoration_configs import RESTORATION_EXPERIMENTS
 
 __all__ = ["configure_parser", "main"]
 
@@ -21,7 +21,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.splitlines()[0]
     parser.add_argument("--profile", choices=("fast", "full"), default=None, help="sizes (default: by device)")
     parser.add_argument("--json", default=None, metavar="PATH", help="write the rows and machine info here")
-    parser.add_argument("--experiments", nargs="*", default=None, choices=EXPERIMENTS,
+    parser.add_argument("--experiments", nargs="*", default=None, choices=RESTORATION_EXPERIMENTS,
                         help="run only these experiments (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-classical", action="store_true", help="skip the classical references")

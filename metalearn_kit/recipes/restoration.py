@@ -287,4 +287,6 @@ def checkpoint_entry(name: str, profile: str, description: str):
         train=lambda config, seed, **options: train_checkpoint(name, config, seed, **options),
         config=restoration_config(experiment, profile), seed=0, description=description,
         to_record=lambda config: config.as_dict(), from_record=lambda record: _from_record(experiment, record),
-        weights_key=lambda record: {k: v for k, v in record.items() if k not in EVAL_FIELDS})
+        weights_key=lambda record: {k: v for k, v in record.items() if k not in EVAL_FIELDS},
+        # minutes at most: a model for another config is trained again rather than cached
+        cache=False)
