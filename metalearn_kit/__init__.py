@@ -42,7 +42,7 @@ _EXPORTS = {
     **dict.fromkeys(["psnr", "ssim"], ".evaluation"),
     # meta-database and warm starts
     **dict.fromkeys(["MetaDatabase", "StoreRecorder"], ".store"),
-    **dict.fromkeys(["warm_start", "compare_warm_start"], ".warmstart"),
+    **dict.fromkeys(["warm_start", "compare_warm_start", "evaluate_tasks"], ".warmstart"),
 }
 _SUBMODULES = ("checkpoints", "cli", "commands", "config", "data", "evaluation", "meta", "models", "pretrained",
                "recipes", "store", "tasks", "viz", "warmstart", "widgets")

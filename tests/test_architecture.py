@@ -158,3 +158,13 @@ def test_nothing_registers_at_import():
             "if m.startswith(('metalearn_kit.recipes', 'metalearn_kit.evaluation'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", f"importing the checkpoint service or the CLI loaded {out}"
+
+
+def test_store_is_persistence_only():
+    modules = _modules()
+    known = set(modules)
+    for name, path in modules.items():
+        if name.startswith("metalearn_kit.store"):
+            engine = {t for t in _imports(name, path, known)
+                      if t.startswith(("metalearn_kit.meta", "metalearn_kit.recipes", "metalearn_kit.evaluation"))}
+            assert not engine, f"{name} imports {sorted(engine)}: the store persists, adaptation lives above it"
