@@ -254,8 +254,8 @@ def load_or_train(name: str, config: Any, seed: int = 0, *, retrain: bool = Fals
     :func:`_candidates`) whose recorded config and seed give the same weights, else trained now -- through
     the registry when ``config`` is a registered profile's (saved where :func:`load_pretrained` looks; kept in
     memory on a read-only install), else saved to ``save_to`` or (for an entry with ``cache``) the user cache for
-    next time, or kept in memory only. ``options`` go
-    to the recipe's trainer (e.g. ``{"background": source}`` for generation).
+    next time, or kept in memory only. ``retrain`` skips the lookup. ``options`` go to the recipe's trainer (e.g.
+    ``{"background": source}`` for generation).
 
     Returns ``(model in eval mode, info)``; ``info``: ``source`` (the path loaded, or ``"trained"``),
     ``saved`` (where a trained model was written, if it was), ``metrics`` and ``seconds``."""
@@ -264,7 +264,7 @@ def load_or_train(name: str, config: Any, seed: int = 0, *, retrain: bool = Fals
     start = time.perf_counter()
     for path in [] if retrain else _candidates(name):
         if path.exists():
-            state, meta = checkpoints.load(path)
+            _, meta = checkpoints.load(path)
             if meta.get("seed") == seed and entry.weights_key(meta.get("config", {})) == wanted:
                 model, meta = _build_loaded(entry, config, path)
                 return model, {"source": str(path), "metrics": meta.get("metrics", {}),
@@ -286,7 +286,8 @@ def load_or_train(name: str, config: Any, seed: int = 0, *, retrain: bool = Fals
         from .data import cache_dir
 
         target = save_to or cache_dir("checkpoints") / f"{name}.safetensors"
-        model, meta = train_pretrained(name, config, seed, profile=SHIPPED_PROFILE, path=Path(target), options=options)
+        profile = registered[0] if registered else SHIPPED_PROFILE  # what the metadata's command says
+        model, meta = train_pretrained(name, config, seed, profile=profile, path=Path(target), options=options)
         saved = str(target)
     else:
         model, meta = train_pretrained(name, config, seed, save=False, options=options)
