@@ -1,9 +1,8 @@
 """The ``metalearn-kit`` command.
 
 This file is the console entry point and only lists the sub-commands; each lives in a module of
-:mod:`metalearn_kit.commands` (the meta-step benchmark in :mod:`metalearn_kit.evaluation.bench_meta_step`).
-A command module defines ``configure_parser(parser)`` and ``main(args) -> int`` and is imported only when its
-command runs, so ``metalearn-kit --help`` stays fast.
+:mod:`metalearn_kit.commands`. A command module defines ``configure_parser(parser)`` and ``main(args) -> int``
+and is imported only when its command runs, so ``metalearn-kit --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("info",): ("metalearn_kit.commands.info", "versions, device and profile of this installation"),
     ("notebooks", "execute"): ("metalearn_kit.commands.notebooks", "re-execute the notebooks and save their outputs"),
     ("bench", "notebooks"): ("metalearn_kit.commands.bench_notebooks", "time and memory of each notebook"),
-    ("bench", "meta-step"): ("metalearn_kit.evaluation.bench_meta_step", "time one meta-step per backend"),
+    ("bench", "meta-step"): ("metalearn_kit.commands.bench_meta_step", "time one meta-step per backend"),
     ("bench", "restoration"): ("metalearn_kit.commands.bench_restoration",
                                "the restoration benchmark table"),
     ("bench", "generation"): ("metalearn_kit.commands.bench_generation", "the generation benchmark table"),
