@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metalearn_kit.evaluation import restoration as rx
+from metalearn_kit import tasks as rx  # the task distributions beyond RestorationTasks live in tasks/
 from metalearn_kit.tasks import FewShotGenerationTasks, RestorationTasks, make_degradation
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

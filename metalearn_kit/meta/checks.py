@@ -68,3 +68,36 @@ def check_model_factory(model_factory: Any) -> None:
         raise TypeError(f"model_factory must be a callable returning a fresh nn.Module (e.g. lambda: "
                         f"{type(model_factory).__name__}(...)), got an instance of {type(model_factory).__name__}; "
                         f"pass a factory, or use finetune(model, ...) to start from this model's weights")
+
+
+def check_task_batch(batch: Any) -> None:
+    """:func:`check_examples` on every support and query set of a meta-batch (a ``TaskBatch`` or a list of
+    ``Task``, as ``as_task_batch`` returns)."""
+    if hasattr(batch, "infos"):  # TaskBatch: [tasks, examples, ...]
+        check_examples("tasks.support", batch.support, leading=2)
+        check_examples("tasks.query", batch.query, leading=2)
+    else:
+        for task in batch:
+            check_examples("task.support", task.support)
+            check_examples("task.query", task.query)
+
+
+def explain_failure(err: BaseException, model: nn.Module, loss_fn: Callable,
+                    named: Sequence[tuple[str, Sequence[torch.Tensor]]]) -> None:
+    """Called with the error adaptation raised from deep inside torch (``named``: the ``(argument name, batch)``
+    pairs the user passed, the support first). Raises the ``TypeError``/``ValueError`` that names the argument
+    when the data has the wrong dtype or ``loss_fn`` returns a non-scalar; returns (the caller re-raises the
+    original) otherwise, and always for a divergence, which already names itself."""
+    from .inner import DivergenceError
+
+    if isinstance(err, DivergenceError) or not named:
+        return
+    dtype = model_dtype(model)
+    for name, batch in named:
+        explain_dtype_error(name, batch, dtype)
+    try:
+        with torch.no_grad():
+            loss = loss_fn(model, named[0][1])
+    except Exception:  # noqa: BLE001 - the probe failing says nothing new: the original error stands
+        return
+    check_scalar_loss(loss, loss_fn)

@@ -1,4 +1,5 @@
-"""Tasks and task distributions: degradation families, restoration and few-shot generation tasks."""
+"""Tasks and task distributions: degradation families, restoration and few-shot generation tasks. Every
+distribution is a :class:`TaskDistribution` (``sample``; ``sample_batch`` and streaming from the base)."""
 
 from .degradation_checks import (
     RAW_RANGE_TOLERANCE,
@@ -28,6 +29,14 @@ from .degradations import (
 )
 from .generation import FewShotGenerationTasks
 from .restoration import RestorationTasks, sample_distinct_images
+from .restoration_variants import (
+    BicubicSRTasks,
+    ImageFitTasks,
+    OperatorTasks,
+    SelfSupervisedDenoisingTasks,
+    ZeroShotSRTasks,
+    bicubic_resize,
+)
 from .task import Batch, Task, TaskBatch, TaskDistribution, stack_tasks
 
 __all__ = [
@@ -36,5 +45,6 @@ __all__ = [
     "SPLITS", "GaussianNoise", "PoissonNoise", "GaussianBlur", "MotionBlur", "KernelBlur", "Inpainting",
     "SuperResolution", "JPEG", "blur", "gaussian_kernel", "motion_kernel", "check_kernel",
     "RAW_RANGE_TOLERANCE", "NondeterministicDegradationError", "UnknownParameterError", "check_determinism",
-    "RestorationTasks", "FewShotGenerationTasks", "sample_distinct_images",
+    "RestorationTasks", "FewShotGenerationTasks", "OperatorTasks", "ZeroShotSRTasks", "BicubicSRTasks",
+    "SelfSupervisedDenoisingTasks", "ImageFitTasks", "bicubic_resize", "sample_distinct_images",
 ]

@@ -14,6 +14,8 @@ from .degradation_checks import probe_instance
 from .degradations import SPLITS, Degradation, make_degradation
 from .task import Task, TaskDistribution
 
+__all__ = ["RestorationTasks", "sample_distinct_images"]
+
 # Source split -> the task split it serves: photos have train/test, glyphs and Omniglot background/evaluation.
 _SOURCE_SPLIT = {"train": "train", "background": "train", "val": "val", "test": "test", "evaluation": "test"}
 _MAX_REDRAWS = 100  # per image: a source that keeps repeating one crop this often has too few distinct images
