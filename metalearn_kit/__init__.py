@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .benchmark_tables import benchmark_names, benchmark_table
 from .config import describe_machine, get_device, get_profile, profile_sizes, seed_everything
 
 __version__ = "0.1.0"
@@ -19,7 +20,7 @@ _SUBMODULES = {
 }
 
 __all__ = [
-    "__version__", "describe_machine", "get_device", "get_profile", "profile_sizes", "seed_everything",
+    "__version__", "benchmark_names", "benchmark_table", "describe_machine", "get_device", "get_profile", "profile_sizes", "seed_everything",
     *sorted(_SUBMODULES),
 ]
 
