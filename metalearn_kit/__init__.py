@@ -20,7 +20,8 @@ _SUBMODULES = {
 }
 
 __all__ = [
-    "__version__", "benchmark_names", "benchmark_table", "describe_machine", "get_device", "get_profile", "profile_sizes", "seed_everything",
+    "__version__", "benchmark_names", "benchmark_table",
+    "describe_machine", "get_device", "get_profile", "profile_sizes", "seed_everything",
     *sorted(_SUBMODULES),
 ]
 

@@ -62,7 +62,8 @@ def test_postbuild_runs_in_a_plain_environment_with_the_files_build_tools(tmp_pa
     env_dir = tmp_path / "env"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = str(env_dir / "bin" / "python")
-    clean_env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV", "PIP_REQUIRE_VIRTUALENV"}}
+    unset = {"PYTHONPATH", "VIRTUAL_ENV", "PIP_REQUIRE_VIRTUALENV"}
+    clean_env = {k: v for k, v in os.environ.items() if k not in unset}
     clean_env.update({"PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path / "home")})
 
     def run(*cmd: str, cwd: Path = tmp_path) -> subprocess.CompletedProcess:

@@ -239,3 +239,23 @@ def test_lab_command_serves_the_repository_root(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("chromium", [False, True], ids=["chromium-missing", "chromium-found"])
+def test_the_run_ends_with_a_notice_when_browser_tests_were_skipped(tmp_path, chromium):
+    """tests/conftest.py's summary hook, in a pytest run of its own: one NOTE line naming the reason, or none."""
+    shutil.copy(REPO / "tests" / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "test_fake_browser.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.browser\n"
+        f"def test_page():\n    if not {chromium}:\n        pytest.skip('no Chromium found (for this test)')\n\n"
+        "def test_other():\n    pytest.skip('not a browser test')\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+                           "-m", "browser or not browser", str(tmp_path)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    notes = [line for line in done.stdout.splitlines() if line.startswith("NOTE:")]
+    if chromium:
+        assert notes == [], done.stdout
+    else:
+        assert notes == ["NOTE: 1 browser test(s) skipped: no Chromium found (for this test) "
+                         "(README, Quick start: Chromium for the browser test)"], done.stdout
