@@ -17,6 +17,9 @@ import torch
 
 PROFILES = ("fast", "full")
 DEFAULT_PROFILE = "fast"  # on every device; "full" is opted into (get_profile)
+# the help of every command's --profile option, so all of them say the same default
+PROFILE_HELP = ("sizes: fast (small, minutes) or full (the real sizes, for a GPU); "
+                "default: $METALEARN_KIT_PROFILE, else fast")
 DEVICE_ENV = "METALEARN_KIT_DEVICE"
 PROFILE_ENV = "METALEARN_KIT_PROFILE"
 

@@ -15,6 +15,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .config import PROFILE_HELP, PROFILES, get_profile
+
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
 # Appended to a copy of the notebook to read the kernel's peak resident memory; removed before saving.
@@ -88,7 +90,11 @@ def execute_notebook(path: str | os.PathLike, *, timeout: int = 900, save: bool 
         if execute_reply.get("content", {}).get("status") == "error":
             failed_replies.append(f"cell {cell_index}: the kernel reported status 'error'")
 
-    client = NotebookClient(notebook, timeout=timeout, kernel_name=kernel_name, allow_errors=True,
+    from jupyter_client.manager import KernelManager
+
+    # Unix sockets where there are some: over TCP every kernel warns that its traffic is not encrypted
+    kernel = KernelManager(kernel_name=kernel_name, transport="ipc" if os.name == "posix" else "tcp")
+    client = NotebookClient(notebook, km=kernel, timeout=timeout, kernel_name=kernel_name, allow_errors=True,
                             resources={"metadata": {"path": str(path.parent)}}, on_cell_executed=on_cell_executed)
     start = time.perf_counter()
     try:
@@ -119,14 +125,14 @@ def execute_notebook(path: str | os.PathLike, *, timeout: int = 900, save: bool 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("notebooks", nargs="*", help="notebook files (default: all numbered notebooks)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
-    parser.add_argument("--profile", default="fast", choices=["fast", "full"])
+    parser.add_argument("--profile", default=None, choices=PROFILES, help=PROFILE_HELP)
 
 
 def main(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.notebooks] or list_notebooks()
     failed = 0
     for path in paths:
-        run = execute_notebook(path, timeout=args.timeout, save=True, profile=args.profile)
+        run = execute_notebook(path, timeout=args.timeout, save=True, profile=get_profile(args.profile))
         print(f"{run.name:<40} {run.seconds:7.1f} s  peak {run.peak_memory_mb or 0:7.0f} MB  saved")
         failed += not run.ok
     return 1 if failed else 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from .config import describe_machine
+from .config import PROFILE_HELP, PROFILES, describe_machine, get_profile
 from .notebook_runner import dump_json, execute_notebook, list_notebooks, runs_json, runs_table
 
 BUDGET_NOTEBOOK_S = 180.0
@@ -16,10 +16,11 @@ BUDGET_PEAK_MB = 1536.0
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="write the measurements to this JSON file")
-    parser.add_argument("--profile", default="fast", choices=["fast", "full"])
+    parser.add_argument("--profile", default=None, choices=PROFILES, help=PROFILE_HELP)
 
 
 def main(args: argparse.Namespace) -> int:
+    args.profile = get_profile(args.profile)
     runs = [execute_notebook(path, profile=args.profile) for path in list_notebooks()]
     print(runs_table(runs))
     total = sum(run.seconds for run in runs)

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from . import checkpoints
-from .config import describe_machine
+from .config import PROFILE_HELP, PROFILES, describe_machine, get_profile
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints_data"
 DIR_ENV = "METALEARN_KIT_CHECKPOINT_DIR"
@@ -203,12 +203,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, metavar="PATH",
                         help="also write one row per trained checkpoint (wall time, meta-steps, tasks/s, peak GPU "
                              "memory, machine) to this JSON file")
-    parser.add_argument("--profile", default=SHIPPED_PROFILE, choices=(SHIPPED_PROFILE, "full"),
-                        help="fast: the shipped CPU-sized checkpoints (default); full: the GPU-sized variants "
-                             "that `bench ... --profile full` loads, written as NAME_full files")
+    parser.add_argument("--profile", default=None, choices=PROFILES,
+                        help=f"{PROFILE_HELP}. fast: the shipped checkpoints; full: the GPU-sized variants that "
+                             "`bench ... --profile full` loads, written as NAME_full files")
 
 
 def main(args: argparse.Namespace) -> int:
+    args.profile = get_profile(args.profile)
     if args.out:
         os.environ[DIR_ENV] = str(args.out)
     if args.list:
