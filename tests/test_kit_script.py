@@ -171,7 +171,7 @@ def test_ipywidgets7_run_layers_a_second_environment(tmp_path):
 def _lab_command(tmp_path: Path) -> list[str]:
     result, calls = _run_kit(tmp_path, "lab", torch_installed="torch 2.13.0+cpu, CPU build")
     assert result.returncode == 0, result.stderr
-    assert ["-m", "pip", "install", "-q", "-e", ".[lab]"] in calls
+    assert ["-m", "pip", "install", "-q", "-q", "-e", ".[lab]"] in calls
     lab = calls[-1]
     assert lab[:3] == ["-m", "jupyter", "lab"], lab
     return lab

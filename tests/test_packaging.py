@@ -56,15 +56,19 @@ def test_binder_files():
     assert "cpu" in (ROOT / "binder" / "environment.yml").read_text()
 
 
-def test_import_is_fast_and_jupyter_free():
-    code = ("import sys, time; t = time.perf_counter(); import metalearn_kit; "
-            "print(time.perf_counter() - t); "
+def test_import_is_lazy_and_jupyter_free():
+    """Importing the package loads neither Jupyter nor matplotlib nor its own sub-packages (they load on first
+    use); what the import costs beyond torch is measured by structure here, not by a clock on a shared machine."""
+    code = ("import sys; import metalearn_kit; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "{'ipywidgets', 'IPython', 'jupyter_client', 'ipykernel', 'matplotlib', 'nbformat'}))")
+            "{'ipywidgets', 'IPython', 'jupyter_client', 'ipykernel', 'matplotlib', 'nbformat'})); "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('metalearn_kit.'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
-    seconds, heavy = float(out[0]), out[1]
+    heavy, own = out[0], out[1].split()
     assert heavy == "[]", f"importing metalearn_kit pulled in {heavy}"
-    assert seconds < 2.0, f"import took {seconds:.2f} s"
+    eager = [m for m in own if m.split(".")[1] in {"data", "tasks", "models", "meta", "evaluation", "store", "viz",
+                                                   "widgets", "pretrained", "experiments"}]
+    assert not eager, f"importing metalearn_kit loaded {eager}; sub-packages load on first use"
 
 
 def test_cli_info_runs():
@@ -102,8 +106,11 @@ def test_benchmark_tables_ship_in_the_wheel(tmp_path):
                     ignore=shutil.ignore_patterns("__pycache__"))
     assert (source / "metalearn_kit" / "benchmarks_data").is_symlink()
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PIP_REQUIRE_VIRTUALENV"}}
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"),
-                    str(source)], check=True, env=env, capture_output=True, timeout=600)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(tmp_path / "dist"),
+                            str(source)], env=env, capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-3000:]
+    # -v shows setuptools' own output: the pyproject.toml it reads raises no deprecation (e.g. a license table)
+    assert "SetuptoolsDeprecationWarning" not in built.stdout + built.stderr, built.stdout[-3000:]
     (wheel,) = (tmp_path / "dist").glob("metalearn_kit-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         shipped = {Path(n).name for n in archive.namelist() if n.startswith("metalearn_kit/benchmarks_data/")}
