@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -90,16 +92,22 @@ def execute_notebook(path: str | os.PathLike, *, timeout: int = 900, save: bool 
         if execute_reply.get("content", {}).get("status") == "error":
             failed_replies.append(f"cell {cell_index}: the kernel reported status 'error'")
 
-    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
 
-    # Unix sockets where there are some: over TCP every kernel warns that its traffic is not encrypted
-    kernel = KernelManager(kernel_name=kernel_name, transport="ipc" if os.name == "posix" else "tcp")
-    client = NotebookClient(notebook, km=kernel, timeout=timeout, kernel_name=kernel_name, allow_errors=True,
+    # Unix sockets where there are some (over TCP every kernel warns that its traffic is not encrypted), in a
+    # folder of this run's own: the default socket names are relative to the notebook's folder and shared by all.
+    # Set through config, so the client still creates (and shuts down) the kernel itself.
+    sockets = tempfile.mkdtemp(prefix="metalearn-kit-kernel-") if os.name == "posix" else None
+    config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}}) if sockets \
+        else Config()
+    client = NotebookClient(notebook, timeout=timeout, kernel_name=kernel_name, allow_errors=True, config=config,
                             resources={"metadata": {"path": str(path.parent)}}, on_cell_executed=on_cell_executed)
     start = time.perf_counter()
     try:
         client.execute()
     finally:
+        if sockets:
+            shutil.rmtree(sockets, ignore_errors=True)
         for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)

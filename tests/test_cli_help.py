@@ -85,5 +85,7 @@ def test_running_a_notebook_prints_no_transport_warning(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr
     assert "without encryption" not in done.stderr and "Kernel is running over TCP" not in done.stderr, done.stderr
+    assert "Parent appears to have exited" not in done.stderr, "the kernel outlived the run: " + done.stderr
     outputs = nbformat.read(path, as_version=4).cells[0].outputs
     assert outputs[0]["text"] == "42\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.ipynb"], "the kernel left files beside the notebook"
