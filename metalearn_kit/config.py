@@ -15,6 +15,9 @@ from typing import TypeVar
 
 import torch
 
+__all__ = ["DEVICE_ENV", "PROFILES", "PROFILE_ENV", "T", "describe_machine", "get_device", "get_profile",
+           "make_generator", "profile_sizes", "seed_everything"]
+
 PROFILES = ("fast", "full")
 DEFAULT_PROFILE = "fast"  # on every device; "full" is opted into (get_profile)
 # the help of every command's --profile option, so all of them say the same default

@@ -80,7 +80,7 @@ def test_running_a_notebook_prints_no_transport_warning(tmp_path):
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
     path = tmp_path / "tiny.ipynb"
     nbformat.write(notebook, path)
-    code = ("from metalearn_kit.notebook_runner import execute_notebook; "
+    code = ("from metalearn_kit.commands.notebooks import execute_notebook; "
             f"run = execute_notebook({str(path)!r}, save=True); print('ok' if run.ok else run.errors)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr

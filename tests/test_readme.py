@@ -82,9 +82,9 @@ def test_where_results_land_matches_the_code(linux_home):
     assert where[1] == default_venv.group(1) + "-ipywidgets7/" and 'overlay="$VENV-ipywidgets7"' in KIT
 
     where, moved = _row(table, "runs of `metalearn-kit train`")
-    import metalearn_kit.meta.cli_train as cli_train
+    import metalearn_kit.commands.train as train_command
 
-    source = Path(cli_train.__file__).read_text()
+    source = Path(train_command.__file__).read_text()
     assert where == ["runs/EXPERIMENT-ALGORITHM/"] and moved == ["--out"]
     assert 'Path("runs") / f"{args.experiment}-{algorithm_name}"' in source
 

@@ -17,9 +17,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .config import PROFILE_HELP, PROFILES, get_profile
+from ..config import PROFILE_HELP, PROFILES, get_profile
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+__all__ = ["configure_parser", "main"]
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent.parent / "notebooks"
 
 # Appended to a copy of the notebook to read the kernel's peak resident memory; removed before saving.
 _MEASURE_SOURCE = (
