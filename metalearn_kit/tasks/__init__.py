@@ -21,6 +21,7 @@ from .degradations import (
     restoration_split,
 )
 from .generation import FewShotGenerationTasks
+from .operators import BandedDegradation, ColourCast, DirectionalBlur, StripeNoise, ToneCurve
 from .restoration import RestorationTasks
 from .task import Batch, Task, TaskBatch, TaskDistribution, stack_tasks
 
@@ -30,4 +31,5 @@ __all__ = [
     "SPLITS", "GaussianNoise", "PoissonNoise", "GaussianBlur", "MotionBlur", "KernelBlur", "Inpainting",
     "SuperResolution", "JPEG", "blur", "gaussian_kernel", "motion_kernel", "check_kernel",
     "RestorationTasks", "FewShotGenerationTasks",
+    "BandedDegradation", "ToneCurve", "ColourCast", "DirectionalBlur", "StripeNoise",
 ]

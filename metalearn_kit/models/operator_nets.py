@@ -1,0 +1,80 @@
+"""Small restorers for the task families of :mod:`metalearn_kit.tasks.operators`, built so a few inner steps
+can move them to one task's operator. No BatchNorm: the inner loop sees four images.
+
+- :class:`PointwiseRestorer`: ``x + mlp(x)`` pixel by pixel (1x1 convolutions): the right shape for tone curves
+  and colour casts, whose inverse is one function of the pixel value.
+- :class:`FilterRestorer`: ``x + filter(x) + cnn(x)``: a wide linear filter (an inverse blur kernel or a notch
+  for a stripe frequency is linear) next to a small non-linear residual CNN, so the task-specific part has a
+  short path for the gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._checks import check_int
+
+
+def _check_channels(name: str, x: torch.Tensor, channels: int) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != channels:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be images [N, {channels}, H, W], got {shape}")
+
+
+class PointwiseRestorer(nn.Module):
+    """``[N, C, H, W] -> [N, C, H, W]``: ``x + mlp(x)`` with the MLP (``depth`` hidden layers of ``width``,
+    tanh) applied to each pixel's ``C`` values alone. Tanh, not ReLU: a smooth curve in few units."""
+
+    def __init__(self, channels: int = 1, width: int = 32, depth: int = 2) -> None:
+        super().__init__()
+        self.channels = check_int("channels", channels, minimum=1)
+        check_int("width", width, minimum=1)
+        check_int("depth", depth, minimum=1)
+        layers: list[nn.Module] = []
+        size = channels
+        for _ in range(depth):
+            layers += [nn.Conv2d(size, width, 1), nn.Tanh()]
+            size = width
+        layers.append(nn.Conv2d(size, channels, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_channels("x", x, self.channels)
+        return x + self.net(x)
+
+
+class FilterRestorer(nn.Module):
+    """``[N, C, H, W] -> [N, C, H, W]``: ``x + filter(x) + cnn(x)``; ``filter`` one linear ``filter_size``
+    convolution per channel (reflect padding, starts at zero), ``cnn`` a ``depth``-layer 3x3 ReLU stack of
+    ``width`` channels."""
+
+    def __init__(self, channels: int = 1, width: int = 16, depth: int = 3, filter_size: int = 13) -> None:
+        super().__init__()
+        self.channels = check_int("channels", channels, minimum=1)
+        check_int("width", width, minimum=1)
+        check_int("depth", depth, minimum=2)
+        self.filter_size = check_int("filter_size", filter_size, minimum=1)
+        if filter_size % 2 == 0:
+            raise ValueError(f"filter_size must be odd so the filter has a centre, got {filter_size}; use "
+                             f"{filter_size + 1}")
+        self.filter = nn.Parameter(torch.zeros(channels, 1, filter_size, filter_size))
+        layers: list[nn.Module] = []
+        size = channels
+        for i in range(depth):
+            out = channels if i == depth - 1 else width
+            layers.append(nn.Conv2d(size, out, 3, padding=1, padding_mode="reflect"))
+            if i < depth - 1:
+                layers.append(nn.ReLU())
+            size = out
+        self.cnn = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_channels("x", x, self.channels)
+        pad = self.filter_size // 2
+        if pad >= min(x.shape[-2:]):
+            raise ValueError(f"images of size {tuple(x.shape[-2:])} are too small for filter_size "
+                             f"{self.filter_size}; use larger patches or a smaller filter")
+        filtered = F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), self.filter, groups=self.channels)
+        return x + filtered + self.cnn(x)
