@@ -180,6 +180,13 @@ _RESTORATION = {
 for _name, _text in _RESTORATION.items():
     REGISTRY[_name] = _restoration_entry(_name, _text)
 
+# Operator families (issue 16: the support set identifies the task), one recipe each in metalearn_kit/recipes/
+from .recipes.operator_recipe import checkpoint_entries as _operator_entries  # noqa: E402
+
+_operator_full = _operator_entries(PretrainedEntry, "full")
+REGISTRY.update({name: replace(entry, variants={"full": _operator_full[name]})
+                 for name, entry in _operator_entries(PretrainedEntry, "fast").items()})
+
 # Generation entries (metalearn_kit.evaluation.generation, fast-profile sizes): generation_featnet, _maml, ...
 from .evaluation.generation import pretrained_entries as _generation_entries  # noqa: E402
 

@@ -23,9 +23,25 @@ def _check_channels(name: str, x: torch.Tensor, channels: int) -> None:
         raise ValueError(f"{name} must be images [N, {channels}, H, W], got {shape}")
 
 
+def opponent_basis(channels: int) -> torch.Tensor:
+    """An orthonormal ``[C, C]`` basis whose first row is the grey axis (luminance) and, for ``C = 3``, the
+    other two are the red-green and blue-yellow opponent axes, where natural colours are roughly uncorrelated."""
+    if channels == 1:
+        return torch.ones(1, 1)
+    if channels == 3:
+        basis = torch.tensor([[1.0, 1.0, 1.0], [1.0, -1.0, 0.0], [1.0, 1.0, -2.0]])
+        return basis / basis.norm(dim=1, keepdim=True)
+    return torch.eye(channels)
+
+
 class PointwiseRestorer(nn.Module):
-    """``[N, C, H, W] -> [N, C, H, W]``: ``x + mlp(x)`` with the MLP (``depth`` hidden layers of ``width``,
-    tanh) applied to each pixel's ``C`` values alone. Tanh, not ReLU: a smooth curve in few units."""
+    """``[N, C, H, W] -> [N, C, H, W]``, pixel by pixel: ``x + U (A (V (x - 1/2)) + b) + mlp(x)``.
+
+    ``A`` (``C x C``, zero at the start) and ``b`` are a linear map in the opponent colour basis ``V``
+    (:func:`opponent_basis`, ``U = V^T`` at the start, both trainable): a colour cast's inverse is nearly
+    linear, and in that basis the colour channels are nearly uncorrelated, so per-weight step sizes (Meta-SGD)
+    can solve for ``A`` in a few steps. ``mlp``: ``depth`` hidden layers of ``width`` (tanh, not ReLU: a smooth
+    curve in few units), for what is not linear (tone curves)."""
 
     def __init__(self, channels: int = 1, width: int = 32, depth: int = 2) -> None:
         super().__init__()
@@ -39,10 +55,18 @@ class PointwiseRestorer(nn.Module):
             size = width
         layers.append(nn.Conv2d(size, channels, 1))
         self.net = nn.Sequential(*layers)
+        basis = opponent_basis(channels)
+        self.to_opponent = nn.Parameter(basis.clone())
+        self.from_opponent = nn.Parameter(basis.T.clone())
+        self.linear = nn.Parameter(torch.zeros(channels, channels))
+        self.offset = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_channels("x", x, self.channels)
-        return x + self.net(x)
+        matrix = self.from_opponent @ self.linear @ self.to_opponent
+        bias = self.from_opponent @ self.offset
+        linear = torch.einsum("ij,njhw->nihw", matrix, x - 0.5) + bias.view(1, -1, 1, 1)
+        return x + linear + self.net(x)
 
 
 class FilterRestorer(nn.Module):
