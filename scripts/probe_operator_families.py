@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    channels = 3 if args.family == "colour_cast" else 1
+    channels = 3 if args.family in ("colour_cast", "channel_shift") else 1
 
     def build():
         if args.model == "pointwise":

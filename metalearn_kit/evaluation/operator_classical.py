@@ -173,3 +173,39 @@ def estimate_kernel(degraded: torch.Tensor, clean: torch.Tensor, size: int = 13,
     gram = gram + ridge * gram.diagonal().mean() * torch.eye(size * size, dtype=torch.float64)
     kernel = torch.linalg.solve(gram, design.T @ targets).reshape(size, size).clamp_min(0)
     return (kernel / kernel.sum().clamp_min(1e-8)).float()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Colour-plane misregistration
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _shift(images: torch.Tensor, dx: float, dy: float) -> torch.Tensor:
+    from ..tasks.operators import shift_images
+
+    return shift_images(images, dx, dy)
+
+
+def estimate_plane_shift(degraded: torch.Tensor, clean: torch.Tensor, reach: float = 3.0, step: float = 0.25
+                         ) -> tuple[float, float]:
+    """The translation ``(dx, dy)`` that best maps the clean plane ``[N, 1, H, W]`` onto the degraded one (grid
+    search over ``[-reach, reach]^2``, whole pixels first, then ``step`` around the best; border excluded)."""
+    degraded, clean = check_images("degraded", degraded), check_images("clean", clean)
+    margin = int(math.ceil(reach)) + 1
+    inner = (..., slice(margin, -margin), slice(margin, -margin))
+
+    def error(dx: float, dy: float) -> float:
+        return float((_shift(clean, dx, dy)[inner] - degraded[inner]).pow(2).mean())
+
+    whole = [float(v) for v in range(-int(reach), int(reach) + 1)]
+    best = min(((dx, dy) for dx in whole for dy in whole), key=lambda s: error(*s))
+    fine = [i * step for i in range(-int(1 / step), int(1 / step) + 1)]
+    return min(((best[0] + a, best[1] + b) for a in fine for b in fine), key=lambda s: error(*s))
+
+
+def realign_planes(images: torch.Tensor, shifts: dict[str, tuple[float, float]]) -> torch.Tensor:
+    """Move the red and blue planes of ``[N, 3, H, W]`` back by ``shifts`` (``{"red": (dx, dy), "blue": ...}``)."""
+    images = check_images("images", images)
+    red = _shift(images[:, :1], -shifts["red"][0], -shifts["red"][1])
+    blue = _shift(images[:, 2:], -shifts["blue"][0], -shifts["blue"][1])
+    return torch.cat([red, images[:, 1:2], blue], dim=1).clamp(0, 1)

@@ -3,9 +3,9 @@ can move them to one task's operator. No BatchNorm: the inner loop sees four ima
 
 - :class:`PointwiseRestorer`: ``x + mlp(x)`` pixel by pixel (1x1 convolutions): the right shape for tone curves
   and colour casts, whose inverse is one function of the pixel value.
-- :class:`FilterRestorer`: ``x + filter(x) + cnn(x)``: a wide linear filter (an inverse blur kernel or a notch
-  for a stripe frequency is linear) next to a small non-linear residual CNN, so the task-specific part has a
-  short path for the gradient.
+- :class:`FilterRestorer`: ``x + mix(bank(x)) + cnn(x)``: a bank of wide linear filters (an inverse blur kernel
+  or a notch for a stripe frequency is linear) weighed by a 1x1 convolution, next to a small non-linear residual
+  CNN, so adapting to one task can be mostly re-weighing the bank.
 """
 
 from __future__ import annotations
@@ -70,20 +70,29 @@ class PointwiseRestorer(nn.Module):
 
 
 class FilterRestorer(nn.Module):
-    """``[N, C, H, W] -> [N, C, H, W]``: ``x + filter(x) + cnn(x)``; ``filter`` one linear ``filter_size``
-    convolution per channel (reflect padding, starts at zero), ``cnn`` a ``depth``-layer 3x3 ReLU stack of
-    ``width`` channels."""
+    """``[N, C, H, W] -> [N, C, H, W]``: ``x + mix(bank(x)) + cnn(x)``.
 
-    def __init__(self, channels: int = 1, width: int = 16, depth: int = 3, filter_size: int = 13) -> None:
+    ``bank``: ``filters`` linear ``filter_size`` filters per channel (reflect padding), ``mix`` a 1x1 convolution
+    that weighs them (zero at the start), ``cnn`` a ``depth``-layer 3x3 ReLU stack of ``width`` channels. An
+    inverse blur (or a notch) is linear and wide; meta-learning can shape the bank into directional filters so
+    that adapting to one task's blur is mostly choosing their weights -- a small, well-conditioned problem, where
+    learning a wide filter from scratch by gradient steps is slow (its high frequencies barely move)."""
+
+    def __init__(self, channels: int = 1, width: int = 16, depth: int = 3, filter_size: int = 13,
+                 filters: int = 16) -> None:
         super().__init__()
         self.channels = check_int("channels", channels, minimum=1)
         check_int("width", width, minimum=1)
         check_int("depth", depth, minimum=2)
+        check_int("filters", filters, minimum=1)
         self.filter_size = check_int("filter_size", filter_size, minimum=1)
         if filter_size % 2 == 0:
             raise ValueError(f"filter_size must be odd so the filter has a centre, got {filter_size}; use "
                              f"{filter_size + 1}")
-        self.filter = nn.Parameter(torch.zeros(channels, 1, filter_size, filter_size))
+        self.bank = nn.Conv2d(channels, filters * channels, filter_size, groups=channels, bias=False)
+        self.mix = nn.Conv2d(filters * channels, channels, 1, groups=channels)
+        nn.init.zeros_(self.mix.weight)
+        nn.init.zeros_(self.mix.bias)
         layers: list[nn.Module] = []
         size = channels
         for i in range(depth):
@@ -100,5 +109,5 @@ class FilterRestorer(nn.Module):
         if pad >= min(x.shape[-2:]):
             raise ValueError(f"images of size {tuple(x.shape[-2:])} are too small for filter_size "
                              f"{self.filter_size}; use larger patches or a smaller filter")
-        filtered = F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), self.filter, groups=self.channels)
+        filtered = self.mix(self.bank(F.pad(x, (pad, pad, pad, pad), mode="reflect")))
         return x + filtered + self.cnn(x)

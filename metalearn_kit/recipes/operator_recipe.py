@@ -10,8 +10,10 @@ weights and the learned per-weight inner learning rates) and ``restoration_<fami
 Fairness, as the benchmark checks it: joint pretraining samples ``meta_batch`` tasks of the same training
 distribution per step and pools their support and query pairs (the images meta-training sees per step), for
 ``joint_iterations >= meta_iterations * (inner_steps + 1)`` steps -- at least the forward/backward passes of
-meta-training (each Meta-SGD step costs ``inner_steps`` support passes and one query pass, more with the
-second-order terms), and more images.
+meta-training: a Meta-SGD step passes each task's support images ``inner_steps`` times and its query images once
+(``meta_batch * (inner_steps * shots + queries)`` image passes, plus second-order terms), a joint step passes
+``meta_batch * (shots + queries)`` images once, so with the default 5 inner steps and 4 + 4 pairs joint pretraining
+gets twice meta-training's image passes and six times its distinct images.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .._checks import check_choice, check_float, check_int
 PROFILES = ("fast", "full")
 # family -> its recipe module in metalearn_kit/recipes/; a new family adds its module here
 FAMILY_RECIPES = {"tone_curve": "tone_curve", "colour_cast": "colour_cast", "directional_blur": "directional_blur",
-                  "stripe_noise": "stripe_noise"}
+                  "stripe_noise": "stripe_noise", "channel_shift": "channel_shift"}
 MODELS = ("pointwise", "filter")
 # fields that only shape the evaluation: a checkpoint trained with other values of these still matches
 EVAL_FIELDS = frozenset({"test_patch", "test_tasks", "steps"})
@@ -178,7 +180,9 @@ def train_meta(config: OperatorRecipeConfig, seed: int = 0, progress: bool = Fal
     for key in ("val_query_loss_before", "val_query_loss_after"):
         if history.get(key):
             metrics[key] = float(history[key][-1])
-    metrics["gradient_evaluations"] = config.meta_iterations * config.meta_batch * (config.inner_steps + 1)
+    # one image through forward + backward = one pass (the second-order terms come on top, uncounted)
+    metrics["image_passes"] = config.meta_iterations * config.meta_batch * (config.inner_steps * config.shots
+                                                                          + config.queries)
     metrics["images_seen"] = config.meta_iterations * config.meta_batch * (config.shots + config.queries)
     return learner, metrics
 
@@ -193,7 +197,7 @@ def train_joint(config: OperatorRecipeConfig, seed: int = 0, progress: bool = Fa
     history = joint_pretrain(model, task_distribution(config, "train"), restoration_loss, config.joint_iterations,
                              meta_batch=config.meta_batch, lr=config.meta_lr, generator=seed, progress=progress)
     metrics = _summary(history, "loss")
-    metrics["gradient_evaluations"] = config.joint_iterations * config.meta_batch
+    metrics["image_passes"] = config.joint_iterations * config.meta_batch * (config.shots + config.queries)
     metrics["images_seen"] = config.joint_iterations * config.meta_batch * (config.shots + config.queries)
     return model, metrics
 

@@ -248,4 +248,46 @@ class StripeNoise(BandedDegradation):
                 "amplitude": params["amplitude"]}
 
 
-OPERATOR_FAMILIES = (ToneCurve, ColourCast, DirectionalBlur, StripeNoise)
+def shift_images(images: torch.Tensor, dx: float, dy: float) -> torch.Tensor:
+    """Translate ``[N, C, H, W]`` images by ``(dx, dy)`` pixels (sub-pixel, bilinear; reflected at the border):
+    ``out[y, x] = in[y - dy, x - dx]``."""
+    n, _, h, w = images.shape
+    theta = torch.tensor([[1.0, 0.0, -2.0 * dx / w], [0.0, 1.0, -2.0 * dy / h]], dtype=images.dtype,
+                         device=images.device).expand(n, 2, 3)
+    grid = torch.nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="reflection",
+                                           align_corners=False)
+
+
+class ChannelMisregistration(BandedDegradation):
+    """Lateral chromatic aberration / colour-plane misregistration on colour images: the red plane moves by
+    ``shift`` pixels in direction ``red_angle`` (degrees), the blue plane by ``shift`` in the opposite-ish
+    direction ``red_angle + 180 + blue_offset``; green stays. One picture shows colour fringes but not which way
+    each plane moved; the support pairs do. ``red_angle`` comes in interleaved bands over ``[0, 360)``."""
+
+    name = "channel_shift"
+    default_ranges = {split: {"red_angle": interleaved_bands(0.0, 360.0, 6, split), "shift": (1.0, 2.5),
+                              "blue_offset": (-60.0, 60.0)} for split in ("train", "val", "test")}
+    param_limits = {"red_angle": (-360.0, 360.0), "shift": (0.0, 8.0), "blue_offset": (-180.0, 180.0)}
+
+    def shifts(self, params: dict[str, Any]) -> dict[str, tuple[float, float]]:
+        """``{"red": (dx, dy), "blue": (dx, dy)}`` in pixels."""
+        red = math.radians(params["red_angle"])
+        blue = red + math.pi + math.radians(params["blue_offset"])
+        s = params["shift"]
+        return {"red": (s * math.cos(red), -s * math.sin(red)), "blue": (s * math.cos(blue), -s * math.sin(blue))}
+
+    def degrade(self, clean, params, generator):
+        if clean.shape[1] != 3:
+            raise ValueError(f"channel_shift needs colour images [N, 3, H, W], got {clean.shape[1]} channel(s); "
+                             f"use photos(..., channels=3)")
+        shifts = self.shifts(params)
+        red = shift_images(clean[:, :1], *shifts["red"])
+        blue = shift_images(clean[:, 2:], *shifts["blue"])
+        return torch.cat([red, clean[:, 1:2], blue], dim=1)
+
+    def operator(self, params, image_size=None):
+        return {"kind": "channel_shift", **self.shifts(params)}
+
+
+OPERATOR_FAMILIES = (ToneCurve, ColourCast, DirectionalBlur, StripeNoise, ChannelMisregistration)
