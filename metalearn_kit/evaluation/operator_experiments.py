@@ -30,7 +30,7 @@ from ..config import get_profile
 from .metrics import psnr, ssim
 
 # the families the benchmark runs (each has a recipe in metalearn_kit/recipes/, see FAMILY_RECIPES there)
-OPERATOR_EXPERIMENTS = ("tone_curve", "colour_cast", "directional_blur")
+OPERATOR_EXPERIMENTS = ("tone_curve", "colour_cast", "stripe_noise")
 ROLES = ("meta", "joint", "scratch", "classical", "oracle", "input")
 
 

@@ -16,7 +16,7 @@ from .operator_recipe import OperatorRecipeConfig, family_config
 FAMILY = "colour_cast"
 CONFIGS = {
     "fast": OperatorRecipeConfig(family=FAMILY, channels=3, model="pointwise", width=32, depth=2, train_patch=16,
-                                 meta_iterations=800, joint_iterations=4800, inner_lr=0.05),
+                                 meta_iterations=2000, joint_iterations=12000, inner_lr=0.05),
     "full": OperatorRecipeConfig(family=FAMILY, channels=3, model="pointwise", width=64, depth=3, train_patch=32,
                                  meta_iterations=4000, joint_iterations=24000, inner_lr=0.05, test_tasks=64),
 }

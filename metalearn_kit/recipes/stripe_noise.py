@@ -17,7 +17,7 @@ from .operator_recipe import OperatorRecipeConfig, family_config
 FAMILY = "stripe_noise"
 CONFIGS = {
     "fast": OperatorRecipeConfig(family=FAMILY, channels=1, model="filter", width=16, depth=3, train_patch=32,
-                                 meta_iterations=300, joint_iterations=1800, inner_lr=0.01),
+                                 meta_iterations=600, joint_iterations=3600, inner_lr=0.01),
     "full": OperatorRecipeConfig(family=FAMILY, channels=1, model="filter", width=32, depth=4, train_patch=48,
                                  meta_iterations=3000, joint_iterations=18000, inner_lr=0.01, test_tasks=64),
 }

@@ -229,7 +229,7 @@ class StripeNoise(BandedDegradation):
     bands are the training split's gaps."""
 
     name = "stripe_noise"
-    default_ranges = {split: {"angle": interleaved_bands(0.0, 180.0, 6, split), "period": (3.0, 8.0),
+    default_ranges = {split: {"angle": interleaved_bands(0.0, 180.0, 6, split), "period": (3.0, 10.0),
                               "amplitude": (0.06, 0.15), "noise_sigma": 0.005} for split in ("train", "val", "test")}
     param_limits = {"angle": (-360.0, 360.0), "period": (2.0, None), "amplitude": (0.0, 1.0),
                     "noise_sigma": (0.0, None)}

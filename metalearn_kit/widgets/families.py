@@ -22,7 +22,7 @@ from .explorers import AdaptationExplorer, _status
 WHITE_NOISE = "white_noise"
 WHITE_NOISE_WHY = ("white noise: one noisy picture already tells a blind denoiser the noise level, so one jointly "
                    "trained model serves every task and a meta-learned init has nothing to add")
-DEFAULT_FAMILIES = ("tone_curve", "colour_cast", "directional_blur", WHITE_NOISE)
+DEFAULT_FAMILIES = ("tone_curve", "colour_cast", "stripe_noise", WHITE_NOISE)
 
 
 def _support_lr(model: torch.nn.Module, support, loss_fn, steps: int, lrs: Sequence[float]) -> float:
