@@ -32,7 +32,7 @@ def test_every_family_has_fast_and_full_configs_with_a_fair_joint_budget(family)
         assert config.family == family and config.test_patch >= 64 and config.test_tasks >= 16
         assert config.joint_iterations >= config.meta_iterations * (config.inner_steps + 1)
         assert OperatorRecipeConfig.from_dict(config.as_dict()) == config
-    assert module.WHY and set(module.DESCRIPTION) == {"meta", "joint"}
+    assert module.WHY and callable(module.checkpoint_entry)
 
 
 def test_config_refuses_an_unfair_joint_budget_and_bad_fields():

@@ -374,14 +374,14 @@ def test_family_explorer_defaults_to_a_winning_family_and_offers_white_noise(mon
     from metalearn_kit.widgets import families as module
 
     # tiny stand-ins for the checkpoints, so the test does not depend on shipped files or train for minutes
-    def tiny(name, role, config, seed=0):
+    def tiny(name, role, config, seed=0):  # noqa: ARG001 - the signature of load_model
         from dataclasses import replace
 
         small = replace(config, width=4, depth=1)
         torch.manual_seed(0)
         return operator_recipe.build_checkpoint(role, small), "trained"
 
-    monkeypatch.setattr(operator_recipe, "load_or_train", tiny)
+    monkeypatch.setattr(operator_recipe, "load_model", tiny)
     explorer = FamilyAdaptationExplorer(families=("tone_curve", "colour_cast"), steps=2)
     assert explorer.family.value == "tone_curve" and explorer.explorer.steps == 2
     assert "Why:" in explorer.why.value and "tone curve" in explorer.why.value

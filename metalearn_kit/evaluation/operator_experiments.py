@@ -79,20 +79,20 @@ def operator_experiment(family: str, profile: str | None = None, seed: int = 0, 
     from ..recipes.operator_recipe import (
         build_model,
         checkpoint_names,
-        load_or_train,
+        load_model,
         recipe,
         restoration_loss,
         task_distribution,
     )
-    from .restoration import BASELINE_LRS, learner_curve, tuned_curve
+    from .curves import BASELINE_LRS, learner_curve, tuned_curve
 
     module = recipe(family)
     config = module.config(profile)
     if sizes:
         config = replace(config, **sizes)
     names = checkpoint_names(family)
-    learner, meta_source = load_or_train(names["meta"], "meta", config, seed)
-    joint, joint_source = load_or_train(names["joint"], "joint", config, seed)
+    learner, meta_source = load_model(names["meta"], "meta", config, seed)
+    joint, joint_source = load_model(names["joint"], "joint", config, seed)
     test = task_distribution(config, "test")
     degradation = test.degradation(family)
     same_as_meta = [("sgd", config.inner_lr)]  # the baselines may also use the meta-init's starting inner rate

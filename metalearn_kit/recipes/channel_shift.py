@@ -13,6 +13,7 @@ import torch
 
 from ..evaluation import operator_classical as classical
 from .operator_recipe import OperatorRecipeConfig, family_config
+from .operator_recipe import checkpoint_entry as _checkpoint_entry
 
 FAMILY = "channel_shift"
 CONFIGS = {
@@ -21,8 +22,6 @@ CONFIGS = {
     "full": OperatorRecipeConfig(family=FAMILY, channels=3, model="filter", width=32, depth=4, train_patch=48,
                                  meta_iterations=3000, joint_iterations=18000, inner_lr=0.01, test_tasks=64),
 }
-DESCRIPTION = {"meta": "Meta-SGD init + learned inner lrs of a filter restorer for per-task colour-plane shifts",
-               "joint": "the filter restorer jointly pretrained on the same colour-plane-shift tasks"}
 WHY = ("colour-plane shift: one picture shows colour fringes, not which way each plane moved; the support pairs "
        "show it, so the adapted filters move the planes back")
 
@@ -43,3 +42,9 @@ def oracle(params: dict, degradation, query_input: torch.Tensor, support: tuple[
            ) -> dict[str, torch.Tensor]:
     """``{label: restored query}``: the true shifts undone."""
     return {"oracle: true plane shifts undone": classical.realign_planes(query_input, degradation.shifts(params))}
+
+
+def checkpoint_entry(name: str, profile: str, description: str):
+    """The checkpoint service's entry for this family's checkpoint ``name`` (see
+    :func:`~metalearn_kit.recipes.operator_recipe.checkpoint_entry`)."""
+    return _checkpoint_entry(FAMILY, name, profile, description)

@@ -12,6 +12,7 @@ import torch
 
 from ..evaluation import operator_classical as classical
 from .operator_recipe import OperatorRecipeConfig, family_config
+from .operator_recipe import checkpoint_entry as _checkpoint_entry
 
 FAMILY = "colour_cast"
 CONFIGS = {
@@ -20,8 +21,6 @@ CONFIGS = {
     "full": OperatorRecipeConfig(family=FAMILY, channels=3, model="pointwise", width=64, depth=3, train_patch=32,
                                  meta_iterations=4000, joint_iterations=24000, inner_lr=0.05, test_tasks=64),
 }
-DESCRIPTION = {"meta": "Meta-SGD init + learned inner lrs of a pointwise colour restorer for per-task colour casts",
-               "joint": "the pointwise colour restorer jointly pretrained on the same colour-cast tasks"}
 WHY = ("colour cast: one picture cannot tell a green scene from a green cast; the support pairs show the cast, "
        "so the adapted model removes it")
 
@@ -43,3 +42,9 @@ def oracle(params: dict, degradation, query_input: torch.Tensor, support: tuple[
     """``{label: restored query}`` with the inverse of the task's true colour matrix (an upper reference)."""
     inverse = torch.linalg.inv(degradation.matrix(params).double()).float()
     return {"oracle: true inverse colour matrix": classical.apply_affine_colour(query_input, inverse)}
+
+
+def checkpoint_entry(name: str, profile: str, description: str):
+    """The checkpoint service's entry for this family's checkpoint ``name`` (see
+    :func:`~metalearn_kit.recipes.operator_recipe.checkpoint_entry`)."""
+    return _checkpoint_entry(FAMILY, name, profile, description)

@@ -15,6 +15,7 @@ import torch
 from ..evaluation import classical as reference
 from ..evaluation import operator_classical as classical
 from .operator_recipe import OperatorRecipeConfig, family_config
+from .operator_recipe import checkpoint_entry as _checkpoint_entry
 
 FAMILY = "directional_blur"
 BALANCES = (0.003, 0.01, 0.03, 0.1)
@@ -24,8 +25,6 @@ CONFIGS = {
     "full": OperatorRecipeConfig(family=FAMILY, channels=1, model="filter", width=32, depth=4, train_patch=48,
                                  meta_iterations=3000, joint_iterations=18000, inner_lr=0.01, test_tasks=64),
 }
-DESCRIPTION = {"meta": "Meta-SGD init + learned inner lrs of a filter restorer for blind per-task motion blur",
-               "joint": "the filter restorer jointly pretrained on the same blind motion-blur tasks"}
 WHY = ("motion blur: one picture hides the blur direction among its edges; the support pairs show it, so the "
        "adapted filter undoes that streak")
 
@@ -57,3 +56,9 @@ def oracle(params: dict, degradation, query_input: torch.Tensor, support: tuple[
         return {"oracle: Wiener with the true kernel":
                 reference.wiener_deconvolve(query_input, kernel.expand(query_input.shape[0], *kernel.shape), 0.01)}
     return {"oracle: Wiener with the true kernel": _wiener_tuned(support, query_input, kernel)}
+
+
+def checkpoint_entry(name: str, profile: str, description: str):
+    """The checkpoint service's entry for this family's checkpoint ``name`` (see
+    :func:`~metalearn_kit.recipes.operator_recipe.checkpoint_entry`)."""
+    return _checkpoint_entry(FAMILY, name, profile, description)

@@ -220,21 +220,18 @@ def train_checkpoint(role: str, config: OperatorRecipeConfig, seed: int = 0) -> 
     return train_meta(config, seed) if role == "meta" else train_joint(config, seed)
 
 
-def load_or_train(name: str, role: str, config: OperatorRecipeConfig, seed: int = 0) -> tuple[nn.Module, str]:
-    """The shipped checkpoint ``name`` when it was trained with ``config``'s training fields and ``seed``, else a
-    model trained now (not saved; ``metalearn-kit pretrain NAME`` writes it). Returns ``(module, "loaded" |
-    "trained")``."""
-    from ..pretrained import load_pretrained
+def load_model(name: str, role: str, config: OperatorRecipeConfig, seed: int = 0) -> tuple[nn.Module, str]:
+    """Checkpoint ``name`` (a ``role`` checkpoint of ``config.family``) trained with ``config``'s training fields
+    and ``seed``: the shipped file when it matches, else trained now (see
+    :func:`metalearn_kit.pretrained.load_or_train`). Returns ``(module, "loaded" | "trained")``."""
+    from ..pretrained import REGISTRY, load_or_train
 
-    try:
-        module, meta = load_pretrained(name)
-    except (FileNotFoundError, ValueError):
-        module, meta = None, {}
-    if module is not None and meta.get("seed") == seed and \
-            OperatorRecipeConfig.from_dict(meta["config"]).training_part() == config.training_part():
-        return module, "loaded"
-    module, _ = train_checkpoint(role, config, seed)
-    return module.eval(), "trained"
+    check_choice("role", role, ("meta", "joint"))
+    if name not in REGISTRY:  # a family measured in the benchmark but not shipped (see pretrained.CHECKPOINTS)
+        module, _ = train_checkpoint(role, config, seed)
+        return module.eval(), "trained"
+    module, info = load_or_train(name, config, seed)
+    return module.eval(), "trained" if info["source"] == "trained" else "loaded"
 
 
 def recipe(family: str):
@@ -246,24 +243,25 @@ def recipe(family: str):
     return importlib.import_module(f".{FAMILY_RECIPES[family]}", __package__)
 
 
-def checkpoint_entries(entry_class: type, profile: str = "fast") -> dict[str, Any]:
-    """``{name: entry_class(...)}`` for the meta and joint checkpoints of every family at ``profile`` (the
-    :class:`~metalearn_kit.pretrained.PretrainedEntry` fields: ``file``, ``build``, ``train``, ``config``,
-    ``seed``, ``description``); configs are recorded as :meth:`OperatorRecipeConfig.as_dict`."""
-    check_choice("profile", profile, PROFILES)
-    entries = {}
-    for family in FAMILY_RECIPES:
-        module = recipe(family)
-        config = module.CONFIGS[profile]
-        suffix = "" if profile == "fast" else f"_{profile}"
-        for role, name in checkpoint_names(family).items():
-            entries[name] = entry_class(
-                file=f"{name}{suffix}.safetensors",
-                build=lambda record, role=role: build_checkpoint(role, OperatorRecipeConfig.from_dict(record)),
-                train=lambda record, seed, role=role: train_checkpoint(role, OperatorRecipeConfig.from_dict(record),
-                                                                       seed),
-                config=config.as_dict(), seed=0, description=module.DESCRIPTION[role])
-    return entries
+def checkpoint_entry(family: str, name: str, profile: str, description: str):
+    """The :class:`~metalearn_kit.pretrained.PretrainedEntry` of ``family``'s checkpoint ``name`` (its
+    ``restoration_<family>_metasgd`` or ``_joint``) at ``profile``: file ``NAME.safetensors`` (fast, shipped) or
+    ``NAME_PROFILE.safetensors``; the config is recorded as :meth:`OperatorRecipeConfig.as_dict`."""
+    from ..pretrained import SHIPPED_PROFILE, PretrainedEntry
+
+    roles = {checkpoint_name: role for role, checkpoint_name in checkpoint_names(family).items()}
+    if name not in roles:
+        raise ValueError(f"name must be one of {sorted(roles)} for family {family!r}, got {name!r}")
+    role = roles[name]
+    suffix = "" if profile == SHIPPED_PROFILE else f"_{profile}"
+    return PretrainedEntry(
+        file=f"{name}{suffix}.safetensors",
+        build=lambda config, state: build_checkpoint(role, config),
+        train=lambda config, seed, **options: train_checkpoint(role, config, seed),
+        config=recipe(family).CONFIGS[profile], seed=0, description=description,
+        to_record=lambda config: config.as_dict(), from_record=OperatorRecipeConfig.from_dict,
+        weights_key=lambda record: {k: v for k, v in record.items() if k not in EVAL_FIELDS},
+        cache=False)  # a minute or so to train: a model for another config is trained again, not cached
 
 
 def family_config(configs: dict[str, OperatorRecipeConfig], profile: str | None) -> OperatorRecipeConfig:

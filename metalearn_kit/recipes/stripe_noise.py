@@ -13,6 +13,7 @@ import torch
 
 from ..evaluation import operator_classical as classical
 from .operator_recipe import OperatorRecipeConfig, family_config
+from .operator_recipe import checkpoint_entry as _checkpoint_entry
 
 FAMILY = "stripe_noise"
 CONFIGS = {
@@ -21,8 +22,6 @@ CONFIGS = {
     "full": OperatorRecipeConfig(family=FAMILY, channels=1, model="filter", width=32, depth=4, train_patch=48,
                                  meta_iterations=3000, joint_iterations=18000, inner_lr=0.01, test_tasks=64),
 }
-DESCRIPTION = {"meta": "Meta-SGD init + learned inner lrs of a filter restorer for per-task stripe noise",
-               "joint": "the filter restorer jointly pretrained on the same stripe-noise tasks"}
 WHY = ("stripe noise: in one picture stripes look like texture; the support pairs show which frequency is "
        "interference, so the adapted filter notches it")
 
@@ -42,3 +41,9 @@ def oracle(params: dict, degradation, query_input: torch.Tensor, support: tuple[
     """``{label: restored query}``: the true stripe frequency, each image's amplitude and phase fitted."""
     return {"oracle: true stripe frequency, fitted and subtracted":
             classical.remove_known_stripes(query_input, params["angle"], params["period"])}
+
+
+def checkpoint_entry(name: str, profile: str, description: str):
+    """The checkpoint service's entry for this family's checkpoint ``name`` (see
+    :func:`~metalearn_kit.recipes.operator_recipe.checkpoint_entry`)."""
+    return _checkpoint_entry(FAMILY, name, profile, description)

@@ -13,6 +13,7 @@ import torch
 from ..evaluation import operator_classical as classical
 from ..tasks.operators import inverse_tone_curve
 from .operator_recipe import OperatorRecipeConfig, family_config
+from .operator_recipe import checkpoint_entry as _checkpoint_entry
 
 FAMILY = "tone_curve"
 CONFIGS = {
@@ -22,8 +23,6 @@ CONFIGS = {
     "full": OperatorRecipeConfig(family=FAMILY, channels=1, model="pointwise", width=64, depth=3, train_patch=32,
                                  meta_iterations=3000, joint_iterations=18000, inner_lr=0.05, test_tasks=64),
 }
-DESCRIPTION = {"meta": "Meta-SGD init + learned inner lrs of a pointwise restorer for per-task tone curves",
-               "joint": "the pointwise tone-curve restorer jointly pretrained on the same tasks"}
 WHY = ("tone curve: one picture cannot tell a dark scene from a darkening curve; the support pairs show the "
        "curve, so the adapted model inverts it")
 
@@ -44,3 +43,9 @@ def oracle(params: dict, degradation, query_input: torch.Tensor, support: tuple[
     """``{label: restored query}`` with the task's true curve (an upper reference)."""
     return {"oracle: true inverse curve": inverse_tone_curve(query_input, params["log2_gamma"],
                                                              params["contrast"]).clamp(0, 1)}
+
+
+def checkpoint_entry(name: str, profile: str, description: str):
+    """The checkpoint service's entry for this family's checkpoint ``name`` (see
+    :func:`~metalearn_kit.recipes.operator_recipe.checkpoint_entry`)."""
+    return _checkpoint_entry(FAMILY, name, profile, description)

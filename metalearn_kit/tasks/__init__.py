@@ -1,4 +1,5 @@
-"""Tasks and task distributions: degradation families, restoration and few-shot generation tasks."""
+"""Tasks and task distributions: degradation families, restoration and few-shot generation tasks. Every
+distribution is a :class:`TaskDistribution` (``sample``; ``sample_batch`` and streaming from the base)."""
 
 from .degradations import (
     JPEG,
@@ -21,8 +22,23 @@ from .degradations import (
     restoration_split,
 )
 from .generation import FewShotGenerationTasks
-from .operators import BandedDegradation, ColourCast, DirectionalBlur, StripeNoise, ToneCurve
+from .operators import (
+    BandedDegradation,
+    ChannelMisregistration,
+    ColourCast,
+    DirectionalBlur,
+    StripeNoise,
+    ToneCurve,
+)
 from .restoration import RestorationTasks
+from .restoration_variants import (
+    BicubicSRTasks,
+    ImageFitTasks,
+    OperatorTasks,
+    SelfSupervisedDenoisingTasks,
+    ZeroShotSRTasks,
+    bicubic_resize,
+)
 from .task import Batch, Task, TaskBatch, TaskDistribution, stack_tasks
 
 __all__ = [
@@ -30,6 +46,7 @@ __all__ = [
     "Degradation", "make_degradation", "list_degradations", "register_degradation", "restoration_split",
     "SPLITS", "GaussianNoise", "PoissonNoise", "GaussianBlur", "MotionBlur", "KernelBlur", "Inpainting",
     "SuperResolution", "JPEG", "blur", "gaussian_kernel", "motion_kernel", "check_kernel",
-    "RestorationTasks", "FewShotGenerationTasks",
-    "BandedDegradation", "ToneCurve", "ColourCast", "DirectionalBlur", "StripeNoise",
+    "RestorationTasks", "FewShotGenerationTasks", "OperatorTasks", "ZeroShotSRTasks", "BicubicSRTasks",
+    "SelfSupervisedDenoisingTasks", "ImageFitTasks", "bicubic_resize",
+    "BandedDegradation", "ToneCurve", "ColourCast", "DirectionalBlur", "StripeNoise", "ChannelMisregistration",
 ]

@@ -53,39 +53,39 @@ def family_methods(family: str, seed: int = 0, steps: int = 10, patch: int = 64)
     from dataclasses import replace
 
     from ..config import make_generator
-    from ..evaluation.restoration import BASELINE_LRS
-    from ..recipes.operator_recipe import FAMILY_RECIPES, checkpoint_names, load_or_train, recipe, \
-        restoration_loss, task_distribution
+    from ..evaluation.curves import BASELINE_LRS
+    from ..recipes import operator_recipe as recipes
 
-    check_choice("family", family, (*FAMILY_RECIPES, WHITE_NOISE))
+    check_choice("family", family, (*recipes.FAMILY_RECIPES, WHITE_NOISE))
     check_int("steps", steps, minimum=1)
     check_int("patch", patch, minimum=64)
     generator = make_generator(seed + 10_000)
     if family == WHITE_NOISE:
         from ..data import photos
-        from ..evaluation.restoration import experiment_config, get_model, inner_grad_clip
         from ..meta import MAML
+        from ..pretrained import load_or_train
+        from ..recipes.restoration_configs import restoration_config
         from ..tasks.restoration import RestorationTasks
 
-        config = experiment_config("denoising", "fast")
-        meta_model, _ = get_model("restoration_denoise_maml", config)
-        joint, _ = get_model("restoration_denoise_joint", config)
-        learner = MAML(meta_model, inner_lr=config["inner_lr"], inner_steps=config["inner_steps"],
-                       inner_grad_clip=inner_grad_clip(config))
-        task = RestorationTasks(photos("test", patch, 1), "gaussian_noise", config["shots"], config["queries"],
+        config = restoration_config("denoising", "fast")
+        meta_model, _ = load_or_train("restoration_denoise_maml", config)
+        joint, _ = load_or_train("restoration_denoise_joint", config)
+        learner = MAML(meta_model, inner_lr=config.inner_lr, inner_steps=config.inner_steps,
+                       inner_grad_clip=config.inner_grad_clip)
+        task = RestorationTasks(photos("test", patch, 1), "gaussian_noise", config.shots, config.queries,
                                 split="test").sample(generator)
         name, why = "meta-init (MAML)", WHITE_NOISE_WHY
     else:
-        module = recipe(family)
+        module = recipes.recipe(family)
         config = replace(module.config("fast"), test_patch=patch)
-        names = checkpoint_names(family)
-        learner, _ = load_or_train(names["meta"], "meta", config)
-        joint, _ = load_or_train(names["joint"], "joint", config)
-        task = task_distribution(config, "test").sample(generator)
+        names = recipes.checkpoint_names(family)
+        learner, _ = recipes.load_model(names["meta"], "meta", config)
+        joint, _ = recipes.load_model(names["joint"], "joint", config)
+        task = recipes.task_distribution(config, "test").sample(generator)
         name, why = "meta-init (Meta-SGD)", module.WHY
-    lr = _support_lr(joint, task.support, restoration_loss, steps, BASELINE_LRS)
+    lr = _support_lr(joint, task.support, recipes.restoration_loss, steps, BASELINE_LRS)
     return {"task": task, "methods": {name: learner, f"joint pretrained + Adam lr {lr:g}": (joint, lr, "adam")},
-            "loss_fn": restoration_loss, "why": why}
+            "loss_fn": recipes.restoration_loss, "why": why}
 
 
 class FamilyAdaptationExplorer(widgets.VBox):
