@@ -20,9 +20,10 @@ from metalearn_kit.tasks.operators import (
     tone_curve,
 )
 
-FAMILIES = {"tone_curve": 1, "colour_cast": 3, "directional_blur": 1, "stripe_noise": 1}
+FAMILIES = {"tone_curve": 1, "colour_cast": 3, "directional_blur": 1, "stripe_noise": 1, "channel_shift": 3}
 # the parameter whose bands make the test tasks unseen
-BANDED = {"tone_curve": "log2_gamma", "colour_cast": "hue", "directional_blur": "angle", "stripe_noise": "angle"}
+BANDED = {"tone_curve": "log2_gamma", "colour_cast": "hue", "directional_blur": "angle", "stripe_noise": "angle",
+          "channel_shift": "red_angle"}
 
 
 def clean_images(n=4, c=1, size=32, seed=0):
@@ -141,6 +142,51 @@ def test_stripe_noise_has_the_task_period_and_a_phase_per_image():
     assert int(spectrum.argmax()) == 64 // 8  # 8 cycles across 64 pixels
     assert not torch.allclose(out[0], out[1])  # another image, another phase
     assert torch.allclose(out[0, 0, 0], out[0, 0, 40], atol=1e-5)  # angle 0: constant down the columns
+
+
+def test_channel_shift_moves_red_and_blue_and_keeps_green():
+    from metalearn_kit.evaluation.operator_classical import estimate_plane_shift, realign_planes
+    from metalearn_kit.tasks.operators import ChannelMisregistration
+
+    d = ChannelMisregistration()
+    clean = clean_images(2, 3, 48, seed=3)
+    params = {"red_angle": 0.0, "shift": 2.0, "blue_offset": 0.0}
+    out = d.apply(clean, params)
+    assert torch.equal(out[:, 1], clean[:, 1])
+    shifts = d.shifts(params)
+    assert shifts["red"] == pytest.approx((2.0, 0.0)) and shifts["blue"] == pytest.approx((-2.0, 0.0), abs=1e-9)
+    assert torch.allclose(out[:, 0, :, 10:-10], clean[:, 0, :, 8:-12], atol=1e-5)  # red moved 2 px right
+    estimated = estimate_plane_shift(out[:, :1], clean[:, :1])
+    assert estimated == pytest.approx((2.0, 0.0), abs=0.26)
+    back = realign_planes(out, shifts)
+    assert float((back - clean)[..., 4:-4, 4:-4].abs().max()) < 1e-4
+    with pytest.raises(ValueError, match="channels=3"):
+        d.apply(clean[:, :1], params)
+
+
+def test_classical_references_recover_known_operators():
+    from metalearn_kit.evaluation import operator_classical as classical
+    from metalearn_kit.tasks.operators import colour_matrix
+
+    clean = 0.25 + 0.5 * clean_images(4, 3, 32, seed=5)  # mid-range colours: the cast stays inside [0, 1]
+    matrix = colour_matrix(40.0, 0.2, -0.3)
+    degraded = torch.einsum("ij,njhw->nihw", matrix, clean)
+    affine = classical.fit_colour_matrix(degraded, clean)
+    assert torch.allclose(classical.apply_affine_colour(degraded, affine), clean.clamp(0, 1), atol=1e-3)
+    grey = clean_images(4, 1, 32, seed=6)
+    table = classical.fit_tone_lut(tone_curve(grey, 1.0, 0.0), grey)
+    assert bool((table[1:] >= table[:-1]).all())
+    assert torch.allclose(classical.apply_tone_lut(tone_curve(grey, 1.0, 0.0), table), grey, atol=0.05)
+    stripes = StripeNoise(noise_sigma=0.0)
+    params = {"angle": 30.0, "period": 6.0, "amplitude": 0.1, "noise_sigma": 0.0}
+    noisy = stripes.apply(torch.full((2, 1, 64, 64), 0.5), params, generator=0)
+    assert float((classical.remove_known_stripes(noisy, 30.0, 6.0) - 0.5).abs().max()) < 1e-4
+    kernel = DirectionalBlur(noise_sigma=0.0).kernel({"angle": 45.0, "length": 7.0, "noise_sigma": 0.0})
+    from metalearn_kit.tasks.degradations import blur
+
+    sharp = torch.rand(4, 1, 48, 48, generator=torch.Generator().manual_seed(7))  # white: every frequency seen
+    estimated = classical.estimate_kernel(blur(sharp, kernel), sharp, size=13, ridge=1e-6)
+    assert float((estimated - kernel).abs().sum()) < 1e-3
 
 
 def test_banded_ranges_are_checked():
