@@ -394,3 +394,14 @@ def test_family_explorer_defaults_to_a_winning_family_and_offers_white_noise(mon
         FamilyAdaptationExplorer(families=("tone_curve", "pink_noise"))
     with pytest.raises(ValueError, match="patch"):
         FamilyAdaptationExplorer(families=("tone_curve",), patch=32)
+
+
+def test_task_explorer_default_families_fit_the_source_channels(source):
+    grey = TaskExplorer(source)
+    assert "tone_curve" in grey.knobs and "stripe_noise" in grey.knobs
+    assert "colour_cast" not in grey.knobs  # colour-only family, grey source
+    assert list(grey.knobs).index("gaussian_noise") < list(grey.knobs).index("tone_curve")  # built-ins first
+    colour = TaskExplorer(torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(2)))
+    assert "colour_cast" in colour.knobs
+    colour.family.value = "colour_cast"
+    assert colour.last_error is None and colour.task.support[0].shape[1] == 3

@@ -158,6 +158,7 @@ class ColourCast(BandedDegradation):
     ``[-120, 120]`` degrees; the test split's bands are the training split's gaps."""
 
     name = "colour_cast"
+    required_channels = 3
     default_ranges = {split: {"hue": interleaved_bands(-120.0, 120.0, 6, split), "log2_gain_red": (-0.5, 0.5),
                               "log2_gain_blue": (-0.5, 0.5)} for split in ("train", "val", "test")}
     param_limits = {"hue": (-180.0, 180.0), "log2_gain_red": (-2.0, 2.0), "log2_gain_blue": (-2.0, 2.0)}
@@ -266,6 +267,7 @@ class ChannelMisregistration(BandedDegradation):
     each plane moved; the support pairs do. ``red_angle`` comes in interleaved bands over ``[0, 360)``."""
 
     name = "channel_shift"
+    required_channels = 3
     default_ranges = {split: {"red_angle": interleaved_bands(0.0, 360.0, 6, split), "shift": (1.0, 2.5),
                               "blue_offset": (-60.0, 60.0)} for split in ("train", "val", "test")}
     param_limits = {"red_angle": (-360.0, 360.0), "shift": (0.0, 8.0), "blue_offset": (-180.0, 180.0)}
