@@ -44,10 +44,11 @@ def _support_lr(model: torch.nn.Module, support, loss_fn, steps: int, lrs: Seque
 def family_methods(family: str, seed: int = 0, steps: int = 10, patch: int = 64) -> dict[str, Any]:
     """One held-out task of ``family`` and the methods the explorer compares on it.
 
-    Returns ``{"task", "methods" ({name: learner or (model, lr, "adam")}), "loss_fn", "why"}``: the meta-learned
-    init with its own inner loop, and the jointly pretrained model fine-tuned with Adam at the learning rate of
-    the benchmark's grid with the lowest support loss after ``steps`` steps. Models come from the shipped
-    checkpoints (trained now if a file is missing). ``family`` is an operator family of
+    Returns ``{"task", "methods" ({"meta-learned": learner, "joint pretrained": (model, lr, "adam")}), "loss_fn",
+    "why", "joint_lr", "meta_learner"}``: the meta-learned init with its own inner loop (``meta_learner``: Meta-SGD,
+    or MAML for white noise), and the jointly pretrained model fine-tuned with Adam at the learning rate
+    ``joint_lr`` of the benchmark's grid with the lowest support loss after ``steps`` steps. Models come from the
+    shipped checkpoints (trained now if a file is missing). ``family`` is an operator family of
     :data:`~metalearn_kit.recipes.operator_recipe.FAMILY_RECIPES` or ``"white_noise"``.
     """
     from dataclasses import replace
@@ -74,7 +75,7 @@ def family_methods(family: str, seed: int = 0, steps: int = 10, patch: int = 64)
                        inner_grad_clip=config.inner_grad_clip)
         task = RestorationTasks(photos("test", patch, 1), "gaussian_noise", config.shots, config.queries,
                                 split="test").sample(generator)
-        name, why = "meta-init (MAML)", WHITE_NOISE_WHY
+        name, why = "meta-learned", WHITE_NOISE_WHY
     else:
         module = recipes.recipe(family)
         config = replace(module.config("fast"), test_patch=patch)
@@ -82,10 +83,11 @@ def family_methods(family: str, seed: int = 0, steps: int = 10, patch: int = 64)
         learner, _ = recipes.load_model(names["meta"], "meta", config)
         joint, _ = recipes.load_model(names["joint"], "joint", config)
         task = recipes.task_distribution(config, "test").sample(generator)
-        name, why = "meta-init (Meta-SGD)", module.WHY
+        name, why = "meta-learned", module.WHY
     lr = _support_lr(joint, task.support, recipes.restoration_loss, steps, BASELINE_LRS)
-    return {"task": task, "methods": {name: learner, f"joint pretrained + Adam lr {lr:g}": (joint, lr, "adam")},
-            "loss_fn": recipes.restoration_loss, "why": why}
+    return {"task": task, "methods": {name: learner, "joint pretrained": (joint, lr, "adam")},
+            "loss_fn": recipes.restoration_loss, "why": why, "joint_lr": lr,
+            "meta_learner": "MAML" if family == WHITE_NOISE else "Meta-SGD"}
 
 
 class FamilyAdaptationExplorer(widgets.VBox):
@@ -150,5 +152,7 @@ class FamilyAdaptationExplorer(widgets.VBox):
             self.explorer.title = title
             self.explorer.set_results(results, step=0)
         self.why.value = f'<span style="font-size:90%">Why: {html.escape(parts["why"])}</span>'
-        self.status.value = _status(f"{self.family.value}, task seed {self.seed}")
+        self.status.value = _status(f"{self.family.value}, task seed {self.seed}: meta-learned = "
+                                    f"{parts['meta_learner']} init with its own inner loop; joint pretrained = "
+                                    f"fine-tuned with Adam lr {parts['joint_lr']:g} (lowest support loss)")
         self.children = [widgets.HBox([self.family, self.new_task]), self.status, self.explorer, self.why]
