@@ -405,3 +405,15 @@ def test_task_explorer_default_families_fit_the_source_channels(source):
     assert "colour_cast" in colour.knobs
     colour.family.value = "colour_cast"
     assert colour.last_error is None and colour.task.support[0].shape[1] == 3
+
+
+def test_family_explorer_white_noise_uses_the_denoising_checkpoints():
+    from metalearn_kit.widgets import FamilyAdaptationExplorer, family_methods
+
+    parts = family_methods("white_noise", steps=1)
+    assert set(parts["methods"]) == {"meta-learned", "joint pretrained"} and parts["meta_learner"] == "MAML"
+    assert parts["task"].query[0].shape[-1] == 64 and parts["joint_lr"] in (3e-4, 1e-3, 3e-3)
+    explorer = FamilyAdaptationExplorer(families=("white_noise",), steps=1)
+    assert "white noise" in explorer.why.value and explorer.explorer.steps == 1
+    with pytest.raises(ValueError, match="family"):
+        family_methods("pink_noise")
