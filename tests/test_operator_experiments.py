@@ -122,3 +122,16 @@ def test_the_benchmark_runs_three_families_of_two_kinds():
     intensity = {"tone_curve": ToneCurve, "colour_cast": ColourCast}
     assert len(OPERATOR_EXPERIMENTS) >= 3
     assert any(f in spatial for f in OPERATOR_EXPERIMENTS) and any(f in intensity for f in OPERATOR_EXPERIMENTS)
+
+
+def test_references_live_in_evaluation_and_refuse_unknown_families():
+    from pathlib import Path
+
+    from metalearn_kit.evaluation import operator_references
+
+    assert set(operator_references.CLASSICAL) == set(FAMILY_RECIPES) == set(operator_references.ORACLES)
+    for family in FAMILY_RECIPES:  # recipes build and train; the benchmark's references are evaluation's
+        source = Path(recipe(family).__file__).read_text()
+        assert "evaluation" not in source.split('"""', 2)[2], family
+    with pytest.raises(ValueError, match="family must be one of"):
+        operator_references.classical_methods("white_noise", (torch.zeros(1, 1, 8, 8),) * 2, torch.zeros(1, 1, 8, 8))

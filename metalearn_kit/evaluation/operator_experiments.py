@@ -84,6 +84,7 @@ def operator_experiment(family: str, profile: str | None = None, seed: int = 0, 
         restoration_loss,
         task_distribution,
     )
+    from . import operator_references as references
     from .curves import BASELINE_LRS, learner_curve, tuned_curve
 
     module = recipe(family)
@@ -113,9 +114,10 @@ def operator_experiment(family: str, profile: str | None = None, seed: int = 0, 
                                                             steps, lrs=BASELINE_LRS, extra=same_as_meta))
         if not classical:
             continue
-        for label, restored in module.classical_methods(support, query[0]).items():
+        for label, restored in references.classical_methods(family, support, query[0]).items():
             results.add_images(label, "classical", None, restored, query[1])
-        for label, restored in module.oracle(task.info["params"], degradation, query[0], support).items():
+        for label, restored in references.oracles(family, task.info["params"], degradation, query[0],
+                                                  support).items():
             results.add_images(label, "oracle", None, restored, query[1])
     return results.rows(sources={"meta": meta_source, "joint": joint_source}, channels=config.channels,
                         test_patch=config.test_patch)

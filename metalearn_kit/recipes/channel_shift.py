@@ -3,15 +3,13 @@ chromatic aberration) on colour photographs: which way and how far the red and b
 
 One picture shows colour fringes at edges but not the displacement of each plane; the support pairs do. The
 restorer is a bank of wide linear filters per colour plane (a sub-pixel shift is a linear filter) beside a small
-CNN; Meta-SGD learns its init and per-weight inner learning rates. Classical reference: each plane's shift
-estimated on the support pairs (grid search), then undone; oracle: the true shifts undone.
+CNN; Meta-SGD learns its init and per-weight inner learning rates. The benchmark's
+(``evaluation/operator_references.py``) classical reference: each plane's shift estimated on the support pairs
+(grid search), then undone; oracle: the true shifts undone.
 """
 
 from __future__ import annotations
 
-import torch
-
-from ..evaluation import operator_classical as classical
 from .operator_recipe import OperatorRecipeConfig, family_config
 from .operator_recipe import checkpoint_entry as _checkpoint_entry
 
@@ -29,19 +27,6 @@ WHY = ("colour-plane shift: one picture shows colour fringes, not which way each
 def config(profile: str | None = None) -> OperatorRecipeConfig:
     """The config of ``profile`` (``"fast"`` or ``"full"``; default: the kit's profile)."""
     return family_config(CONFIGS, profile)
-
-
-def classical_methods(support: tuple[torch.Tensor, ...], query_input: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``{label: restored query}``: each plane's shift estimated on ``support``, then undone."""
-    shifts = {name: classical.estimate_plane_shift(support[0][:, c:c + 1], support[1][:, c:c + 1])
-              for name, c in (("red", 0), ("blue", 2))}
-    return {"plane shifts estimated on support": classical.realign_planes(query_input, shifts)}
-
-
-def oracle(params: dict, degradation, query_input: torch.Tensor, support: tuple[torch.Tensor, ...] | None = None
-           ) -> dict[str, torch.Tensor]:
-    """``{label: restored query}``: the true shifts undone."""
-    return {"oracle: true plane shifts undone": classical.realign_planes(query_input, degradation.shifts(params))}
 
 
 def checkpoint_entry(name: str, profile: str, description: str):

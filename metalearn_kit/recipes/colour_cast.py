@@ -1,16 +1,14 @@
 """Recipe: per-task colour casts (:class:`~metalearn_kit.tasks.operators.ColourCast`) on colour photographs.
 
 A green sky may be a green scene or a cast: one image does not say, the support pairs do. The restorer is
-pointwise with a linear path in the opponent colour basis; Meta-SGD learns its init and per-weight inner
-learning rates. Classical references: grey-world white balance (blind, one image) and a least-squares affine
-colour matrix fitted on the support pairs; oracle: the inverse of the true colour matrix.
+pointwise with a linear path in the opponent colour basis; Meta-SGD learns its init and per-weight inner learning
+rates. The benchmark's (``evaluation/operator_references.py``) classical references: grey-world white balance
+(blind, one image) and a least-squares affine colour matrix fitted on the support pairs; oracle: the inverse of
+the true colour matrix.
 """
 
 from __future__ import annotations
 
-import torch
-
-from ..evaluation import operator_classical as classical
 from .operator_recipe import OperatorRecipeConfig, family_config
 from .operator_recipe import checkpoint_entry as _checkpoint_entry
 
@@ -28,20 +26,6 @@ WHY = ("colour cast: one picture cannot tell a green scene from a green cast; th
 def config(profile: str | None = None) -> OperatorRecipeConfig:
     """The config of ``profile`` (``"fast"`` or ``"full"``; default: the kit's profile)."""
     return family_config(CONFIGS, profile)
-
-
-def classical_methods(support: tuple[torch.Tensor, ...], query_input: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``{label: restored query}`` of the classical references (fitted on ``support`` only, or blind)."""
-    affine = classical.fit_colour_matrix(support[0], support[1])
-    return {"grey-world white balance (blind)": classical.grey_world(query_input),
-            "affine colour matrix fitted on support": classical.apply_affine_colour(query_input, affine)}
-
-
-def oracle(params: dict, degradation, query_input: torch.Tensor, support: tuple[torch.Tensor, ...] | None = None
-           ) -> dict[str, torch.Tensor]:
-    """``{label: restored query}`` with the inverse of the task's true colour matrix (an upper reference)."""
-    inverse = torch.linalg.inv(degradation.matrix(params).double()).float()
-    return {"oracle: true inverse colour matrix": classical.apply_affine_colour(query_input, inverse)}
 
 
 def checkpoint_entry(name: str, profile: str, description: str):

@@ -3,7 +3,7 @@ operators`): a typed config, the model, the loss, the task distributions, Meta-S
 pretraining with at least the same data and gradient evaluations, and the two checkpoints per family.
 
 One module per family (``recipes/tone_curve.py``, ``recipes/colour_cast.py``, ``recipes/stripe_noise.py``, ...)
-holds its :class:`OperatorRecipeConfig` per profile and its classical reference and oracle; this module is
+holds its :class:`OperatorRecipeConfig` per profile and the line that says why it is such a family; this module is
 what they share. Checkpoint names: ``restoration_<family>_metasgd`` (the Meta-SGD learner: the initial
 weights and the learned per-weight inner learning rates) and ``restoration_<family>_joint``.
 

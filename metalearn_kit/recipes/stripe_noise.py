@@ -1,17 +1,15 @@
-"""Recipe: per-task periodic stripe noise (:class:`~metalearn_kit.tasks.operators.StripeNoise`) on grey
-photographs: the stripes' direction, period and amplitude are the task, each image its own phase.
+"""Recipe: per-task periodic stripe noise (:class:`~metalearn_kit.tasks.operators.StripeNoise`) on grey photographs:
+the stripes' direction, period and amplitude are the task, each image its own phase.
 
-Stripes look like texture in one picture; the support pairs show which frequency is interference. The restorer
-is a wide linear filter (a notch is linear) beside a small CNN; Meta-SGD learns its init and per-weight inner
-learning rates. Classical reference: a Fourier notch at the frequency read off the support residuals, its radius
-tuned on the support; oracle: the true direction and period, each image's stripes fitted and subtracted.
+Stripes look like texture in one picture; the support pairs show which frequency is interference. The restorer is
+a wide linear filter (a notch is linear) beside a small CNN; Meta-SGD learns its init and per-weight inner
+learning rates. The benchmark's (``evaluation/operator_references.py``) classical reference: a Fourier notch at
+the frequency read off the support residuals, its radius tuned on the support; oracle: the true direction and
+period, each image's stripes fitted and subtracted.
 """
 
 from __future__ import annotations
 
-import torch
-
-from ..evaluation import operator_classical as classical
 from .operator_recipe import OperatorRecipeConfig, family_config
 from .operator_recipe import checkpoint_entry as _checkpoint_entry
 
@@ -29,18 +27,6 @@ WHY = ("stripe noise: in one picture stripes look like texture; the support pair
 def config(profile: str | None = None) -> OperatorRecipeConfig:
     """The config of ``profile`` (``"fast"`` or ``"full"``; default: the kit's profile)."""
     return family_config(CONFIGS, profile)
-
-
-def classical_methods(support: tuple[torch.Tensor, ...], query_input: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``{label: restored query}``: the notch filter at the support residuals' frequency."""
-    return {"Fourier notch, frequency from support": classical.tuned_notch(support, query_input)}
-
-
-def oracle(params: dict, degradation, query_input: torch.Tensor, support: tuple[torch.Tensor, ...] | None = None
-           ) -> dict[str, torch.Tensor]:
-    """``{label: restored query}``: the true stripe frequency, each image's amplitude and phase fitted."""
-    return {"oracle: true stripe frequency, fitted and subtracted":
-            classical.remove_known_stripes(query_input, params["angle"], params["period"])}
 
 
 def checkpoint_entry(name: str, profile: str, description: str):
