@@ -5,10 +5,10 @@ Two kinds, labelled apart in the benchmark:
 - *classical, fitted on the support pairs* (the same data the learned methods adapt on, never the query): a
   monotone look-up table for the tone curve, a least-squares affine colour matrix for the colour cast, a Fourier
   notch at the stripe frequency read off the support residuals, Wiener deconvolution with a kernel estimated
-  from the support pairs;
+  from the support pairs, colour-plane shifts estimated on the support pairs;
 - *oracles* that are handed the task's true operator (an upper reference no method of the kit gets): the true
   inverse tone curve, the true inverse colour matrix, the true stripe frequency with a least-squares fit of
-  each image's stripes, non-blind Wiener with the true kernel.
+  each image's stripes, non-blind Wiener with the true kernel, the true plane shifts undone.
 
 All take and return ``[N, C, H, W]`` tensors in [0, 1].
 """

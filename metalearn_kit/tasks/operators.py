@@ -13,6 +13,9 @@ degraded image leaves ambiguous:
 - :class:`DirectionalBlur` (spatial): blind linear motion blur whose direction and length are per task.
 - :class:`StripeNoise` (spatial, structured noise): periodic interference of a per-task orientation, period and
   amplitude (each image its own phase), as from a scanner or electrical pickup. Stripes look like texture.
+- :class:`ChannelMisregistration` (spatial, 3 channels): the red and blue planes shifted by a per-task
+  displacement (lateral chromatic aberration). Measured and not shipped: the colour fringes show the shift in one
+  picture, so joint pretraining learns to undo it blind (``docs/benchmarks/operator_family_probes.md``).
 
 Held-out task parameters: the parameter that names the task (gamma, hue, blur angle, stripe angle) is drawn
 from interleaved *bands*; the test split's bands lie in the gaps between the training bands, so no test task
