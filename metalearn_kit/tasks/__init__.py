@@ -28,6 +28,14 @@ from .degradations import (
     restoration_split,
 )
 from .generation import FewShotGenerationTasks
+from .operators import (
+    BandedDegradation,
+    ChannelMisregistration,
+    ColourCast,
+    DirectionalBlur,
+    StripeNoise,
+    ToneCurve,
+)
 from .restoration import RestorationTasks, sample_distinct_images
 from .restoration_variants import (
     BicubicSRTasks,
@@ -47,4 +55,5 @@ __all__ = [
     "RAW_RANGE_TOLERANCE", "NondeterministicDegradationError", "UnknownParameterError", "check_determinism",
     "RestorationTasks", "FewShotGenerationTasks", "OperatorTasks", "ZeroShotSRTasks", "BicubicSRTasks",
     "SelfSupervisedDenoisingTasks", "ImageFitTasks", "bicubic_resize", "sample_distinct_images",
+    "BandedDegradation", "ToneCurve", "ColourCast", "DirectionalBlur", "StripeNoise", "ChannelMisregistration",
 ]
