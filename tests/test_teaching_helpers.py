@@ -133,3 +133,12 @@ def test_sparse_coder_bad_input():
         UnrolledSparseCoder(tied="yes")
     with pytest.raises(ValueError, match=r"\[N, 1, H, W\]"):
         UnrolledSparseCoder()(torch.rand(1, 3, 8, 8))
+
+
+def test_grid_titles_are_wrapped_not_cut():
+    from metalearn_kit.widgets.render import wrap_title
+
+    assert wrap_title("gaussian noise\ntest", 9) == "gaussian\nnoise\ntest"
+    assert wrap_title("super resolution", 9).replace("\n", " ") == "super resolution"
+    with pytest.raises(TypeError, match="width"):
+        wrap_title("x", 2.0)
