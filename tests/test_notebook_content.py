@@ -78,8 +78,8 @@ def test_the_content_checks_can_fail(tmp_path):
 # restored afterwards (and `restore`, if given, runs), so the rest of the notebook is unchanged.
 WRONG_ANSWERS = {
     "00_welcome": {
-        "c77bd735": ["_x = torch.rand(12, 1, 16, 16)\nmy_task = Task(support=(_x[:4], _x[:4]), query=(_x[4:], _x[4:]))",
-                     "_x = torch.rand(12, 1, 16, 16)\nmy_task = Task(support=(_x[:5], _x[:5]), query=(_x[5:9], _x[5:9]))"],
+        "c77bd735": ["_x = torch.rand(12, 1, 8, 8)\nmy_task = Task(support=(_x[:4], _x[:4]), query=(_x[4:], _x[4:]))",
+                     "_x = torch.rand(9, 1, 8, 8)\nmy_task = Task(support=(_x[:5], _x[:5]), query=(_x[5:], _x[5:]))"],
         "468310a0": ['phase, term = "meta-testing", "元测试"', 'phase, term = "meta-training", "元学习"'],
     },
     "01_tasks": {
