@@ -122,6 +122,22 @@ WRONG_ANSWERS = {
                 answer = VerticalStripes'''),
         ],
     },
+    "02_meta_training": {
+        "ba259e70": ['prediction = {"10 steps vs 3": "lower", "doubled rate vs 3": None}',
+                     'prediction = {"10 steps vs 3": "maybe", "doubled rate vs 3": "lower"}',
+                     "answer = {**answer, (10, lr): answer[(10, lr)] * 1.1}",
+                     "answer = {key: value for key, value in answer.items() if key != (1, lr)}"],
+        "c6d26126": ["answer = maml_meta_loss",  # second order: not the first-order meta-gradient
+                     "answer = lambda model, loss_fn, support, query, inner_lr, inner_steps: "
+                     "maml_meta_loss(model, loss_fn, support, query, inner_lr, 0)"],
+    },
+    "06_meta_database_and_beyond": {
+        "1e9c5bfe": ['best_sr_run = db.best_runs(family="super_resolution", metric="psnr", '
+                     'step=sizes["eval_steps"])[-1]["run_id"]',
+                     "best_sr_run = str(best_sr_run)"],
+        "6707b320": ['descriptor_start = warm_start(db, unseen_tasks["in range"][0], make_restorer, restoration_mse, '
+                     'by="support_loss", finetune_steps=0, backbone="conv-restorer")'],
+    },
 }
 # run after a check's wrong answers, by cell id: the wrong classes re-registered "vertical_stripes"
 RESTORE = {"d4a4a8fa": "from metalearn_kit.tasks.degradation_base import register_degradation\n"
