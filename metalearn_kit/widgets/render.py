@@ -45,10 +45,11 @@ def as_picture(image: torch.Tensor) -> tuple[Any, str | None]:
 
 
 def wrap_title(title: str, width: int) -> str:
-    """``title`` with each of its lines wrapped at ``width`` characters (words kept whole where they fit), so
-    a long name such as "gaussian noise" shows in full under a small image instead of being cut."""
+    """``title`` with each of its lines wrapped at ``width`` characters (at spaces), so
+    a long name such as "gaussian noise" shows in full under a small image instead of being cut (a word longer
+    than ``width`` stays whole on its own line)."""
     check_int("width", width, minimum=1)
-    return "\n".join(textwrap.fill(line, width, break_long_words=True) or line for line in title.split("\n"))
+    return "\n".join(textwrap.fill(line, width, break_long_words=False) or line for line in title.split("\n"))
 
 
 def show_image(ax: Any, image: torch.Tensor, title: str | None = None) -> None:
