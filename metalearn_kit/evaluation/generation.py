@@ -34,6 +34,7 @@ from ..pretrained import load_or_train
 from ..recipes.generation import GenerationConfig, gan_train_steps, load_sources, make_vae, seeded_rng
 from .curves import StepMetric
 from .features import FeatureNet, extract_features, frechet_distance, prototype_accuracy
+from .paired import paired_verdict
 
 __all__ = ["EXPERIMENT", "METHODS", "METRICS", "VAE_METHODS", "check_targets", "evaluate_generation",
            "format_table", "save_sample_grid"]
@@ -227,7 +228,10 @@ def check_targets(result: dict, shots: int = 5, steps: int = 10) -> list[dict[st
         xb = per_task.get(f"{b}|{shots}|{steps}|{metric}")
         if not xa or not xb or len(xa) != len(xb):
             return None
-        return _mean_se([x - y for x, y in zip(xa, xb, strict=True)])
+        if len(xa) < 2:  # one task: no standard error (paired_verdict needs two)
+            return _mean_se([x - y for x, y in zip(xa, xb, strict=True)])
+        comparison = paired_verdict(xa, xb)  # the kit's one paired comparison: mean and se of a - b
+        return comparison.mean, comparison.se
 
     out = []
     for algo in ("maml", "fomaml", "reptile"):
