@@ -189,3 +189,22 @@ def test_every_exercise_check_fails_on_a_wrong_answer(stem, tmp_path):
     nbformat.write(nb, tmp_path / path.name)
     run = execute_notebook(tmp_path / path.name, profile="fast")
     assert run.ok, f"{path.name}: {run.errors}"
+
+
+def _anchors(nb) -> set[str]:
+    # Jupyter's anchor of a heading: its text with spaces as hyphens
+    return {line.lstrip("#").strip().replace(" ", "-") for cell in nb.cells if cell.cell_type == "markdown"
+            for line in cell.source.splitlines() if line.startswith("#")}
+
+
+def test_glossary_links_reach_existing_sections():
+    import re
+
+    glossary = _glossary(nbformat.read(NOTEBOOK_DIR / "00_welcome.ipynb", as_version=4))
+    links = re.findall(r"\]\(([0-9]{2}_[a-z_]+\.ipynb)(?:#([^)]+))?\)", glossary)
+    assert links, "the glossary links no notebook"
+    for name, anchor in links:
+        path = NOTEBOOK_DIR / name
+        assert path.exists(), f"the glossary links a missing notebook {name}"
+        if anchor:
+            assert anchor in _anchors(nbformat.read(path, as_version=4)), f"{name} has no section #{anchor}"
