@@ -1,6 +1,7 @@
 """Widgets without a browser: they build, their controls redraw, scrubbing is cached, bad input is refused."""
 
 import math
+import os
 import subprocess
 import sys
 
@@ -51,6 +52,18 @@ def synthetic_results(steps=4, methods=("maml", "scratch")):
                   for k in range(steps + 1)]
         out[name] = {"images": frames, "psnr": [15.0 + k * (m + 1) for k in range(steps + 1)]}
     return out
+
+
+def test_ipywidgets_major_version_is_the_one_this_run_is_for():
+    """``scripts/kit test-ipywidgets7`` sets ``METALEARN_KIT_EXPECT_IPYWIDGETS=7``: prove that run really had 7."""
+    import ipywidgets
+
+    major = ipywidgets.__version__.split(".")[0]
+    expected = os.environ.get("METALEARN_KIT_EXPECT_IPYWIDGETS")
+    if expected is None:
+        assert major in {"7", "8"}, f"the widgets are tested under ipywidgets 7 and 8, not {ipywidgets.__version__}"
+    else:
+        assert major == expected, f"this run is for ipywidgets {expected}, got {ipywidgets.__version__}"
 
 
 def test_importing_the_package_does_not_import_ipywidgets():

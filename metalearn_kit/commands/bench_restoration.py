@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ..checkpoints import atomic_write_bytes
-from ..config import describe_machine, get_profile
+from ..config import PROFILE_HELP, PROFILES, describe_machine, get_profile
 from ..recipes.operator_recipe import FAMILY_RECIPES
 from ..recipes.restoration_configs import RESTORATION_EXPERIMENTS
 
@@ -20,14 +20,14 @@ __all__ = ["configure_parser", "main"]
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = __doc__.splitlines()[0]
-    parser.add_argument("--profile", choices=("fast", "full"), default=None, help="sizes (default: by device)")
+    parser.description = " ".join(__doc__.split("\n\n")[0].split())
+    parser.add_argument("--profile", choices=PROFILES, default=None, help=PROFILE_HELP)
     parser.add_argument("--json", default=None, metavar="PATH", help="write the rows and machine info here")
     parser.add_argument("--experiments", nargs="*", default=None,
                         choices=RESTORATION_EXPERIMENTS + tuple(FAMILY_RECIPES),
                         help="run only these experiments (default: the five original ones and the operator families "
                              "of evaluation.operator_experiments.OPERATOR_EXPERIMENTS)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the test tasks and of every model (default 0)")
     parser.add_argument("--no-classical", action="store_true", help="skip the classical references")
 
 

@@ -265,7 +265,7 @@ def checkpoint_entry(family: str, name: str, profile: str, description: str):
 
 
 def family_config(configs: dict[str, OperatorRecipeConfig], profile: str | None) -> OperatorRecipeConfig:
-    """``configs[profile]``, the profile defaulting to the kit's (``METALEARN_KIT_PROFILE`` or by device)."""
+    """``configs[profile]``, the profile defaulting to the kit's (``METALEARN_KIT_PROFILE``, else ``fast``)."""
     from ..config import get_profile
 
     profile = get_profile(profile)
