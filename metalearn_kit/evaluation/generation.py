@@ -9,11 +9,20 @@ Methods compared with the same meta-training budget (outer iterations x meta-bat
 - ``statistician``: Neural-Statistician-lite, conditioned on the support set in one forward pass (``k = 0``).
 - ``figr``: FIGR -- Reptile over a WGAN-GP generator and critic; adapted by ``k`` alternating GAN steps
   (samples only: a GAN has no likelihood).
+- ``cavia``: a context VAE (:mod:`~metalearn_kit.recipes.generation_cavia`): only a task-context vector is
+  adapted, by ``k`` gradient steps on the support ELBO from a meta-learned init; samples from ``p(z | c_k)``.
+- ``cgan``: the conditional GAN of the background classes (:mod:`~metalearn_kit.recipes.generation_cgan`); a
+  new class's embedding is inverted from the support by ``k`` steps from a meta-learned init.
+
+Each row has a ``kind`` (:data:`KINDS`): ``inner_loop`` (adapted by gradient steps from meta-learned
+weights), ``amortised`` (one forward pass), ``joint``, ``scratch``, ``gan`` (FIGR), ``conditional`` (CGAN).
 
 Metrics on evaluation-alphabet classes (never seen in training): ``query_nll_nats`` (importance-weighted
 bound on ``-log p(x)`` of the query images, nats per image), ``prototype_accuracy`` (5-way nearest-prototype
-accuracy of generated samples in the background-trained feature space) and ``frechet_distance``
-(generated vs real query features). Trained weights are loaded from ``checkpoints_data/generation_*`` when
+accuracy of generated samples in the background-trained feature space), ``frechet_distance``
+(generated vs real query features) and ``novelty_ratio`` (:mod:`~metalearn_kit.evaluation.novelty`: the
+samples' mean feature distance to the nearest support image over the real query images'; ~1 = as new as
+real drawings, 0 = copies of the support). Trained weights are loaded from ``checkpoints_data/generation_*`` when
 their recorded config matches, else trained (and cached).
 """
 
@@ -45,25 +54,35 @@ from ..models.generation import (
     wgan_generator_loss,
     wgan_gp_critic_loss,
 )
+from ..recipes.generation_cavia import CaviaConfig, adapt_and_sample, make_context_vae, train_context_vae
+from ..recipes.generation_cgan import CGANConfig, background_quality, fewshot_samples, make_cgan, train_cgan
 from .features import FeatureNet, extract_features, frechet_distance, prototype_accuracy, train_feature_net
+from .novelty import novelty_ratio
 
 EXPERIMENT = "generation"
 VAE_METHODS = ("maml", "fomaml", "reptile", "joint", "scratch")
-METHODS = (*VAE_METHODS, "statistician", "figr")
-METRICS = ("query_nll_nats", "prototype_accuracy", "frechet_distance")
+METHODS = (*VAE_METHODS, "statistician", "figr", "cavia", "cgan")
+KINDS = {"maml": "inner_loop", "fomaml": "inner_loop", "reptile": "inner_loop", "cavia": "inner_loop",
+         "joint": "joint", "scratch": "scratch", "statistician": "amortised", "figr": "gan", "cgan": "conditional"}
+METRICS = ("query_nll_nats", "prototype_accuracy", "frechet_distance", "novelty_ratio")
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints_data"
+# the checkpoints whose training settings are a typed recipe config built from the experiment config
+RECIPE_CONFIGS: dict[str, Callable[[dict], Any]] = {"cavia": CaviaConfig.from_generation_config,
+                                                    "cgan": CGANConfig.from_generation_config}
 
 # Sizes per profile (the only place that differs between the CPU "fast" run and the GPU "full" run).
 SIZES = {
     "fast": {
-        "feature_steps": 500, "meta_iterations": 300, "meta_batch": 4, "train_shots": 5, "train_queries": 5,
+        "feature_steps": 4000, "meta_iterations": 300, "meta_batch": 4, "train_shots": 5, "train_queries": 5,
         "inner_steps": 5, "statistician_iterations": 1200, "figr_iterations": 300, "figr_inner_steps": 5,
-        "eval_tasks": 8, "shots": [1, 5, 10], "steps": [0, 1, 5, 10, 50], "iw_samples": 16, "sample_count": 32,
+        "eval_tasks": 16, "shots": [1, 5, 10], "steps": [0, 1, 5, 10, 50], "iw_samples": 16, "sample_count": 32,
+        "cavia_iterations": 1500, "cgan_iterations": 4000,
     },
     "full": {
-        "feature_steps": 3000, "meta_iterations": 3000, "meta_batch": 8, "train_shots": 5, "train_queries": 5,
+        "feature_steps": 12000, "meta_iterations": 3000, "meta_batch": 8, "train_shots": 5, "train_queries": 5,
         "inner_steps": 5, "statistician_iterations": 6000, "figr_iterations": 1500, "figr_inner_steps": 10,
         "eval_tasks": 40, "shots": [1, 5, 10], "steps": [0, 1, 5, 10, 50], "iw_samples": 64, "sample_count": 64,
+        "cavia_iterations": 15000, "cgan_iterations": 40000,
     },
 }
 # Settings shared by both profiles.
@@ -92,7 +111,7 @@ def generation_config(profile: str | None = None, **overrides: Any) -> dict[str,
 def _check_config(config: dict) -> None:
     for key in ("feature_steps", "meta_iterations", "meta_batch", "train_shots", "train_queries", "eval_tasks",
                 "statistician_iterations", "figr_iterations", "figr_inner_steps", "iw_samples", "sample_count",
-                "critic_steps", "eval_queries"):
+                "critic_steps", "eval_queries", "cavia_iterations", "cgan_iterations"):
         check_int(key, config[key], minimum=1)
     check_int("inner_steps", config["inner_steps"], minimum=0)
     check_int("ways", config["ways"], minimum=2)
@@ -145,6 +164,8 @@ def _training_config(name: str, config: dict) -> dict:
     elif name == "figr":
         keys += ["gan_latent", "width", "hidden", "gan_lr", "gan_betas", "gp_weight", "critic_steps",
                  "figr_epsilon", "figr_iterations", "figr_inner_steps", "train_shots", "train_queries"]
+    elif name in RECIPE_CONFIGS:  # the new recipes' checkpoints: their typed config decides
+        return {"name": name, **{k: config[k] for k in keys}, **RECIPE_CONFIGS[name](config).as_dict()}
     return {"name": name, **{k: config[k] for k in keys}}
 
 
@@ -378,9 +399,15 @@ def train_figr(config: dict, background, progress: bool = False,
         fork.__exit__(None, None, None)
 
 
-def _make(name: str, config: dict) -> nn.Module:
+def _make(name: str, config: dict, num_classes: int | None = None) -> nn.Module:
     if name == "featnet":
         raise ValueError("featnet is built by train_feature_net")
+    if name == "cavia":
+        return make_context_vae(CaviaConfig.from_generation_config(config), config["image_size"])
+    if name == "cgan":
+        if num_classes is None:
+            raise ValueError("the cgan's num_classes (background classes) is needed to build it")
+        return make_cgan(CGANConfig.from_generation_config(config), num_classes, config["image_size"])
     if name == "statistician":
         return make_statistician(config)
     if name == "figr":
@@ -395,10 +422,22 @@ def _train(name: str, config: dict, background, progress: bool, device=None) -> 
         return train_statistician(config, background, progress, device)
     if name == "figr":
         return train_figr(config, background, progress, device)
+    if name == "cavia":
+        return train_context_vae(CaviaConfig.from_generation_config(config), background, config["image_size"],
+                                 config["seed"], device)
+    if name == "cgan":
+        return train_cgan(CGANConfig.from_generation_config(config), background, config["image_size"],
+                          config["seed"], device)
     return train_vae(name, config, background, progress, device)
 
 
-CHECKPOINT_NAMES = ("featnet", "maml", "fomaml", "reptile", "joint", "statistician", "figr")
+CHECKPOINT_NAMES = ("featnet", "maml", "fomaml", "reptile", "joint", "statistician", "figr", "cavia", "cgan")
+
+
+def _classes_in(state: dict, name: str) -> int | None:
+    """The class count a classifier-like checkpoint was trained with, read from its weights."""
+    key = {"featnet": "classifier.weight", "cgan": "generator.embed.weight"}.get(name)
+    return None if key is None else state[key].shape[0]
 
 
 def get_trained(name: str, config: dict, background=None, *, retrain: bool = False, save_to: Path | None = None,
@@ -418,7 +457,7 @@ def get_trained(name: str, config: dict, background=None, *, retrain: bool = Fal
             num_classes = state["classifier.weight"].shape[0]
             model = FeatureNet(num_classes, feature_dim=state["classifier.weight"].shape[1])
         else:
-            model = _make(name, config)
+            model = _make(name, config, _classes_in(state, name))
         model.load_state_dict(state)
         info = {"source": str(path), "metrics": meta.get("metrics", {}), "seconds": time.perf_counter() - start}
         if background is not None and meta.get("data") is not None:
@@ -537,6 +576,7 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
     with torch.no_grad():
         for task in task_list:
             task["query_features"] = extract_features(feature_net, task["query"])
+            task["pool_features"] = extract_features(feature_net, task["pool"])
             task["distractor_features"] = [extract_features(feature_net, d) for d in task["distractors"]]
 
 
@@ -548,6 +588,8 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
         record(method, shots, steps, "prototype_accuracy",
                prototype_accuracy(feats, [task["query_features"], *task["distractor_features"]], target=0))
         record(method, shots, steps, "frechet_distance", frechet_distance(feats, task["query_features"]))
+        record(method, shots, steps, "novelty_ratio",
+               novelty_ratio(feats, task["pool_features"][:shots], task["query_features"]))
         if first and keep_samples:
             samples[(method, shots, steps)] = images.detach().cpu().clone()
 
@@ -583,6 +625,17 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
                         for k in steps_grid:
                             record(method, shots, k, "query_nll_nats", recorder.nll[k])
                             quality(method, shots, k, recorder.samples[k], task, index == 0)
+                    elif method == "cavia":
+                        adapted = adapt_and_sample(models["cavia"], support[0], query[0], steps_grid, z_gen,
+                                                   config["sample_count"], config["iw_samples"])
+                        for k in steps_grid:
+                            record(method, shots, k, "query_nll_nats", adapted[k]["nll"])
+                            quality(method, shots, k, adapted[k]["samples"], task, index == 0)
+                    elif method == "cgan":  # a GAN: samples only
+                        adapted = fewshot_samples(models["cgan"], support[0], steps_grid, z_gen,
+                                                  config["sample_count"], CGANConfig.from_generation_config(config))
+                        for k in steps_grid:
+                            quality(method, shots, k, adapted[k], task, index == 0)
                     elif method == "statistician":
                         model = models["statistician"]
                         bound = condition_on(model, support[0])
@@ -608,8 +661,11 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
     for (method, shots, steps, metric), values in sorted(results.items(), key=lambda kv: (
             METHODS.index(kv[0][0]), kv[0][1], kv[0][2], METRICS.index(kv[0][3]))):
         mean, se = _mean_se(values)
-        rows.append({"experiment": EXPERIMENT, "method": method, "shots": shots, "steps": steps, "metric": metric,
-                     "value": mean, "std_error": se, "tasks": len(values)})
+        rows.append({"experiment": EXPERIMENT, "method": method, "kind": KINDS[method], "shots": shots,
+                     "steps": steps, "metric": metric, "value": mean, "std_error": se, "tasks": len(values)})
+    if "cgan" in methods:  # the CGAN's own classes: class-conditional samples of every background class
+        info["cgan_background"] = background_quality(models["cgan"].cpu(), feature_net.cpu(), background,
+                                                     seed=config["seed"])
     info.update({"eval_seconds": time.perf_counter() - start, "method_seconds": method_seconds,
                  "eval_classes": [t["class"] for t in task_list],
                  "per_task": {"|".join(map(str, key)): values for key, values in results.items()}})
@@ -652,7 +708,7 @@ def check_targets(result: dict, shots: int = 5, steps: int = 10) -> list[dict[st
     holds = None if None in ns else bool(ns[0] > ns[1] > ns[2])
     out.append({"target": "NS-lite query NLL decreases as shots go 1 -> 5 -> 10", "holds": holds,
                 "detail": "not measured" if holds is None else " -> ".join(f"{v:.2f}" for v in ns) + " nats"})
-    meta_methods = ("maml", "fomaml", "reptile", "figr")
+    meta_methods = ("maml", "fomaml", "reptile", "figr", "cavia")
     candidates = [(m, _value(rows, m, shots, steps, "prototype_accuracy")) for m in meta_methods]
     candidates = [(m, v) for m, v in candidates if v is not None]
     scratch_fd = _value(rows, "scratch", shots, steps, "frechet_distance")
@@ -666,7 +722,35 @@ def check_targets(result: dict, shots: int = 5, steps: int = 10) -> list[dict[st
                               f"accuracy >= 60% and Frechet < scratch",
                     "holds": bool(acc >= 0.6 and fd < scratch_fd),
                     "detail": f"accuracy {acc:.1%}, Frechet {fd:.2f} vs scratch {scratch_fd:.2f}"})
+    out.append(_inner_loop_target(rows, paired, shots, steps))
+    background = result["info"].get("cgan_background")
+    out.append({"target": "conditional GAN: samples of the background classes classified correctly >= 80% by the "
+                          "feature network", "holds": None if background is None else background["accuracy"] >= 0.8,
+                "detail": "not measured" if background is None else
+                f"accuracy {background['accuracy']:.1%} over {background['classes']} classes (real held-out images: "
+                f"{background['holdout_accuracy']:.1%}), novelty ratio {background['novelty_ratio']:.2f}"})
     return out
+
+
+def _inner_loop_target(rows: list[dict], paired, shots: int, steps: int) -> dict[str, Any]:
+    """Issue 17's target: some ``inner_loop`` method with prototype accuracy >= 60% and novelty ratio >= 0.8
+    at the same ``(shots, steps)``, and query NLL no worse than joint + fine-tuning (paired, 1.96 s.e.)."""
+    verdicts = []
+    for method in (m for m in METHODS if KINDS[m] == "inner_loop"):
+        acc = _value(rows, method, shots, steps, "prototype_accuracy")
+        novelty = _value(rows, method, shots, steps, "novelty_ratio")
+        vs_joint = paired(method, "joint", "query_nll_nats")
+        if acc is None or novelty is None or vs_joint is None:
+            continue
+        holds = acc >= 0.6 and novelty >= 0.8 and vs_joint[0] <= 1.96 * vs_joint[1]
+        verdicts.append((holds, acc, method, f"{method}: accuracy {acc:.1%}, novelty ratio {novelty:.2f}, "
+                                             f"NLL - NLL(joint+ft) = {vs_joint[0]:+.2f} +- {vs_joint[1]:.2f} nats"))
+    target = (f"an inner-loop method ({shots} shots, {steps} steps): prototype accuracy >= 60% with novelty ratio "
+              f">= 0.8, query NLL no worse than joint pretraining + fine-tuning")
+    if not verdicts:
+        return {"target": target, "holds": None, "detail": "not measured"}
+    verdicts.sort(key=lambda v: (v[0], v[1]), reverse=True)
+    return {"target": target, "holds": bool(verdicts[0][0]), "detail": "; ".join(v[3] for v in verdicts)}
 
 
 def format_table(rows: list[dict]) -> str:
@@ -674,13 +758,16 @@ def format_table(rows: list[dict]) -> str:
     cells: dict[tuple, dict[str, str]] = {}
     for row in rows:
         text = (f"{row['value']:.1%}" if row["metric"] == "prototype_accuracy" else f"{row['value']:.2f}")
-        cells.setdefault((row["method"], row["shots"], row["steps"]), {})[row["metric"]] = (
+        cells.setdefault((row["method"], row.get("kind", KINDS.get(row["method"], "")), row["shots"], row["steps"]),
+                         {})[row["metric"]] = (
             f"{text} +- {row['std_error'] * (100 if row['metric'] == 'prototype_accuracy' else 1):.2f}")
-    header = f"{'method':<13}{'K':>3}{'k':>4}  {'query NLL (nats)':>20}  {'proto acc (%)':>16}  {'Frechet':>16}"
+    header = (f"{'method':<13}{'kind':<11}{'K':>3}{'k':>4}  {'query NLL (nats)':>20}  {'proto acc (%)':>16}  "
+              f"{'Frechet':>16}  {'novelty':>12}")
     lines = [header, "-" * len(header)]
-    for (method, shots, steps), metrics in cells.items():
-        lines.append(f"{method:<13}{shots:>3}{steps:>4}  {metrics.get('query_nll_nats', '-'):>20}  "
-                     f"{metrics.get('prototype_accuracy', '-'):>16}  {metrics.get('frechet_distance', '-'):>16}")
+    for (method, kind, shots, steps), metrics in cells.items():
+        lines.append(f"{method:<13}{kind:<11}{shots:>3}{steps:>4}  {metrics.get('query_nll_nats', '-'):>20}  "
+                     f"{metrics.get('prototype_accuracy', '-'):>16}  {metrics.get('frechet_distance', '-'):>16}  "
+                     f"{metrics.get('novelty_ratio', '-'):>12}")
     return "\n".join(lines)
 
 
@@ -726,15 +813,19 @@ PRETRAINED_DESCRIPTIONS = {
     "joint": "the same conv VAE jointly pretrained on background glyph tasks (baseline)",
     "statistician": "Neural-Statistician-lite: set-conditioned VAE, adapts by one forward pass",
     "figr": "FIGR: Reptile over a WGAN-GP generator and critic",
+    "cavia": "CAVIA-style context VAE: a task context adapted by gradient steps, samples follow the support",
+    "cgan": "conditional GAN (projection + auxiliary-classifier critic) of the background glyph classes",
 }
 
 
 def _build_from_file(name: str, profile: str) -> nn.Module:
     """The untrained architecture of checkpoint ``name``; the feature net's class count comes from the file."""
     config = generation_config(profile)
-    if name != "featnet":
+    if name not in ("featnet", "cgan"):
         return _make(name, config)
-    state, _ = checkpoints.load(SHIPPED_DIR / f"generation_featnet_{profile}.safetensors")
+    state, _ = checkpoints.load(SHIPPED_DIR / f"generation_{name}_{profile}.safetensors")
+    if name == "cgan":
+        return _make(name, config, _classes_in(state, name))
     weight = state["classifier.weight"]
     return FeatureNet(weight.shape[0], feature_dim=weight.shape[1])
 
