@@ -160,7 +160,7 @@ def test_bench_merges_disjoint_method_runs(tiny, tmp_path, capsys):
     assert main(["bench", "generation", "--merge", *paths, "--json", str(out)]) == 0
     merged = json.loads(out.read_text())
     assert {r["method"] for r in merged["rows"]} == {"scratch", "statistician"}
-    assert len(merged["targets"]) == 5 and "Targets" in capsys.readouterr().out
+    assert len(merged["targets"]) == 7 and "Targets" in capsys.readouterr().out
     assert main(["bench", "generation", "--merge", paths[0], paths[0]]) == 2  # overlapping methods: refused
 
 

@@ -95,6 +95,11 @@ COMMON = {
 }
 
 
+def recipe_configs(config: dict) -> dict[str, dict]:
+    """The typed recipe configs (as dicts) of the checkpoints built from ``config`` (for the JSON)."""
+    return {name: make(config).as_dict() for name, make in RECIPE_CONFIGS.items()}
+
+
 def generation_config(profile: str | None = None, **overrides: Any) -> dict[str, Any]:
     """The experiment's full config for ``profile`` (``"fast"``/``"full"``; default: the active profile),
     with ``overrides`` applied (unknown keys raise ``ValueError``)."""
