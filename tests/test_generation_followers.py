@@ -132,6 +132,10 @@ def test_a_new_class_embedding_fitted_from_its_shots_reconstructs_them_better():
     assert torch.equal(embeddings[0], model.embedding_init)  # step 0 is the (meta-learned) init
     samples = sample_with_embedding(model.generator, embeddings[-1], 6, torch.Generator().manual_seed(0))
     assert samples.shape == (6, 1, 28, 28)
+    shipped = model.without_critic()  # what the checkpoint keeps: the generator and the embedding init
+    assert shipped.critic is None and not any(k.startswith("critic.") for k in shipped.state_dict())
+    again = sample_with_embedding(shipped.generator, embeddings[-1], 6, torch.Generator().manual_seed(0))
+    assert torch.equal(samples, again)
 
 
 def test_background_quality_counts_the_feature_nets_labels():

@@ -76,7 +76,7 @@ SIZES = {
         "feature_steps": 4000, "meta_iterations": 300, "meta_batch": 4, "train_shots": 5, "train_queries": 5,
         "inner_steps": 5, "statistician_iterations": 1200, "figr_iterations": 300, "figr_inner_steps": 5,
         "eval_tasks": 16, "shots": [1, 5, 10], "steps": [0, 1, 5, 10, 50], "iw_samples": 16, "sample_count": 32,
-        "cavia_iterations": 1500, "cgan_iterations": 4000,
+        "cavia_iterations": 1500, "cgan_iterations": 5000,
     },
     "full": {
         "feature_steps": 12000, "meta_iterations": 3000, "meta_batch": 8, "train_shots": 5, "train_queries": 5,
@@ -412,7 +412,8 @@ def _make(name: str, config: dict, num_classes: int | None = None) -> nn.Module:
     if name == "cgan":
         if num_classes is None:
             raise ValueError("the cgan's num_classes (background classes) is needed to build it")
-        return make_cgan(CGANConfig.from_generation_config(config), num_classes, config["image_size"])
+        return make_cgan(CGANConfig.from_generation_config(config), num_classes, config["image_size"],
+                         with_critic=False)
     if name == "statistician":
         return make_statistician(config)
     if name == "figr":

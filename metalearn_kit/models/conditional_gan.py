@@ -41,17 +41,29 @@ class ACCritic(nn.Module):
 
 
 class CGAN(nn.Module):
-    """Generator and critic kept together (one checkpoint). ``generator: ConditionalGenerator``,
-    ``critic: ACCritic``; the buffer ``embedding_init [embedding]`` is the meta-learned start of a new
-    class's embedding (:func:`meta_learn_embedding_init`)."""
+    """Generator and critic kept together while training. ``generator: ConditionalGenerator``,
+    ``critic: ACCritic`` (``None`` with ``with_critic=False``: sampling and new-class inversion need only the
+    generator, and the critic's per-class projection is most of the weights); the buffer
+    ``embedding_init [embedding]`` is the meta-learned start of a new class's embedding
+    (:func:`meta_learn_embedding_init`)."""
 
     def __init__(self, num_classes: int, latent: int = 32, embedding: int = 32, image_size: int = 28,
-                 width: int = 32, hidden: int = 128):
+                 width: int = 32, hidden: int = 128, with_critic: bool = True):
         super().__init__()
+        self.sizes = {"num_classes": num_classes, "latent": latent, "embedding": embedding, "image_size": image_size,
+                      "width": width, "hidden": hidden}
         self.generator = ConditionalGenerator(num_classes, latent=latent, embedding=embedding, image_size=image_size,
                                               width=width, hidden=hidden)
-        self.critic = ACCritic(num_classes, image_size=image_size, width=width)
+        self.critic = ACCritic(num_classes, image_size=image_size, width=width) if with_critic else None
         self.register_buffer("embedding_init", torch.zeros(embedding))
+
+    def without_critic(self) -> CGAN:
+        """This model's generator and embedding init, without the critic (what is shipped)."""
+        if self.critic is None:
+            return self
+        out = CGAN(**self.sizes, with_critic=False)
+        out.load_state_dict({k: v for k, v in self.state_dict().items() if not k.startswith("critic.")})
+        return out
 
 
 def _r1_penalty(critic: ACCritic, real: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -81,9 +81,10 @@ class CGANConfig:
         return {**asdict(self), "betas": list(self.betas)}
 
 
-def make_cgan(recipe: CGANConfig, num_classes: int, image_size: int = 28) -> CGAN:
+def make_cgan(recipe: CGANConfig, num_classes: int, image_size: int = 28, with_critic: bool = True) -> CGAN:
+    """The CGAN of ``recipe``; ``with_critic=False`` is the shipped form (generator + embedding init)."""
     return CGAN(num_classes, latent=recipe.latent, embedding=recipe.embedding, image_size=image_size,
-                width=recipe.width, hidden=recipe.hidden)
+                width=recipe.width, hidden=recipe.hidden, with_critic=with_critic)
 
 
 def _split(background, holdout: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,8 +112,9 @@ def pca_class_codes(images: torch.Tensor, labels: torch.Tensor, num_classes: int
 
 def train_cgan(recipe: CGANConfig, background, image_size: int = 28, seed: int = 0,
                device: torch.device | str | None = None) -> tuple[CGAN, dict]:
-    """Train the CGAN on every background class, then meta-learn ``embedding_init``. Returns (model on
-    the CPU, history with ``critic_loss``/``generator_loss`` per iteration and ``wall_time_s``)."""
+    """Train the CGAN on every background class, then meta-learn ``embedding_init``. Returns (the model on
+    the CPU without its critic, history with ``critic_loss``/``generator_loss`` per iteration and
+    ``wall_time_s``)."""
     device = torch.device(device or "cpu")
     images, labels = _split(background, recipe.holdout_per_class)
     gen = torch.Generator().manual_seed(seed)
@@ -163,7 +165,7 @@ def train_cgan(recipe: CGANConfig, background, image_size: int = 28, seed: int =
         for p in model.generator.parameters():
             p.requires_grad_(True)
     history["embedding_init_seconds"] = time.perf_counter() - start - history["wall_time_s"][-1]
-    return model, history
+    return model.without_critic(), history
 
 
 @torch.no_grad()
