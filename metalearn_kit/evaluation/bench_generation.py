@@ -178,7 +178,9 @@ def _merge(args: argparse.Namespace, check_targets, format_table) -> int:
     rows = sorted((row for part in parts for row in part["rows"]), key=lambda r: (
         METHODS.index(r["method"]), r["shots"], r["steps"], METRICS.index(r["metric"])))
     per_task = {k: v for part in parts for k, v in part.get("per_task", {}).items()}
-    result = {"rows": rows, "info": {"per_task": per_task}}
+    # the CGAN's background-class measurement comes with the part that ran cgan
+    background = next((part["cgan_background"] for part in parts if part.get("cgan_background")), None)
+    result = {"rows": rows, "info": {"per_task": per_task, "cgan_background": background}}
     config = first["config"]
     targets = check_targets(result, shots=5, steps=10 if 10 in config["steps"] else max(config["steps"]))
     print(f"Merged {len(parts)} runs ({sorted(set(methods), key=METHODS.index)}), profile {first['profile']}")
@@ -188,7 +190,7 @@ def _merge(args: argparse.Namespace, check_targets, format_table) -> int:
         verdict = {True: "HOLDS", False: "DOES NOT HOLD", None: "NOT MEASURED"}[t["holds"]]
         print(f"  [{verdict}] {t['target']}: {t['detail']}")
     if args.json:
-        payload = {**first, "rows": rows, "targets": targets, "per_task": per_task,
+        payload = {**first, "rows": rows, "targets": targets, "per_task": per_task, "cgan_background": background,
                    "checkpoints": {k: v for part in parts for k, v in part.get("checkpoints", {}).items()},
                    "method_seconds": {k: v for part in parts for k, v in part.get("method_seconds", {}).items()},
                    "eval_seconds": sum(part.get("eval_seconds", 0.0) for part in parts),
