@@ -7,6 +7,8 @@ import math
 
 import torch
 
+__all__ = ["check_choice", "check_float", "check_images", "check_int", "check_model_input"]
+
 
 def check_int(name: str, value, minimum: int | None = None, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+__all__ = ["PICKLE_SUFFIXES", "atomic_write_bytes", "load", "meta_path", "save"]
+
 PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".bin"}
 _META_KEY = "metalearn_kit_meta"
 

@@ -1,8 +1,8 @@
 """The ``metalearn-kit`` command.
 
-Each sub-command lives in the module that implements it; this file only lists them. A command module
-defines ``configure_parser(parser)`` and ``main(args) -> int`` and is imported only when its command runs,
-so ``metalearn-kit --help`` stays fast.
+This file is the console entry point and only lists the sub-commands; each lives in a module of
+:mod:`metalearn_kit.commands`. A command module defines ``configure_parser(parser)`` and ``main(args) -> int``
+and is imported only when its command runs, so ``metalearn-kit --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -11,17 +11,21 @@ import argparse
 import importlib
 import sys
 
+__all__ = ["COMMANDS", "build_parser", "main"]
+
 # command words -> (module, one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
-    ("info",): ("metalearn_kit.cli_info", "versions, device and profile of this installation"),
-    ("notebooks", "execute"): ("metalearn_kit.notebook_runner", "re-execute the notebooks and save their outputs"),
-    ("bench", "notebooks"): ("metalearn_kit.notebook_runner_bench", "time and memory of each notebook"),
-    ("bench", "meta-step"): ("metalearn_kit.evaluation.bench_meta_step", "time one meta-step per backend"),
-    ("bench", "restoration"): ("metalearn_kit.evaluation.bench_restoration", "the restoration benchmark table"),
-    ("bench", "generation"): ("metalearn_kit.evaluation.bench_generation", "the generation benchmark table"),
-    ("train",): ("metalearn_kit.meta.cli_train", "meta-train an experiment from its config"),
-    ("db",): ("metalearn_kit.store.cli", "query the meta-database"),
-    ("pretrain",): ("metalearn_kit.pretrained", "train the shipped checkpoints (config, seed, metrics recorded)"),
+    ("info",): ("metalearn_kit.commands.info", "versions, device and profile of this installation"),
+    ("notebooks", "execute"): ("metalearn_kit.commands.notebooks", "re-execute the notebooks and save their outputs"),
+    ("bench", "notebooks"): ("metalearn_kit.commands.bench_notebooks", "time and memory of each notebook"),
+    ("bench", "meta-step"): ("metalearn_kit.commands.bench_meta_step", "time one meta-step per backend"),
+    ("bench", "restoration"): ("metalearn_kit.commands.bench_restoration",
+                               "the restoration benchmark table"),
+    ("bench", "generation"): ("metalearn_kit.commands.bench_generation", "the generation benchmark table"),
+    ("train",): ("metalearn_kit.commands.train", "meta-train an experiment from its config"),
+    ("db",): ("metalearn_kit.commands.db", "query the meta-database"),
+    ("pretrain",): ("metalearn_kit.commands.pretrain",
+                    "train the shipped checkpoints (config, seed, metrics recorded)"),
 }
 
 

@@ -14,6 +14,9 @@ from typing import TypeVar
 
 import torch
 
+__all__ = ["DEVICE_ENV", "PROFILES", "PROFILE_ENV", "T", "describe_machine", "get_device", "get_profile",
+           "make_generator", "profile_sizes", "seed_everything"]
+
 PROFILES = ("fast", "full")
 DEVICE_ENV = "METALEARN_KIT_DEVICE"
 PROFILE_ENV = "METALEARN_KIT_PROFILE"

@@ -31,12 +31,14 @@ CUT = {  # the counts that make the full profile long; everything else stays at 
 
 def run(name: str) -> int:
     if name == "generation":
-        from metalearn_kit.evaluation.generation import evaluate_generation, generation_config
+        from metalearn_kit.evaluation.generation import evaluate_generation
+        from metalearn_kit.recipes import generation_config
 
         return len(evaluate_generation(generation_config("full", **CUT[name]), keep_samples=True)["rows"])
     from metalearn_kit.evaluation import restoration
+    from metalearn_kit.recipes import RESTORATION_EXPERIMENTS
 
-    functions = dict(zip(restoration.EXPERIMENTS, (
+    functions = dict(zip(RESTORATION_EXPERIMENTS, (
         restoration.few_shot_denoising, restoration.zero_shot_super_resolution,
         restoration.few_shot_deblurring_inpainting, restoration.image_fitting,
         restoration.self_supervised_denoising), strict=True))

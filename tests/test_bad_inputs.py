@@ -16,17 +16,16 @@ import torch.nn.functional as F
 from metalearn_kit import checkpoints
 from metalearn_kit.cli import main as cli_main
 from metalearn_kit.data import ClassImageSource, fashion_mnist, glyphs, mnist, omniglot, photos
-from metalearn_kit.evaluation import restoration
-from metalearn_kit.evaluation.generation import generation_config
-from metalearn_kit.evaluation.generation import meta_training_parts as generation_meta_training_parts
 from metalearn_kit.evaluation.metrics import psnr, ssim
-from metalearn_kit.experiments import build_experiment
 from metalearn_kit.meta import MAML, MetaSGD, Reptile, finetune, meta_train
 from metalearn_kit.models.conv import ConvRestorer
-from metalearn_kit.models.generation import ConditionalGenerator, ConvVAE, Critic, Generator
-from metalearn_kit.models.restoration import ResidualRestorer, UnrolledRestorer
+from metalearn_kit.models.gan import ConditionalGenerator, Critic, Generator
+from metalearn_kit.models.generation import ConvVAE
+from metalearn_kit.models.restoration import UnrolledRestorer
 from metalearn_kit.models.siren import Siren
 from metalearn_kit.pretrained import load_pretrained
+from metalearn_kit.recipes import build_experiment, generation_config, restoration, restoration_config
+from metalearn_kit.recipes.generation import meta_training_parts as generation_meta_training_parts
 from metalearn_kit.store import MetaDatabase
 from metalearn_kit.tasks import (
     FewShotGenerationTasks,
@@ -233,7 +232,7 @@ CASES = [
      r"x must have 1 channel\(s\) for this model, got 3"),
     ("conv-forward-rank", lambda p: ConvRestorer(channels=1, width=4)(_images(2)[0]), ValueError,
      r"x must be a \[N, C, H, W\] tensor, got \(1, 16, 16\)"),
-    ("residual-forward-channels", lambda p: ResidualRestorer(channels=1, width=4)(_images(2, channels=3)),
+    ("residual-forward-channels", lambda p: ConvRestorer(channels=1, width=4)(_images(2, channels=3)),
      ValueError, r"x must have 1 channel"),
     ("unrolled-kind", lambda p: UnrolledRestorer("deconv"), ValueError, r"kind must be one of"),
     ("unrolled-scale", lambda p: UnrolledRestorer("sr", scale=1), ValueError, r"scale must be >= 2"),
@@ -362,7 +361,7 @@ CASES = [
     ("generation-config-ways", lambda p: generation_config("fast", ways=1), ValueError, r"ways must be >= 2"),
     ("generation-config-lr", lambda p: generation_config("fast", meta_lr=0.0), ValueError, r"meta_lr must be > 0"),
     ("meta-training-parts-name", lambda p: restoration.meta_training_parts(
-        "restoration_denoise_joint", restoration.experiment_config("denoising", "fast")), ValueError,
+        "restoration_denoise_joint", restoration_config("denoising", "fast")), ValueError,
      r"name must be a meta-trained checkpoint, one of \[.*got 'restoration_denoise_joint'"),
     ("generation-parts-method", lambda p: generation_meta_training_parts("joint", generation_config("fast")),
      ValueError, r"method must be one of"),

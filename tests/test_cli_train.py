@@ -10,7 +10,7 @@ import torch
 
 from metalearn_kit import checkpoints
 from metalearn_kit.cli import main
-from metalearn_kit.experiments import build_experiment, list_experiments
+from metalearn_kit.recipes import build_experiment, list_experiments
 
 FAST = ["--profile", "fast", "--no-progress"]
 
@@ -129,46 +129,46 @@ def test_meta_batch_not_divisible_by_world_size(monkeypatch, tmp_path, capsys):
 
 
 def test_checkpoint_experiment_trains_exactly_what_pretrain_trains(tmp_path):
-    from metalearn_kit.evaluation import restoration
+    from metalearn_kit.recipes import restoration, restoration_config
 
     out = tmp_path / "run"
     assert train("restoration_denoise_maml", "--iterations", "2", "--out", str(out)) == 0
     weights, _ = checkpoints.load(out / "model.safetensors")
-    config = restoration.experiment_config("denoising", "fast", sizes={"meta_iterations": 2})
+    config = restoration_config("denoising", "fast", sizes={"meta_iterations": 2})
     model, _ = restoration.train_checkpoint("restoration_denoise_maml", config, seed=0)
     for name, value in model.state_dict().items():
         assert torch.equal(weights[name], value), name
     log = json.loads((out / "train_log.json").read_text())
-    assert log["experiment"]["details"]["config"] == restoration.experiment_config("denoising", "fast")
+    assert log["experiment"]["details"]["config"] == restoration_config("denoising", "fast").as_dict()
 
 
 def test_checkpoint_experiments_use_the_benchmark_configs():
-    from metalearn_kit.evaluation import generation, restoration
+    from metalearn_kit.recipes import generation, restoration, restoration_config
 
     names = set(list_experiments())
     assert set(restoration.META_TRAINED) | {"generation_maml", "generation_fomaml", "generation_reptile"} <= names
     for profile in ("fast", "full"):
         setup = build_experiment("restoration_siren_maml", profile=profile)
-        config = restoration.experiment_config("image_fitting", profile)
-        assert setup.details["config"] == config
-        assert (setup.learner.inner_lr, setup.learner.inner_steps) == (config["inner_lr"], config["inner_steps"])
-        assert setup.settings.iterations == config["meta_iterations"]
-        assert setup.settings.meta_batch == config["meta_batch"] and setup.settings.meta_lr == config["meta_lr"]
-        assert len(setup.model.body) == config["hidden_layers"] and setup.model.head.in_features == config["width"]
+        config = restoration_config("image_fitting", profile)
+        assert setup.details["config"] == config.as_dict()
+        assert (setup.learner.inner_lr, setup.learner.inner_steps) == (config.inner_lr, config.inner_steps)
+        assert setup.settings.iterations == config.meta_iterations
+        assert setup.settings.meta_batch == config.meta_batch and setup.settings.meta_lr == config.meta_lr
+        assert len(setup.model.body) == config.hidden_layers and setup.model.head.in_features == config.width
     # every full-size experiment builds (its patches fit the photographs, its samplers draw), not only the fast ones
     for name in sorted(set(restoration.META_TRAINED) - {"restoration_sr_mzsr"}):  # SR would pretrain first
         setup = build_experiment(name, profile="full")
         tasks = setup.task_sampler.sample_batch(1, torch.Generator().manual_seed(0))
         assert all(torch.isfinite(t).all() for t in tasks.support), name
-    sr_config = restoration.experiment_config("super_resolution", "full")
+    sr_config = restoration_config("super_resolution", "full")
     for split in ("train", "test"):
-        restoration._sr_sampler(sr_config, split).sample_batch(1, 0)
+        restoration.restoration_sampler(sr_config, "sr", split).sample_batch(1, 0)
     assert build_experiment("generation_maml", profile="full").details["config"]["profile"] == "full"
     setup = build_experiment("generation_reptile", profile="fast")
     config = generation.generation_config("fast")
     assert setup.algorithm == "reptile" and setup.learner.train_on == "support+query"
-    assert setup.learner.inner_grad_clip == config["inner_grad_clip"]
-    assert setup.settings.grad_clip == config["meta_grad_clip"] and setup.settings.query_before is False
+    assert setup.learner.inner_grad_clip == config.inner_grad_clip
+    assert setup.settings.grad_clip == config.meta_grad_clip and setup.settings.query_before is False
     assert build_experiment("restoration_n2s_maml", profile="fast").algorithm == "fomaml"
 
 

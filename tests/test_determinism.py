@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from metalearn_kit import pretrained
 from metalearn_kit.data import ClassImageSource, photos
 from metalearn_kit.evaluation import restoration as R
-from metalearn_kit.evaluation.generation import evaluate_generation, generation_config
+from metalearn_kit.evaluation.generation import evaluate_generation
 from metalearn_kit.evaluation.metrics import psnr
-from metalearn_kit.experiments import build_experiment
 from metalearn_kit.meta import MAML, Reptile, meta_train
 from metalearn_kit.models.conv import ConvRestorer
+from metalearn_kit.recipes import build_experiment, generation_config
 from metalearn_kit.tasks import FewShotGenerationTasks, RestorationTasks
 
 torch.set_num_threads(1)

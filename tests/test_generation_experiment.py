@@ -3,6 +3,7 @@ reuse, a sample grid in artifacts/, and config errors that name the key."""
 
 import math
 import os
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -13,10 +14,10 @@ from metalearn_kit.evaluation.generation import (
     check_targets,
     evaluate_generation,
     format_table,
-    generation_config,
-    get_trained,
     save_sample_grid,
 )
+from metalearn_kit.pretrained import CHECKPOINT_DIR, load_or_train
+from metalearn_kit.recipes import generation_config
 
 torch.set_num_threads(1)
 
@@ -69,14 +70,15 @@ def test_tiny_experiment_rows_are_well_formed(tiny, artifacts_dir):
 
 def test_trained_models_are_cached_and_reloaded(tiny):
     config, sources = tiny
-    config = {**config, "seed": 5}  # a config no other test trained
-    model, info = get_trained("joint", config, sources[0])
+    config = replace(config, seed=5)  # a config no other test trained
+    model, info = load_or_train("generation_joint", config, 5, options={"background": sources[0]})
     assert info["source"] == "trained" and os.path.exists(info["saved"])
-    again, info2 = get_trained("joint", config, sources[0])
+    again, info2 = load_or_train("generation_joint", config, 5)
     assert info2["source"] == info["saved"]
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), again.parameters(), strict=True))
     # a different training config does not reuse the checkpoint
-    _, info3 = get_trained("joint", {**config, "meta_iterations": 3}, sources[0])
+    _, info3 = load_or_train("generation_joint", replace(config, meta_iterations=3), 5,
+                             options={"background": sources[0]})
     assert info3["source"] == "trained"
 
 
@@ -94,28 +96,29 @@ def test_config_and_method_errors_name_the_argument(tiny):
     with pytest.raises(ValueError, match="methods"):
         evaluate_generation(config, ["gan2"], sources=sources)
     with pytest.raises(ValueError, match="eval_queries"):
-        evaluate_generation({**config, "eval_queries": 20}, ["scratch"], sources=sources)
+        evaluate_generation(replace(config, eval_queries=20), ["scratch"], sources=sources)
     with pytest.raises(ValueError, match="shots"):
         generation_config("fast", shots=[])
     with pytest.raises(ValueError, match="inner_lr"):
         generation_config("fast", inner_lr=-1.0)
-    with pytest.raises(ValueError, match="name"):
-        get_trained("vae9", config, sources[0])
+    with pytest.raises(ValueError, match="name must be a registered checkpoint"):
+        load_or_train("generation_vae9", config, 0)
 
 
 def test_shipped_checkpoints_load_without_training():
     from metalearn_kit import checkpoints
-    from metalearn_kit.evaluation.generation import CHECKPOINT_NAMES, SHIPPED_DIR
+    from metalearn_kit.recipes.generation import CHECKPOINT_NAMES
 
     config = generation_config("fast")
-    shipped = [n for n in CHECKPOINT_NAMES if (SHIPPED_DIR / f"generation_{n}_fast.safetensors").exists()]
+    shipped = [n for n in CHECKPOINT_NAMES if (CHECKPOINT_DIR / f"generation_{n}_fast.safetensors").exists()]
     assert "featnet" in shipped and "maml" in shipped
     for name in shipped:
-        path = SHIPPED_DIR / f"generation_{name}_fast.safetensors"
+        path = CHECKPOINT_DIR / f"generation_{name}_fast.safetensors"
         _, meta = checkpoints.load(path)
         assert {"config", "seed", "metrics", "machine", "command"} <= set(meta)
         assert path.stat().st_size < 4 * 2**20  # a few MB at most
-        model, info = get_trained(name, config)  # found by its recorded config: loaded, not trained
+        # found by its recorded config: loaded, not trained
+        model, info = load_or_train(f"generation_{name}", config, config.seed)
         assert info["source"] == str(path)
         assert not model.training
 
@@ -124,14 +127,13 @@ def test_checkpoints_written_elsewhere_by_pretrain_are_found(tmp_path, monkeypat
     import shutil
 
     from metalearn_kit import pretrained
-    from metalearn_kit.evaluation.generation import SHIPPED_DIR
 
     # `metalearn-kit pretrain NAME --out DIR` writes into DIR ($METALEARN_KIT_CHECKPOINT_DIR); the benchmark
     # must look there first
     monkeypatch.setenv(pretrained.DIR_ENV, str(tmp_path))
     for suffix in (".safetensors", ".json"):
-        shutil.copy(SHIPPED_DIR / f"generation_maml_fast{suffix}", tmp_path / f"generation_maml_fast{suffix}")
-    _, info = get_trained("maml", generation_config("fast"))
+        shutil.copy(CHECKPOINT_DIR / f"generation_maml_fast{suffix}", tmp_path / f"generation_maml_fast{suffix}")
+    _, info = load_or_train("generation_maml", generation_config("fast"), 0)
     assert info["source"] == str(tmp_path / "generation_maml_fast.safetensors")
 
 
@@ -153,7 +155,7 @@ def test_bench_merges_disjoint_method_runs(tiny, tmp_path, capsys):
     for methods in (["scratch"], ["statistician"]):
         result = evaluate_generation(config, methods, sources=sources)
         path = tmp_path / f"{methods[0]}.json"
-        path.write_text(json.dumps({"profile": "fast", "config": config, "rows": result["rows"],
+        path.write_text(json.dumps({"profile": "fast", "config": asdict(config), "rows": result["rows"],
                                     "per_task": result["info"]["per_task"], "command": "test"}))
         paths.append(str(path))
     out = tmp_path / "merged.json"

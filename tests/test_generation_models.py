@@ -6,22 +6,24 @@ import pytest
 import torch
 from torch import nn
 
-from metalearn_kit.models.generation import (
+from metalearn_kit.models.gan import (
     ConditionalCritic,
     ConditionalGenerator,
-    ConvVAE,
     Critic,
     Generator,
+    gradient_penalty,
+    wgan_generator_loss,
+    wgan_gp_critic_loss,
+)
+from metalearn_kit.models.generation import (
+    ConvVAE,
     NeuralStatisticianLite,
     condition_on,
-    gradient_penalty,
     importance_weighted_nll,
     negative_elbo,
     reconstruction_log_likelihood,
     statistician_loss,
     vae_loss_fn,
-    wgan_generator_loss,
-    wgan_gp_critic_loss,
 )
 
 torch.set_num_threads(1)

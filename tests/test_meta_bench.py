@@ -17,8 +17,8 @@ def test_failures_become_rows_and_summary_picks_the_fastest():
     assert "error" in row and "maml and fomaml only" in row["error"]
     rows = [{"backend": "higher", "algorithm": "maml", "meta_batch": 8, "tasks_per_s": 10.0},
             {"backend": "func", "algorithm": "maml", "meta_batch": 8, "tasks_per_s": 40.0}, row]
-    bench._add_speedups(rows)
-    summary = bench._summary(rows)
+    bench.add_speedups(rows)
+    summary = bench.summarize(rows)
     assert summary["fastest"]["maml@8"]["backend"] == "func"
     assert summary["fastest"]["maml@8"]["speedup_vs_higher"] == 4.0
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from metalearn_kit.notebook_runner import error_outputs, execute_notebook, list_notebooks
+from metalearn_kit.commands.notebooks import error_outputs, execute_notebook, list_notebooks
 
 NOTEBOOK_DIR = Path(os.environ.get("METALEARN_KIT_NOTEBOOK_DIR", Path(__file__).parent.parent / "notebooks"))
 NOTEBOOKS = list_notebooks(NOTEBOOK_DIR)

@@ -10,8 +10,11 @@ from torch import nn
 from metalearn_kit import pretrained
 from metalearn_kit.evaluation import restoration as R
 from metalearn_kit.evaluation.bench_restoration import check_targets, format_table
-from metalearn_kit.models.restoration import ResidualRestorer, UnrolledRestorer
+from metalearn_kit.models.conv import ConvRestorer
+from metalearn_kit.models.restoration import UnrolledRestorer
 from metalearn_kit.models.siren import Siren
+from metalearn_kit.recipes import restoration as recipe
+from metalearn_kit.recipes import restoration_config
 
 ROW_KEYS = {"experiment", "method", "steps", "metric", "value", "tasks"}
 
@@ -54,9 +57,9 @@ def test_denoising_tiny_run_with_classical_references(monkeypatch, tmp_path):
 
 def test_experiment_config_rejects_unknown_keys():
     with pytest.raises(ValueError, match="sizes has unknown key 'bogus'"):
-        R.experiment_config("denoising", "fast", {"bogus": 1})
+        restoration_config("denoising", "fast", {"bogus": 1})
     with pytest.raises(ValueError, match="experiment must be one of"):
-        R.experiment_config("dehazing", "fast")
+        restoration_config("dehazing", "fast")
     with pytest.raises(ValueError, match="names must be among"):
         R.run_experiments(["dehazing"], profile="fast")
 
@@ -64,10 +67,10 @@ def test_experiment_config_rejects_unknown_keys():
 def test_noise2self_loss_ignores_the_centre_pixel():
     noisy = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     # the identity cannot cheat: the masked pixels it sees are neighbour averages, not the noisy values
-    assert R.noise2self_loss(lambda x: x, noisy) > 1e-3
+    assert recipe.noise2self_loss(lambda x: x, noisy) > 1e-3
     flag = torch.zeros(1)
-    mixed = R.self_supervised_loss(lambda x: x, (noisy, noisy, flag))
-    assert torch.isclose(mixed, R.noise2self_loss(lambda x: x, noisy))
+    mixed = recipe.self_supervised_loss(lambda x: x, (noisy, noisy, flag))
+    assert torch.isclose(mixed, recipe.noise2self_loss(lambda x: x, noisy))
 
 
 def test_shipped_checkpoints_load():
@@ -76,9 +79,9 @@ def test_shipped_checkpoints_load():
     assert shipped, "no restoration checkpoint shipped in metalearn_kit/checkpoints_data"
     for name in shipped:
         model, meta = pretrained.load_pretrained(name)
-        if R.META_TRAINED.get(name) == "metasgd":  # the learner: the model and its learned inner rates
+        if recipe.META_TRAINED.get(name) == "metasgd":  # the learner: the model and its learned inner rates
             model = model.model
-        assert isinstance(model, (ResidualRestorer, UnrolledRestorer, Siren))
+        assert isinstance(model, (ConvRestorer, UnrolledRestorer, Siren))
         assert {"config", "seed", "metrics", "machine", "command"} <= set(meta)
         assert meta["command"] == f"metalearn-kit pretrain {name}"
 
@@ -86,22 +89,22 @@ def test_shipped_checkpoints_load():
 def test_metasgd_checkpoint_holds_weights_and_learned_rates():
     from metalearn_kit.meta import MetaSGD
 
-    config = R.experiment_config("image_fitting", "fast", sizes={"patch": 16, "width": 8, "hidden_layers": 2,
+    config = restoration_config("image_fitting", "fast", sizes={"patch": 16, "width": 8, "hidden_layers": 2,
                                                                   "meta_iterations": 3, "meta_batch": 2})
-    learner, metrics = R.train_checkpoint("restoration_siren_metasgd", config, seed=0)
+    learner, metrics = recipe.train_checkpoint("restoration_siren_metasgd", config, seed=0)
     assert isinstance(learner, MetaSGD) and isinstance(learner.model, Siren) and metrics["iterations"] == 3
     rates = learner.inner_learning_rates()
-    assert any(not torch.allclose(r, torch.full_like(r, config["inner_lr"])) for r in rates.values())
+    assert any(not torch.allclose(r, torch.full_like(r, config.inner_lr)) for r in rates.values())
     # the registry's architecture takes the whole state back: weights and rates
-    fresh = pretrained.REGISTRY["restoration_siren_metasgd"].build(config)
+    fresh = pretrained.REGISTRY["restoration_siren_metasgd"].build(config, learner.state_dict())
     fresh.load_state_dict(learner.state_dict())
     assert all(torch.equal(fresh.inner_learning_rates()[n], r) for n, r in rates.items())
 
 
 def test_full_profile_variants_are_the_benchmark_full_configs():
-    for name, experiment in R.CHECKPOINT_EXPERIMENT.items():
-        assert pretrained.REGISTRY[name].config == R.experiment_config(experiment, "fast")
-        assert pretrained.REGISTRY[name].variants["full"].config == R.experiment_config(experiment, "full")
+    for name, experiment in recipe.CHECKPOINT_EXPERIMENT.items():
+        assert pretrained.REGISTRY[name].config == restoration_config(experiment, "fast")
+        assert pretrained.REGISTRY[name].variants["full"].config == restoration_config(experiment, "full")
         assert pretrained.checkpoint_path(name, "full").name == f"{name}_full.safetensors"
     with pytest.raises(ValueError, match=r"profile must be one of \['fast', 'full'\].*got 'huge'"):
         pretrained.checkpoint_path("restoration_denoise_maml", "huge")
@@ -113,13 +116,13 @@ def test_full_profile_file_is_written_by_pretrain_and_loaded_by_the_benchmark(mo
     with pytest.raises(FileNotFoundError, match="metalearn-kit pretrain restoration_denoise_maml --profile full"):
         pretrained.load_pretrained("restoration_denoise_maml", profile="full")
     # a small stand-in for the full sizes (the real ones are a GPU's work)
-    config = R.experiment_config("denoising", "fast", sizes={"meta_iterations": 2, "width": 8, "depth": 2})
+    config = restoration_config("denoising", "fast", sizes={"meta_iterations": 2, "width": 8, "depth": 2})
     trained, meta = pretrained.train_pretrained("restoration_denoise_maml", config=config, profile="full")
     assert meta["command"] == "metalearn-kit pretrain restoration_denoise_maml --profile full"
     assert meta["profile"] == "full" and (tmp_path / "restoration_denoise_maml_full.safetensors").exists()
     assert not (tmp_path / "restoration_denoise_maml.safetensors").exists()  # the shipped file is not touched
-    loaded, source = R.get_model("restoration_denoise_maml", config)
-    assert source == "loaded"
+    loaded, info = pretrained.load_or_train("restoration_denoise_maml", config)
+    assert info["source"] == str(tmp_path / "restoration_denoise_maml_full.safetensors")
     for key, value in trained.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
 
@@ -135,7 +138,7 @@ def test_registry_errors_and_train_if_missing(monkeypatch, tmp_path):
         torch.manual_seed(seed)
         return nn.Linear(config["features"], 1), {"loss": 0.5}
 
-    entry = pretrained.PretrainedEntry(file="tiny_test.safetensors", build=lambda c: nn.Linear(c["features"], 1),
+    entry = pretrained.PretrainedEntry(file="tiny_test.safetensors", build=lambda c, state: nn.Linear(c["features"], 1),
                                        train=train, config={"features": 3}, seed=7, description="test entry")
     monkeypatch.setitem(pretrained.REGISTRY, "tiny_test", entry)
     model, meta = pretrained.load_pretrained("tiny_test", train_if_missing=True)
@@ -171,7 +174,7 @@ def test_pretrain_cli_writes_a_cost_table(monkeypatch, tmp_path, capsys):
         torch.manual_seed(seed)
         return nn.Linear(config["features"], 1), {"iterations": 4, "loss": 0.5}
 
-    entry = pretrained.PretrainedEntry(file="tiny_cost.safetensors", build=lambda c: nn.Linear(c["features"], 1),
+    entry = pretrained.PretrainedEntry(file="tiny_cost.safetensors", build=lambda c, state: nn.Linear(c["features"], 1),
                                        train=train, config={"features": 3, "meta_batch": 2}, seed=1)
     monkeypatch.setitem(pretrained.REGISTRY, "tiny_cost", entry)
     assert main(["pretrain", "tiny_cost", "--json", str(tmp_path / "cost.json")]) == 0

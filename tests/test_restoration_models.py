@@ -6,10 +6,10 @@ from skimage import data, transform
 
 from metalearn_kit.evaluation import classical
 from metalearn_kit.evaluation.metrics import psnr
+from metalearn_kit.models.conv import ConvRestorer
 from metalearn_kit.models.restoration import (
     EncoderRestorer,
     LinearOperator,
-    ResidualRestorer,
     UnrolledRestorer,
     blur,
     blur_adjoint,
@@ -33,7 +33,7 @@ def _has_batchnorm(model):
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-@pytest.mark.parametrize("model", [ResidualRestorer(1, 8, 3), EncoderRestorer(3, 8, 2, 2)])
+@pytest.mark.parametrize("model", [ConvRestorer(1, 8, 3), EncoderRestorer(3, 8, 2, 2)])
 def test_cnn_backbones_keep_shape(model):
     x = torch.rand(2, model.channels, 12, 16)
     out = model(x)

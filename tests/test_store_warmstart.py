@@ -15,16 +15,14 @@ from metalearn_kit.store import (
     DESCRIPTOR_NAMES,
     MetaDatabase,
     StoreRecorder,
-    compare_warm_start,
     descriptor_distance,
     estimate_noise_sigma,
     rank_by_descriptor,
     rank_by_support_loss,
-    restoration_psnr,
     task_descriptor,
-    warm_start,
 )
 from metalearn_kit.tasks.task import Task
+from metalearn_kit.warmstart import compare_warm_start, evaluate_tasks, restoration_psnr, warm_start
 
 SIZE = 16
 
@@ -199,8 +197,8 @@ def stocked(tmp_path_factory):
         models[family] = _train_on_family(family, seed)
         recorder = StoreRecorder(db, f"joint-{family}", "tiny", config={"steps": 60}, seed=seed)
         tasks = [make_task(family, 100 + 10 * seed + i) for i in range(3)]
-        recorder.evaluate_tasks(models[family], tasks, mse_loss, steps=2, lr=1e-3, metric_fn=restoration_psnr,
-                                metric_name="psnr", save_models=True)
+        evaluate_tasks(recorder, models[family], tasks, mse_loss, steps=2, lr=1e-3, metric_fn=restoration_psnr,
+                       metric_name="psnr", save_models=True)
         recorder.finish({"trained_steps": 60})
     yield db, models
     db.close()
@@ -312,7 +310,7 @@ def test_recorder_with_meta_train_and_evaluation(tmp_path):
         assert run["config"]["inner_steps"] == 2 and "learner" in run["config"]["meta_train"]
 
         tasks = [make_task("denoise", seed=40 + i) for i in range(3)]
-        ids = recorder.evaluate_tasks(learner, tasks, mse_loss, metric_fn=restoration_psnr, metric_name="psnr")
+        ids = evaluate_tasks(recorder, learner, tasks, mse_loss, metric_fn=restoration_psnr, metric_name="psnr")
         assert len(set(ids)) == 3
         curve = db.learning_curve(ids[0], metric="psnr")[recorder.run_id]
         assert [step for step, _ in curve] == [0, 1, 2]

@@ -12,34 +12,20 @@ Importing this package is light: the modules (and pooch, skimage, matplotlib) lo
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
 
 _EXPORTS = {
-    "ClassImageSource": "base",
-    "glyphs": "glyph_source",
-    "GlyphSource": "glyph_source",
-    "photos": "photo_source",
-    "PhotoSource": "photo_source",
-    "omniglot": "downloads",
-    "mnist": "downloads",
-    "fashion_mnist": "downloads",
-    "read_idx": "downloads",
-    "DatasetUnavailableError": "downloads",
-    "cache_dir": "_cache",
+    "ClassImageSource": ".base",
+    "glyphs": ".glyph_source",
+    "GlyphSource": ".glyph_source",
+    "photos": ".photo_source",
+    "PhotoSource": ".photo_source",
+    "omniglot": ".downloads",
+    "mnist": ".downloads",
+    "fashion_mnist": ".downloads",
+    "read_idx": ".downloads",
+    "DatasetUnavailableError": ".downloads",
+    "cache_dir": "._cache",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'metalearn_kit.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

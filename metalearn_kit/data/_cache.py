@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["CACHE_ENV", "cache_dir", "load_npz", "save_npz_atomic"]
+
 CACHE_ENV = "METALEARN_KIT_CACHE_DIR"
 
 

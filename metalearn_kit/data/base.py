@@ -12,6 +12,8 @@ import torch
 
 from .._checks import check_int
 
+__all__ = ["ClassImageSource"]
+
 
 class ClassImageSource:
     """Images grouped into classes, and classes grouped into alphabets (or a single group).

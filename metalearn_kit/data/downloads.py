@@ -30,6 +30,9 @@ from .._checks import check_choice, check_int
 from ._cache import cache_dir, load_npz, save_npz_atomic
 from .base import ClassImageSource
 
+__all__ = ["BASE_URLS", "DatasetUnavailableError", "FASHION_CLASSES", "KNOWN_HASHES", "fashion_mnist", "mnist",
+           "omniglot", "read_idx"]
+
 _PROCESSED_VERSION = 1
 
 BASE_URLS = {

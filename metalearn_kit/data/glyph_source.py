@@ -32,6 +32,8 @@ from .._checks import check_choice, check_int
 from ._cache import cache_dir, load_npz, save_npz_atomic
 from .base import ClassImageSource
 
+__all__ = ["GlyphSource", "SPLITS", "catalogue", "glyphs"]
+
 # Bump when the catalogue or the drawing changes, so stale cache entries are never read.
 _VERSION = 7
 SPLITS = ("background", "evaluation")

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from .._checks import check_choice, check_int
 from ..config import make_generator
 
+__all__ = ["MAX_SIDE", "PhotoSource", "SPLITS", "photo_names", "photos"]
+
 SPLITS = ("train", "test")
 MAX_SIDE = 512  # bigger photographs are downscaled so the whole set stays a few MB
 

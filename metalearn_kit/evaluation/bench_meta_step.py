@@ -1,4 +1,5 @@
-"""``metalearn-kit bench meta-step``: time one meta-step per backend and algorithm.
+"""The meta-step benchmark (``metalearn-kit bench meta-step``: :mod:`metalearn_kit.commands.bench_meta_step`):
+time one meta-step per backend and algorithm.
 
 Setup (fixed, the kit's standard): ConvRestorer (4 conv layers, 32 channels), 1-channel 32x32 images, 5 support +
 5 query examples per task, 5 inner SGD steps, meta-batch 8 and 32. A meta-step is: meta-objective over the
@@ -8,7 +9,7 @@ meta-batch, backward, Adam step on the model. Backends:
 - ``func``: torch.func, the inner loop ``vmap``-ed over the tasks (``MAML(backend="func", vmap_tasks=True)``);
 - ``func-loop``: the same pure function in a Python loop over tasks (``vmap_tasks=False``);
 - ``func+compile`` (CUDA, MAML/FOMAML): the pure-functional meta-gradient
-  (:func:`~metalearn_kit.meta.functional.functional_meta_grad`) under ``torch.compile``; reported with its
+  (:func:`~metalearn_kit.meta.step.functional_meta_grad`) under ``torch.compile``; reported with its
   error when compilation fails.
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` minus what was allocated before the step; on CPU each
@@ -19,36 +20,20 @@ may reuse memory freed by warm-up steps.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
+
+__all__ = ["ALGORITHMS", "BACKENDS", "add_speedups", "benchmark", "print_row", "run_child", "run_config",
+           "run_interleaved", "summarize"]
 
 ALGORITHMS = ("maml", "fomaml", "reptile")
 BACKENDS = ("higher", "func", "func-loop", "func+compile")
 SHOTS, QUERIES, SIZE, INNER_STEPS, INNER_LR, WIDTH, DEPTH = 5, 5, 32, 5, 0.05, 32, 4
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", type=Path, default=None, help="write the rows (and the machine) to this JSON file")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: the kit's device)")
-    parser.add_argument("--meta-batch", type=int, nargs="+", default=[8, 32], help="meta-batch sizes")
-    parser.add_argument("--repeats", type=int, default=None, help="timed steps per configuration (default 10 on "
-                        "CUDA, 3 on CPU)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
-    parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=ALGORITHMS)
-    parser.add_argument("--backends", nargs="+", default=None, choices=BACKENDS,
-                        help="default: higher, func and func-loop on CPU; higher, func and func+compile on CUDA")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--interleave", action="store_true",
-                        help="time the backends of each (algorithm, meta-batch) round-robin in one process, so a "
-                             "machine shared with other work slows them alike (no memory figures then)")
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one CPU configuration, JSON in/out
 
 
 def _loss(model, batch):
@@ -75,8 +60,8 @@ def _sync(device: torch.device) -> None:
 def _make_step(backend: str, algorithm: str, device: torch.device, meta_batch: int):
     """Build (step function, model); the step runs one full meta-step."""
     from ..meta import MAML, Reptile
-    from ..meta.functional import functional_meta_grad
     from ..meta.inner import FunctionalSGD
+    from ..meta.step import functional_meta_grad
     from ..models.conv import ConvRestorer
 
     torch.manual_seed(0)
@@ -208,7 +193,7 @@ def run_interleaved(backends, algorithm: str, meta_batch: int, device: torch.dev
     return rows
 
 
-def _run_child(spec: str) -> dict:
+def run_child(spec: str) -> dict:
     cfg = json.loads(spec)
     if cfg.get("threads"):
         torch.set_num_threads(cfg["threads"])
@@ -237,8 +222,8 @@ def benchmark(device: torch.device, meta_batches, repeats: int, warmup: int, alg
                 chosen = [b for b in backends if not (b == "func+compile" and algorithm == "reptile")]
                 for row in run_interleaved(chosen, algorithm, meta_batch, device, repeats, warmup):
                     rows.append(row)
-                    _print_row(row)
-                _add_speedups(rows)
+                    print_row(row)
+                add_speedups(rows)
                 if on_row is not None:
                     on_row(rows)
                 continue
@@ -251,23 +236,14 @@ def benchmark(device: torch.device, meta_batches, repeats: int, warmup: int, alg
                 else:
                     row = run_config(backend, algorithm, meta_batch, device, repeats, warmup)
                 rows.append(row)
-                _print_row(row)
-                _add_speedups(rows)
+                print_row(row)
+                add_speedups(rows)
                 if on_row is not None:
                     on_row(rows)
     return rows
 
 
-def _add_speedups(rows: list[dict]) -> None:
-    # speed relative to the higher loop of the same algorithm and meta-batch
-    for row in rows:
-        ref = next((r for r in rows if r["backend"] == "higher" and r["algorithm"] == row["algorithm"]
-                    and r["meta_batch"] == row["meta_batch"] and "tasks_per_s" in r), None)
-        if ref is not None and "tasks_per_s" in row:
-            row["speedup_vs_higher"] = row["tasks_per_s"] / ref["tasks_per_s"]
-
-
-def _print_row(row: dict) -> None:
+def print_row(row: dict) -> None:
     if "error" in row:
         print(f"{row['algorithm']:8s} {row['backend']:13s} {row['meta_batch']:4d}  error: {row['error']}", flush=True)
     else:
@@ -276,65 +252,16 @@ def _print_row(row: dict) -> None:
               f"{row['step_ms_median']:10.1f} {memory:>10s}", flush=True)
 
 
-def main(args: argparse.Namespace) -> int:
-    if args.child is not None:
-        print(json.dumps(_run_child(args.child)))
-        return 0
-    from ..config import describe_machine, get_device
-
-    device = get_device(args.device)
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be cpu or cuda, got {device.type!r}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    if any(b < 1 for b in args.meta_batch):
-        raise ValueError(f"--meta-batch values must be >= 1, got {args.meta_batch}")
-    repeats = args.repeats if args.repeats is not None else (10 if device.type == "cuda" else 3)
-    if repeats < 1:
-        raise ValueError(f"--repeats must be >= 1, got {repeats}")
-    backends = args.backends or (["higher", "func", "func+compile"] if device.type == "cuda"
-                                 else ["higher", "func", "func-loop"])
-    machine = describe_machine()
-    print(f"machine: {json.dumps(machine)}")
-    memory_text = ("not measured (interleaved)" if args.interleave else "torch.cuda.max_memory_allocated"
-                   if device.type == "cuda" else "ru_maxrss growth (child process)")
-    print(f"ConvRestorer {DEPTH}x{WIDTH}, {SIZE}x{SIZE}x1, {SHOTS} support + {QUERIES} query, {INNER_STEPS} inner "
-          f"steps; {repeats} timed steps after {args.warmup} warm-up; memory: "
-          f"{memory_text}")
-    print(f"{'algo':8s} {'backend':13s} {'mb':>4s} {'tasks/s':>10s} {'ms/step':>10s} {'peak MB':>10s}")
-    t0 = time.perf_counter()
-    setup = {"model": f"ConvRestorer(channels=1, width={WIDTH}, depth={DEPTH})", "image": SIZE, "support": SHOTS,
-             "query": QUERIES, "inner_steps": INNER_STEPS, "inner_lr": INNER_LR, "inner_optimizer": "sgd",
-             "meta_optimizer": "adam", "repeats": repeats, "warmup": args.warmup,
-             "interleaved": args.interleave,
-             "memory_method": ("not measured (interleaved timing)" if args.interleave
-                               else "torch.cuda.max_memory_allocated minus allocated before" if device.type == "cuda"
-                               else "ru_maxrss growth over the steps, one child process per configuration")}
-
-    def write(rows: list[dict], complete: bool) -> None:
-        if args.json is None:
-            return
-        payload = {"benchmark": "meta-step", "machine": machine, "device": device.type, "setup": setup,
-                   "rows": rows, "summary": _summary(rows), "complete": complete,
-                   "total_s": time.perf_counter() - t0}
-        from ..checkpoints import atomic_write_bytes
-
-        # rewritten after every configuration: atomic, so a run killed mid-write keeps the rows so far
-        atomic_write_bytes(args.json, (json.dumps(payload, indent=2) + "\n").encode())
-
-    rows = benchmark(device, args.meta_batch, repeats, args.warmup, args.algorithms, backends, args.threads,
-                     on_row=lambda rows: write(rows, False), interleave=args.interleave)
-    for line in _summary(rows)["lines"]:
-        print(line)
-    write(rows, True)
-    if args.json is not None:
-        print(f"wrote {args.json}")
-    return 0
+def add_speedups(rows: list[dict]) -> None:
+    # speed relative to the higher loop of the same algorithm and meta-batch
+    for row in rows:
+        ref = next((r for r in rows if r["backend"] == "higher" and r["algorithm"] == row["algorithm"]
+                    and r["meta_batch"] == row["meta_batch"] and "tasks_per_s" in r), None)
+        if ref is not None and "tasks_per_s" in row:
+            row["speedup_vs_higher"] = row["tasks_per_s"] / ref["tasks_per_s"]
 
 
-def _summary(rows: list[dict]) -> dict:
+def summarize(rows: list[dict]) -> dict:
     lines, fastest = [], {}
     for key in sorted({(r["algorithm"], r["meta_batch"]) for r in rows}):
         ok = [r for r in rows if (r["algorithm"], r["meta_batch"]) == key and "tasks_per_s" in r]
@@ -349,7 +276,8 @@ def _summary(rows: list[dict]) -> dict:
     return {"fastest": fastest, "lines": lines}
 
 
-if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="metalearn-kit bench meta-step")
-    configure_parser(_parser)
-    raise SystemExit(main(_parser.parse_args()))
+if __name__ == "__main__":  # one CPU configuration in a child process: JSON spec in, JSON row out
+    if len(sys.argv) != 3 or sys.argv[1] != "--child":
+        raise SystemExit("usage: python -m metalearn_kit.evaluation.bench_meta_step --child SPEC (run the "
+                         "benchmark with `metalearn-kit bench meta-step`)")
+    print(json.dumps(run_child(sys.argv[2])))

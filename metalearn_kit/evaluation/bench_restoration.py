@@ -1,6 +1,5 @@
-"""``metalearn-kit bench restoration``: run the five restoration experiments on held-out photographs, print one
-table (experiment x method x steps -> PSNR / SSIM / seconds) and whether each target holds, and write the rows
-(``experiment``, ``method``, ``steps``, ``metric``, ``value``, ...) with the machine description as JSON.
+"""The restoration benchmark's report: whether each target holds, where meta-learning wins or loses, and one
+text table. (``metalearn-kit bench restoration`` runs it: :mod:`metalearn_kit.commands.bench_restoration`.)
 
 Targets (checked, never enforced -- a miss is printed as a miss):
 
@@ -15,15 +14,9 @@ Beside them the table says where meta-learning loses to joint pretraining or to 
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
-from pathlib import Path
 from typing import Any
 
-from ..checkpoints import atomic_write_bytes
-from ..config import describe_machine, get_profile
-from .restoration import EXPERIMENTS, run_experiments
+__all__ = ["check_targets", "comparisons", "format_table"]
 
 
 def _value(rows, experiment, method_prefix, steps, metric="psnr") -> float | None:
@@ -32,16 +25,6 @@ def _value(rows, experiment, method_prefix, steps, metric="psnr") -> float | Non
                 and row["metric"] == metric):
             return row["value"]
     return None
-
-
-def _best_over(rows, experiment, method_prefix, max_steps) -> tuple[float | None, int | None]:
-    best: tuple[float | None, int | None] = (None, None)
-    for row in rows:
-        if (row["experiment"] == experiment and row["method"].startswith(method_prefix) and row["metric"] == "psnr"
-                and row["steps"] is not None and row["steps"] <= max_steps):
-            if best[0] is None or row["value"] > best[0]:
-                best = (row["value"], row["steps"])
-    return best
 
 
 def check_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -120,35 +103,3 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                      f"{'' if psnr is None else f'{psnr:7.2f}':>7s} {'' if ssim is None else f'{ssim:6.3f}':>6s} "
                      f"{'' if sec is None else f'{sec:7.2f}':>7s}")
     return "\n".join(lines)
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = __doc__.splitlines()[0]
-    parser.add_argument("--profile", choices=("fast", "full"), default=None, help="sizes (default: by device)")
-    parser.add_argument("--json", default=None, metavar="PATH", help="write the rows and machine info here")
-    parser.add_argument("--experiments", nargs="*", default=None, choices=EXPERIMENTS,
-                        help="run only these experiments (default: all)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-classical", action="store_true", help="skip the classical references")
-
-
-def main(args: argparse.Namespace) -> int:
-    profile = get_profile(args.profile)
-    start = time.perf_counter()
-    rows = run_experiments(args.experiments, profile=profile, seed=args.seed, classical=not args.no_classical)
-    total = time.perf_counter() - start
-    print(format_table(rows))
-    print()
-    checks = check_targets(rows)
-    for check in checks:
-        status = {True: "HOLDS", False: "DOES NOT HOLD", None: "not measured"}[check["holds"]]
-        print(f"target {status:13s} {check['target']} -- {check['detail']}")
-    for line in comparisons(rows):
-        print(line)
-    print(f"total wall time {total:.1f} s (profile {profile})")
-    if args.json:
-        payload = {"benchmark": "restoration", "profile": profile, "seed": args.seed, "total_wall_time_s": total,
-                   "machine": describe_machine(), "targets": checks, "comparisons": comparisons(rows), "rows": rows}
-        atomic_write_bytes(Path(args.json), json.dumps(payload, indent=1, default=str).encode())
-        print(f"wrote {args.json}")
-    return 0

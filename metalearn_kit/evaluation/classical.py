@@ -17,6 +17,9 @@ import torch
 from .._checks import check_float, check_images, check_int
 from .metrics import psnr
 
+__all__ = ["biharmonic_inpaint", "bm3d_denoise", "nlm_denoise", "richardson_lucy_deconvolve", "tune_on_support",
+           "tv_denoise", "wavelet_denoise", "wiener_deconvolve"]
+
 
 def _per_channel(name: str, images: torch.Tensor,
                  fn: Callable[[np.ndarray, int], np.ndarray]) -> torch.Tensor:

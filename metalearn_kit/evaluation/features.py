@@ -20,6 +20,9 @@ from torch import nn
 from .._checks import check_float, check_images, check_int
 from ..config import make_generator
 
+__all__ = ["FeatureNet", "classification_accuracy", "extract_features", "frechet_distance", "prototype_accuracy",
+           "train_feature_net"]
+
 
 class FeatureNet(nn.Module):
     """Small CNN classifier ``[N, C, 28, 28] -> logits [N, num_classes]``; :meth:`features` gives the

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 
 from .._checks import check_choice, check_float, check_int
 
+__all__ = ["REDUCTIONS", "WallTimer", "psnr", "ssim"]
+
 REDUCTIONS = ("mean", "none")
 
 

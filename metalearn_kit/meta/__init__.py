@@ -1,5 +1,11 @@
-"""The meta-learning engine: MAML (second- and first-order), Meta-SGD, ANIL-style partial adaptation,
-Reptile, the baselines they are compared with, and the meta-training loop.
+"""The meta-learning engine: MAML (second- and first-order), Meta-SGD, ANIL, Reptile, the baselines they are
+compared with, and the meta-training loop.
+
+Where things are: ``step.py`` holds the meta-step, one per-task function (``adapt_then_query``: inner loop on
+the support set, loss on the query set) run ``vmap``-ed or in a loop over tasks; ``higher_backend.py`` runs the
+same per-task contract with ``higher``; ``inner.py`` the inner optimizers (the update line); ``maml.py`` and
+``reptile.py`` the learners, thin configurations of the step; ``adapted.py`` adaptation for use; ``train.py``
+the outer loop; ``distributed.py`` the same loop over several processes.
 
 ```python
 from metalearn_kit.meta import MAML, meta_train
@@ -9,22 +15,17 @@ adapted = learner.adapt(task.support, loss_fn, steps=5)
 ```
 """
 
+from .adapted import AdaptedModel, adapt_module
 from .baselines import finetune, joint_pretrain, scratch_baseline
 from .inner import DivergenceError, FunctionalAdam, FunctionalSGD, make_inner_optimizer
-from .maml import (
-    FOMAML,
-    MAML,
-    AdaptedModel,
-    MetaOutput,
-    MetaSGD,
-    adapt_module,
-    choose_backend,
-    second_order_memory_estimate,
-)
+from .maml import ANIL, BACKENDS, FOMAML, MAML, MetaOutput, MetaSGD, choose_backend
+from .memory import second_order_memory_estimate
 from .reptile import Reptile
-from .train import meta_train, sample_tasks
+from .step import InnerLoop, TaskResult, adapt_tasks, adapt_then_query, functional_meta_grad
+from .train import MetaTrainConfig, meta_train, sample_tasks
 
-__all__ = ["MAML", "FOMAML", "MetaSGD", "AdaptedModel", "MetaOutput", "DivergenceError", "FunctionalSGD",
-           "FunctionalAdam", "make_inner_optimizer", "adapt_module", "choose_backend",
-           "second_order_memory_estimate", "Reptile", "meta_train", "sample_tasks", "finetune",
+__all__ = ["MAML", "FOMAML", "MetaSGD", "ANIL", "Reptile", "BACKENDS", "choose_backend", "MetaOutput",
+           "InnerLoop", "TaskResult", "adapt_then_query", "adapt_tasks", "functional_meta_grad", "AdaptedModel",
+           "adapt_module", "DivergenceError", "FunctionalSGD", "FunctionalAdam", "make_inner_optimizer",
+           "second_order_memory_estimate", "meta_train", "MetaTrainConfig", "sample_tasks", "finetune",
            "joint_pretrain", "scratch_baseline"]

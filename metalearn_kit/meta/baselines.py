@@ -18,9 +18,9 @@ from torch import nn
 
 from .._checks import check_float, check_int
 from ..config import make_generator
+from .adapted import AdaptedModel, MetricFn, adapt_module
 from .inner import DivergenceError, InnerOptimizer, make_inner_optimizer
-from .maml import AdaptedModel, MetricFn, adapt_module
-from .train import _progress_disabled, make_meta_optimizer, sample_tasks
+from .train import make_meta_optimizer, progress_disabled, sample_tasks
 
 
 def finetune(model: nn.Module, support, loss_fn: Callable, steps: int, lr: float,
@@ -88,7 +88,7 @@ def joint_pretrain(model: nn.Module, sampler, loss_fn: Callable, iterations: int
     device = next((p.device for p in params), torch.device("cpu"))
     history: dict[str, list[float]] = {"iteration": [], "loss": [], "wall_time_s": []}
     t0 = time.perf_counter()
-    for it in tqdm(range(1, iterations + 1), disable=_progress_disabled(progress), desc="joint pretrain"):
+    for it in tqdm(range(1, iterations + 1), disable=progress_disabled(progress), desc="joint pretrain"):
         tasks = sample_tasks(sampler, meta_batch, generator).to(device)
         # pool: [tasks, shots, ...] support and query -> one batch [tasks * (shots + queries), ...]
         pooled = tuple(torch.cat([s.flatten(0, 1), q.flatten(0, 1)]) for s, q in zip(tasks.support, tasks.query))
@@ -108,3 +108,6 @@ def joint_pretrain(model: nn.Module, sampler, loss_fn: Callable, iterations: int
         for callback in callbacks:
             callback(it, record)
     return history
+
+
+__all__ = ["finetune", "scratch_baseline", "joint_pretrain"]

@@ -6,7 +6,7 @@ world_size`` tasks, computes its meta-gradient, and one all-reduce averages the 
 the per-task losses for the log). Every rank then takes the same optimizer step, so a run on N processes
 gives the same parameters as the 1-process run with the same seed and meta-batch (up to float rounding),
 for every learner: MAML, FOMAML and Meta-SGD average ``d query_loss / d theta``; Reptile averages its update
-direction ``theta - mean(phi)`` (its ``meta_loss`` surrogate has that gradient). Forwards that draw random
+direction ``theta - mean(phi)`` (its ``meta_objective`` surrogate has that gradient). Forwards that draw random
 numbers (a VAE's reparameterisation) get independent streams per rank, so those runs match the 1-process
 run in distribution, not bit for bit.
 
@@ -30,7 +30,6 @@ meta-gradient (a surrogate ``sum(theta * g_mean)`` plus the global mean loss as 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -49,7 +48,8 @@ from ..config import get_device
 from ..tasks.task import Task, TaskBatch, stack_tasks
 from .inner import DivergenceError
 from .maml import MetaOutput
-from .train import CHECKPOINT_NAME, meta_train
+from .train import meta_train
+from .train_state import CHECKPOINT_NAME, checkpoint_iteration, last_checkpoint_text
 
 ENV_WORLD_SIZE = "WORLD_SIZE"
 ENV_RANK = "RANK"
@@ -335,6 +335,7 @@ class ShardedLearner:
         return result
 
     def meta_loss(self, tasks, loss_fn) -> torch.Tensor:
+        """``meta_objective(tasks, loss_fn).loss`` over all ranks (not the wrapped learner's, one rank only)."""
         return self.meta_objective(tasks, loss_fn).loss
 
 
@@ -364,32 +365,6 @@ def _share_checkpoint(source: Path | None, target: Path, ctx: DistributedContext
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(payload[0])
     return True
-
-
-def checkpoint_iteration(checkpoint_dir: str | os.PathLike) -> int | None:
-    """The iteration of the meta_train checkpoint in ``checkpoint_dir`` (read from its header, without
-    loading the tensors), or ``None`` when there is none or it is unreadable."""
-    path = Path(checkpoint_dir) / CHECKPOINT_NAME
-    if not path.exists():
-        return None
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            meta = json.loads((handle.metadata() or {}).get("metalearn_kit_meta", "{}"))
-        return int(meta["iteration"])
-    except Exception:  # noqa: BLE001 - a damaged file reads as "no checkpoint" here; loading it reports why
-        return None
-
-
-def last_checkpoint_text(checkpoint_dir: str | os.PathLike | None) -> str:
-    """``"'<path>' (iteration N)"`` of the checkpoint in ``checkpoint_dir``, or why there is none."""
-    if checkpoint_dir is None:
-        return "none (no checkpoint_dir was given)"
-    iteration = checkpoint_iteration(checkpoint_dir)
-    if iteration is None:
-        return f"none readable yet in {str(Path(checkpoint_dir))!r} (on rank 0's machine)"
-    return f"{str(Path(checkpoint_dir) / CHECKPOINT_NAME)!r} (iteration {iteration}, on rank 0's machine)"
 
 
 def distributed_meta_train(learner, task_sampler, loss_fn: Callable, ctx: DistributedContext | None = None, *,

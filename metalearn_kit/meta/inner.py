@@ -1,4 +1,4 @@
-"""Functional inner-loop optimizers and the shared eager inner loop.
+"""Functional inner-loop optimizers: the update line of the inner loop (``optimizer.step``).
 
 Parameters are dicts ``{name: tensor}``. An optimizer never mutates anything: ``step`` returns new
 parameters and a new state, so the whole unrolled inner loop stays one differentiable graph (MAML's
@@ -8,21 +8,22 @@ The update rules are written to match ``higher``'s differentiable SGD/Adam *exac
 ``sqrt(v) + eps`` denominator with the bias corrections folded into the step size), so both backends
 give the same numbers.
 
-``lr`` may be a float (the same rate everywhere) or a dict ``{name: tensor}`` of per-parameter rates
-broadcastable to each parameter (Meta-SGD learns these).
+``inner_lr`` may be a float (the same rate everywhere) or a dict ``{name: tensor}`` of per-parameter rates
+broadcastable to each parameter (Meta-SGD learns these). The inner loop itself is
+:func:`metalearn_kit.meta.step.adapt_then_query`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import torch
 
 from .._checks import check_choice, check_float
 
 Params = dict[str, torch.Tensor]
-LearningRate = float | torch.Tensor | Mapping[str, torch.Tensor]
+InnerLR = float | torch.Tensor | Mapping[str, torch.Tensor]
 
 
 class DivergenceError(ValueError):
@@ -30,15 +31,15 @@ class DivergenceError(ValueError):
     iteration) and the learning rate in force, so the fix (a lower rate, gradient clipping) is obvious."""
 
 
-def _lr_for(lr: LearningRate, name: str):
-    if isinstance(lr, Mapping):
-        return lr[name]
-    return lr
+def _rate_for(inner_lr: InnerLR, name: str):
+    if isinstance(inner_lr, Mapping):
+        return inner_lr[name]
+    return inner_lr
 
 
 class FunctionalSGD:
     """SGD with optional heavy-ball momentum: ``buf = g`` (first step), ``buf = momentum * buf + g``,
-    ``p <- p - lr * buf``. Same rule as ``torch.optim.SGD`` / ``higher``'s DifferentiableSGD."""
+    ``p <- p - inner_lr * buf``. Same rule as ``torch.optim.SGD`` / ``higher``'s DifferentiableSGD."""
 
     name = "sgd"
 
@@ -48,19 +49,19 @@ class FunctionalSGD:
     def init(self, params: Params) -> dict:
         return {"step": 0, "buf": {}}
 
-    def step(self, params: Params, grads: Params, state: dict, lr: LearningRate) -> tuple[Params, dict]:
+    def step(self, params: Params, grads: Params, state: dict, inner_lr: InnerLR) -> tuple[Params, dict]:
         new_params, new_buf = {}, {}
         for name, p in params.items():
             g = grads[name]
             if self.momentum:
                 g = g if state["step"] == 0 else self.momentum * state["buf"][name] + g
                 new_buf[name] = g
-            new_params[name] = p - _lr_for(lr, name) * g
+            new_params[name] = p - _rate_for(inner_lr, name) * g
         return new_params, {"step": state["step"] + 1, "buf": new_buf}
 
-    def torch_optimizer(self, params, lr: float) -> torch.optim.Optimizer:
+    def torch_optimizer(self, params, inner_lr: float) -> torch.optim.Optimizer:
         """The ``torch.optim`` twin (what ``higher`` wraps)."""
-        return torch.optim.SGD(params, lr=lr, momentum=self.momentum)
+        return torch.optim.SGD(params, lr=inner_lr, momentum=self.momentum)
 
     def __repr__(self) -> str:
         return f"FunctionalSGD(momentum={self.momentum})"
@@ -68,7 +69,7 @@ class FunctionalSGD:
 
 class FunctionalAdam:
     """Adam as ``higher`` differentiates it: ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
-    ``p <- p - lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)``.
+    ``p <- p - inner_lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)``.
 
     ``sqrt`` is made safe at ``v == 0`` (gradient 0 there instead of ``inf * 0 = nan``), which is what
     ``higher`` does with its gradient mask."""
@@ -87,7 +88,7 @@ class FunctionalAdam:
         return {"step": 0, "m": {k: torch.zeros_like(p) for k, p in params.items()},
                 "v": {k: torch.zeros_like(p) for k, p in params.items()}}
 
-    def step(self, params: Params, grads: Params, state: dict, lr: LearningRate) -> tuple[Params, dict]:
+    def step(self, params: Params, grads: Params, state: dict, inner_lr: InnerLR) -> tuple[Params, dict]:
         b1, b2 = self.betas
         t = state["step"] + 1
         scale = math.sqrt(1 - b2**t) / (1 - b1**t)
@@ -98,12 +99,12 @@ class FunctionalAdam:
             v = b2 * state["v"][name] + (1 - b2) * g * g
             positive = v > 0
             root = torch.where(positive, torch.where(positive, v, torch.ones_like(v)).sqrt(), torch.zeros_like(v))
-            new_params[name] = p - (_lr_for(lr, name) * scale) * (m / (root + self.eps))
+            new_params[name] = p - (_rate_for(inner_lr, name) * scale) * (m / (root + self.eps))
             m_new[name], v_new[name] = m, v
         return new_params, {"step": t, "m": m_new, "v": v_new}
 
-    def torch_optimizer(self, params, lr: float) -> torch.optim.Optimizer:
-        return torch.optim.Adam(params, lr=lr, betas=self.betas, eps=self.eps)
+    def torch_optimizer(self, params, inner_lr: float) -> torch.optim.Optimizer:
+        return torch.optim.Adam(params, lr=inner_lr, betas=self.betas, eps=self.eps)
 
     def __repr__(self) -> str:
         return f"FunctionalAdam(betas={self.betas}, eps={self.eps})"
@@ -137,46 +138,13 @@ def check_finite_losses(losses: torch.Tensor, what: str, lr_text: str) -> None:
                               f"task data for NaN")
 
 
-def inner_loop(params: Params, support_loss: Callable[[Params], torch.Tensor], optimizer: InnerOptimizer,
-               steps: int, lr: LearningRate, *, create_graph: bool = False,
-               observe: Callable[[int, Params], None] | None = None, lr_text: str = "",
-               grad_clip: float | None = None) -> tuple[Params, list[float]]:
-    """The eager inner loop shared by ``adapt``, ``finetune`` and ``scratch_baseline``: ``steps``
-    optimizer steps on ``support_loss(params)``. Returns the final parameters and the support loss *before*
-    each step (``steps`` floats). ``observe(step, params)`` is called at steps ``0..steps`` (for
-    per-step query metrics). Raises :class:`DivergenceError` on a NaN/Inf support loss."""
-    state = optimizer.init(params)
-    losses: list[float] = []
-    names = list(params)
-    for step in range(steps):
-        if observe is not None:
-            observe(step, params)
-        loss = support_loss(params)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise DivergenceError(f"support loss became {value} at inner step {step} (0-based, of {steps}) with "
-                                  f"{lr_text or f'lr={lr}'}; lower the learning rate or clip gradients")
-        losses.append(value)
-        grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph,
-                                    allow_unused=True)
-        grads = {n: (torch.zeros_like(params[n]) if g is None else g) for n, g in zip(names, grads)}
-        if grad_clip is not None:
-            grads = clip_grads(grads, grad_clip)
-        params, state = optimizer.step(params, grads, state, lr)
-        # checked per step: the next observe() would score diverged weights, and the last step has no loss after it
-        if not all(bool(torch.isfinite(p).all()) for p in params.values()):
-            raise DivergenceError(f"weights became NaN/Inf at inner step {step} (0-based, of {steps}) with "
-                                  f"{lr_text or f'lr={lr}'}; lower the learning rate or clip gradients")
-        if not create_graph:
-            params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
-    if observe is not None:
-        observe(steps, params)
-    return params, losses
-
-
 def clip_grads(grads: Params, max_norm: float) -> Params:
     """Scale ``grads`` so their global L2 norm is at most ``max_norm`` (vmap-safe: no data-dependent
     branching)."""
     total = torch.sqrt(sum((g * g).sum() for g in grads.values()))
     factor = torch.clamp(max_norm / (total + 1e-12), max=1.0)
     return {k: g * factor for k, g in grads.items()}
+
+
+__all__ = ["Params", "InnerLR", "InnerOptimizer", "DivergenceError", "FunctionalSGD", "FunctionalAdam",
+           "INNER_OPTIMIZERS", "make_inner_optimizer", "check_finite_losses", "clip_grads"]

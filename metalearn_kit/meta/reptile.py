@@ -1,7 +1,9 @@
 """Reptile (Nichol, Achiam & Schulman 2018): adapt on each task with plain (first-order) inner steps and move
 the initial weights toward the mean of the adapted weights.
 
-To share MAML's interface and :func:`meta_train`'s optimizers, ``meta_loss`` returns a *surrogate* tensor:
+The adaptation is the meta-step's per-task function (:func:`~metalearn_kit.meta.step.adapt_then_query`, first
+order, no graph); only the outer update differs. To share MAML's interface and :func:`meta_train`'s
+optimizers, ``meta_objective`` returns a *surrogate* loss:
 its value is the mean query loss after adaptation (for logging) and its gradient with respect to the
 model's parameters is ``theta - mean_tasks(phi_task)``. An outer SGD step with learning rate ``epsilon``
 (``meta_optimizer="sgd", meta_lr=epsilon``) is then exactly Reptile's update
@@ -18,8 +20,9 @@ from torch import nn
 
 from .._checks import check_choice
 from ..tasks.task import Task, TaskBatch
+from .adapted import LossFn
 from .inner import InnerOptimizer
-from .maml import MAML, LossFn, MetaOutput, as_task_batch
+from .maml import MAML, MetaOutput, as_task_batch
 
 TRAIN_ON = ("support", "support+query")
 
@@ -60,9 +63,11 @@ class Reptile(MAML):
         return [merged(t) for t in batch]
 
     def meta_objective(self, tasks, loss_fn: LossFn, query_before: bool = False) -> MetaOutput:
+        """Surrogate whose ``backward()`` sets ``model.parameters()``'s gradient to ``theta - mean(adapted)``
+        (see the module docstring); its value is the mean query loss after adaptation."""
         with torch.no_grad():
-            out = self.run_tasks(self._training_tasks(tasks), loss_fn, first_order=True, create_graph=False,
-                                 query_before=query_before, return_params=True)
+            out = self._adapt_tasks(self._training_tasks(tasks), loss_fn, steps=self.inner_steps, first_order=True,
+                                    query_before=query_before, keep_adapted=True)
         named = dict(self.model.named_parameters())
         surrogate = 0.0
         for name, adapted in out.adapted.items():
@@ -73,7 +78,5 @@ class Reptile(MAML):
         loss = out.query_after.mean() + surrogate - surrogate.detach()
         return MetaOutput(loss, out.query_after, out.support_losses, out.query_before, out.adapted)
 
-    def meta_loss(self, tasks, loss_fn: LossFn) -> torch.Tensor:
-        """Surrogate whose ``backward()`` sets ``model.parameters()``'s gradient to ``theta - mean(adapted)``
-        (see the module docstring); its value is the mean query loss after adaptation."""
-        return self.meta_objective(tasks, loss_fn).loss
+
+__all__ = ["Reptile"]

@@ -3,8 +3,8 @@ with validation, callbacks for live plots, NaN guards, checkpoints and exact res
 
 Resume is exact: a run stopped after N of 2N iterations and resumed gives bit-identical parameters (on CPU)
 to an uninterrupted 2N-iteration run, because the checkpoint holds the learner's weights, the meta-optimizer
-state (flattened to tensors), the task sampler's generator state and torch's global RNG state (random ops
-inside the forward), and the history so far.
+state, the task sampler's generator state and torch's global RNG state, and the history so far
+(:mod:`~metalearn_kit.meta.train_state`).
 
 ``store`` hook (for the meta-database): any object with a ``record(**fields)`` method, or a plain callable
 taking the same keyword arguments. When the run ends, ``meta_train`` calls it once with
@@ -19,18 +19,18 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .. import checkpoints
 from .._checks import check_float, check_int
 from ..config import describe_machine, make_generator
 from ..tasks.task import TaskBatch, stack_tasks
 from .inner import DivergenceError
+from .train_state import CHECKPOINT_NAME, load_run, save_run
 
-CHECKPOINT_NAME = "meta_train.safetensors"
 META_OPTIMIZERS = ("adam", "adamw", "sgd")
 META_LR_SCHEDULES = ("constant", "cosine")
 TRAIN_KEYS = ("iteration", "meta_loss", "query_loss_before", "query_loss_after", "support_loss_first",
@@ -53,6 +53,7 @@ def sample_tasks(sampler, n: int, generator: torch.Generator) -> TaskBatch:
 
 
 def make_meta_optimizer(meta_optimizer, params, meta_lr: float) -> torch.optim.Optimizer:
+    """``"adam"``, ``"adamw"``, ``"sgd"`` or a callable ``(params, lr) -> Optimizer``, at ``meta_lr``."""
     if callable(meta_optimizer) and not isinstance(meta_optimizer, str):
         return meta_optimizer(params, meta_lr)
     if meta_optimizer not in META_OPTIMIZERS:
@@ -62,95 +63,65 @@ def make_meta_optimizer(meta_optimizer, params, meta_lr: float) -> torch.optim.O
     return cls(params, lr=meta_lr)
 
 
-def _progress_disabled(progress: bool) -> bool:
+def progress_disabled(progress: bool) -> bool:
+    """Whether the tqdm bar is off: ``progress=False`` or ``$TQDM_DISABLE`` set to a true value."""
     flag = os.environ.get("TQDM_DISABLE", "").strip().lower()
     return (not progress) or flag not in ("", "0", "false", "no")
 
 
-# ---------------------------------------------------------------- checkpoint (de)serialisation
-def _optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    state = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for index, entry in state["state"].items():
-        for key, value in entry.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optimizer.state.{index}.{key}"] = value
-            else:
-                scalars.setdefault(str(index), {})[key] = value
-    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in state["param_groups"]]
-    return tensors, {"param_groups": groups, "scalar_state": scalars}
+@dataclass(frozen=True)
+class MetaTrainConfig:
+    """The outer loop's settings, checked on construction (see :func:`meta_train` for their meaning)."""
+
+    iterations: int | None = None
+    time_budget_s: float | None = None
+    meta_batch: int = 8
+    meta_lr: float = 1e-3
+    meta_optimizer: str | Callable = "adam"
+    meta_lr_schedule: str = "constant"
+    grad_clip: float | None = None
+    query_before: bool = True
+    val_every: int = 50
+    val_tasks: int = 16
+    val_steps: int | None = None
+    val_seed: int = 1234
+    checkpoint_every: int = 100
+
+    def __post_init__(self) -> None:
+        if self.iterations is None and self.time_budget_s is None:
+            raise ValueError("give iterations or time_budget_s (or both): meta_train needs a budget")
+        if self.iterations is not None:
+            check_int("iterations", self.iterations, minimum=1)
+        if self.time_budget_s is not None:
+            check_float("time_budget_s", self.time_budget_s, minimum=0.0, strict_min=True)
+        check_int("meta_batch", self.meta_batch, minimum=1)
+        check_float("meta_lr", self.meta_lr, minimum=0.0, strict_min=True)
+        check_int("val_every", self.val_every, minimum=1)
+        check_int("val_tasks", self.val_tasks, minimum=1)
+        check_int("checkpoint_every", self.checkpoint_every, minimum=1)
+        if self.meta_lr_schedule not in META_LR_SCHEDULES:
+            raise ValueError(f"meta_lr_schedule must be one of {META_LR_SCHEDULES}, got {self.meta_lr_schedule!r}")
+        if self.meta_lr_schedule == "cosine" and self.iterations is None:
+            raise ValueError("meta_lr_schedule='cosine' needs iterations (the schedule ends at the last iteration); "
+                             "give iterations or use meta_lr_schedule='constant' with a time budget")
+        if self.grad_clip is not None:
+            check_float("grad_clip", self.grad_clip, minimum=0.0, strict_min=True)
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON-able ``"loop"`` part of a run's config (checkpoints, the meta-database)."""
+        return {"meta_batch": self.meta_batch, "meta_lr": self.meta_lr,
+                "meta_optimizer": self.meta_optimizer if isinstance(self.meta_optimizer, str) else "custom",
+                "grad_clip": self.grad_clip, "iterations": self.iterations, "time_budget_s": self.time_budget_s,
+                "val_every": self.val_every, "val_tasks": self.val_tasks, "val_steps": self.val_steps,
+                "meta_lr_schedule": self.meta_lr_schedule}
+
+    def meta_lr_at(self, iteration: int) -> float:
+        """The meta learning rate of step ``iteration`` (0-based): constant, or cosine-annealed to 0."""
+        if self.meta_lr_schedule == "cosine":
+            return self.meta_lr * 0.5 * (1.0 + math.cos(math.pi * iteration / self.iterations))
+        return self.meta_lr
 
 
-def _optimizer_from_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        if name.startswith("optimizer.state."):
-            index, key = name[len("optimizer.state."):].split(".", 1)
-            state.setdefault(int(index), {})[key] = value
-    for index, entry in meta["scalar_state"].items():
-        state.setdefault(int(index), {}).update(entry)
-    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
-
-
-def _save_checkpoint(path: Path, learner, optimizer, generator: torch.Generator, history: dict, config: dict,
-                     iteration: int) -> Path:
-    tensors = {f"learner.{k}": v for k, v in learner.state_dict().items()}
-    opt_tensors, opt_meta = _optimizer_to_tensors(optimizer)
-    tensors.update(opt_tensors)
-    tensors["rng.sampler"] = generator.get_state()
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s
-    meta = {"kind": "meta_train", "iteration": iteration, "config": config, "history": history,
-            "optimizer": opt_meta, "machine": describe_machine()}
-    return checkpoints.save(path, tensors, meta)
-
-
-def _load_checkpoint(path: Path, learner, optimizer, generator: torch.Generator, config: dict) -> tuple[int, dict]:
-    tensors, meta = checkpoints.load(path)
-    if meta.get("kind") != "meta_train":
-        raise ValueError(f"{str(path)!r} is not a meta_train checkpoint; pass resume=False or another checkpoint_dir")
-    saved = meta["config"]["learner"]
-    if saved != config["learner"]:
-        raise ValueError(f"resume=True but the learner differs from the checkpoint's: saved {saved}, now "
-                         f"{config['learner']}; use the same learner settings or a fresh checkpoint_dir")
-    saved_loop, loop = meta["config"].get("loop", {}), config["loop"]
-    saved_schedule = saved_loop.get("meta_lr_schedule", "constant")
-    if "cosine" in (saved_schedule, loop["meta_lr_schedule"]) and (
-            saved_schedule != loop["meta_lr_schedule"] or saved_loop.get("iterations") != loop["iterations"]):
-        # the steps already taken followed the saved schedule; another length would bend it half-way
-        raise ValueError(f"resume=True but the checkpoint follows meta_lr_schedule={saved_schedule!r} over "
-                         f"iterations={saved_loop.get('iterations')}, now {loop['meta_lr_schedule']!r} over "
-                         f"iterations={loop['iterations']}; resume with the checkpoint's schedule and iterations, "
-                         f"or start a fresh checkpoint_dir")
-    device = next((p.device for p in learner.parameters()), torch.device("cpu"))
-    learner_state = {k[len("learner."):]: v.to(device) for k, v in tensors.items() if k.startswith("learner.")}
-    learner.load_state_dict(learner_state)
-    _optimizer_from_tensors(optimizer, {k: v.to(device) for k, v in tensors.items()}, meta["optimizer"])
-    generator.set_state(tensors["rng.sampler"])
-    torch.set_rng_state(tensors["rng.torch"])
-    if torch.cuda.is_available():
-        states = [tensors[f"rng.cuda.{i}"] for i in range(torch.cuda.device_count()) if f"rng.cuda.{i}" in tensors]
-        if states:
-            torch.cuda.set_rng_state_all(states)
-    return int(meta["iteration"]), meta["history"]
-
-
-def _call_store(store, **fields) -> None:
-    if store is None:
-        return
-    if hasattr(store, "record"):
-        store.record(**fields)
-    elif callable(store):
-        store(**fields)
-    else:
-        raise TypeError(f"store must have a .record(**fields) method or be callable, got {type(store).__name__}")
-
-
-# ---------------------------------------------------------------- the loop
 def meta_train(learner, task_sampler, loss_fn: Callable, iterations: int | None = None,
                time_budget_s: float | None = None, meta_batch: int = 8, meta_lr: float = 1e-3,
                meta_optimizer: str | Callable = "adam", val_sampler=None, val_every: int = 50, val_tasks: int = 16,
@@ -175,7 +146,8 @@ def meta_train(learner, task_sampler, loss_fn: Callable, iterations: int | None 
     step ``i``: large steps early, small ones to settle at the end; needs ``iterations``; it is a function of
     the step number, so a resumed run follows the same schedule).
     ``generator``: seed or ``torch.Generator`` of the task sampler. ``progress``: tqdm bar (also off with
-    ``$TQDM_DISABLE``). ``store``: see the module docstring.
+    ``$TQDM_DISABLE``). ``store``: see the module docstring. The loop settings are checked as a
+    :class:`MetaTrainConfig`.
 
     Returns the history: a dict of lists, one entry per iteration for ``TRAIN_KEYS`` (``iteration``,
     ``meta_loss``, ``query_loss_before``/``after`` (NaN when not computed), ``support_loss_first``/``last``,
@@ -189,24 +161,11 @@ def meta_train(learner, task_sampler, loss_fn: Callable, iterations: int | None 
 
     if not hasattr(learner, "meta_objective"):
         raise TypeError(f"learner must be a MAML/MetaSGD/Reptile learner, got {type(learner).__name__}")
-    if iterations is None and time_budget_s is None:
-        raise ValueError("give iterations or time_budget_s (or both): meta_train needs a budget")
-    if iterations is not None:
-        check_int("iterations", iterations, minimum=1)
-    if time_budget_s is not None:
-        check_float("time_budget_s", time_budget_s, minimum=0.0, strict_min=True)
-    check_int("meta_batch", meta_batch, minimum=1)
-    check_float("meta_lr", meta_lr, minimum=0.0, strict_min=True)
-    check_int("val_every", val_every, minimum=1)
-    check_int("val_tasks", val_tasks, minimum=1)
-    check_int("checkpoint_every", checkpoint_every, minimum=1)
-    if meta_lr_schedule not in META_LR_SCHEDULES:
-        raise ValueError(f"meta_lr_schedule must be one of {META_LR_SCHEDULES}, got {meta_lr_schedule!r}")
-    if meta_lr_schedule == "cosine" and iterations is None:
-        raise ValueError("meta_lr_schedule='cosine' needs iterations (the schedule ends at the last iteration); "
-                         "give iterations or use meta_lr_schedule='constant' with a time budget")
-    if grad_clip is not None:
-        check_float("grad_clip", grad_clip, minimum=0.0, strict_min=True)
+    settings = MetaTrainConfig(iterations=iterations, time_budget_s=time_budget_s, meta_batch=meta_batch,
+                               meta_lr=meta_lr, meta_optimizer=meta_optimizer, meta_lr_schedule=meta_lr_schedule,
+                               grad_clip=grad_clip, query_before=query_before, val_every=val_every,
+                               val_tasks=val_tasks, val_steps=val_steps, val_seed=val_seed,
+                               checkpoint_every=checkpoint_every)
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir (the folder of the run to continue)")
     if isinstance(callbacks, Callable):
@@ -214,66 +173,33 @@ def meta_train(learner, task_sampler, loss_fn: Callable, iterations: int | None 
     generator = make_generator(generator)
     params = [p for p in learner.parameters() if p.requires_grad]
     optimizer = make_meta_optimizer(meta_optimizer, params, meta_lr)
-    config = {"learner": learner.config(),
-              "loop": {"meta_batch": meta_batch, "meta_lr": meta_lr,
-                       "meta_optimizer": meta_optimizer if isinstance(meta_optimizer, str) else "custom",
-                       "grad_clip": grad_clip, "iterations": iterations, "time_budget_s": time_budget_s,
-                       "val_every": val_every, "val_tasks": val_tasks, "val_steps": val_steps,
-                       "meta_lr_schedule": meta_lr_schedule}}
+    config = {"learner": learner.config(), "loop": settings.describe()}
 
     history: dict[str, Any] = {k: [] for k in TRAIN_KEYS + VAL_KEYS}
     start = 0
     path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if resume and path is not None and path.exists():
-        start, saved_history = _load_checkpoint(path, learner, optimizer, generator, config)
+        start, saved_history = load_run(path, learner, optimizer, generator, config)
         history.update({k: list(saved_history.get(k, [])) for k in TRAIN_KEYS + VAL_KEYS})
     elapsed_before = history["wall_time_s"][-1] if history["wall_time_s"] else 0.0
-
     val_batch = None
     if val_sampler is not None:
         val_batch = sample_tasks(val_sampler, val_tasks, torch.Generator().manual_seed(val_seed))
 
-    lr_text = f"meta_lr={meta_lr}, {learner._lr_text()}"
     stopped = "iterations"
-    total = iterations if iterations is not None else None
-    bar = tqdm(total=total, initial=start, disable=_progress_disabled(progress), desc=f"meta-train {learner.algorithm}")
+    bar = tqdm(total=iterations, initial=start, disable=progress_disabled(progress),
+               desc=f"meta-train {learner.algorithm}")
     t0 = time.perf_counter()
-    iteration = start
-    last_val = None
-    saved_at = start
+    iteration, saved_at, last_val = start, start, None
     try:
         while iterations is None or iteration < iterations:
             if time_budget_s is not None and elapsed_before + (time.perf_counter() - t0) >= time_budget_s:
                 stopped = "time_budget"
                 break
             tasks = sample_tasks(task_sampler, meta_batch, generator)
-            optimizer.zero_grad(set_to_none=True)
-            try:
-                out = learner.meta_objective(tasks, loss_fn, query_before=query_before)
-            except DivergenceError as err:
-                raise DivergenceError(f"at meta iteration {iteration + 1} (meta_lr={meta_lr}): {err}") from err
-            meta_loss = float(out.loss.detach())
-            if not math.isfinite(meta_loss):
-                raise DivergenceError(f"meta loss became {meta_loss} at meta iteration {iteration + 1} ({lr_text}); "
-                                      f"lower meta_lr/inner_lr or set grad_clip")
-            out.loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip is not None else math.inf))
-            if not math.isfinite(grad_norm):
-                raise DivergenceError(f"meta-gradient became NaN/Inf at meta iteration {iteration + 1} ({lr_text}); "
-                                      f"lower meta_lr/inner_lr or set grad_clip")
-            if meta_lr_schedule == "cosine":
-                for group in optimizer.param_groups:
-                    group["lr"] = meta_lr * 0.5 * (1.0 + math.cos(math.pi * iteration / iterations))
-            optimizer.step()
+            step = _meta_step(learner, tasks, loss_fn, optimizer, params, settings, iteration)
             iteration += 1
-            support = out.support_losses
-            record = {
-                "iteration": iteration, "meta_loss": meta_loss,
-                "query_loss_before": float(out.query_before.mean()) if out.query_before is not None else math.nan,
-                "query_loss_after": float(out.query_after.mean()),
-                "support_loss_first": float(support[:, 0].mean()) if support.shape[-1] else math.nan,
-                "support_loss_last": float(support[:, -1].mean()) if support.shape[-1] else math.nan,
-                "grad_norm": grad_norm, "wall_time_s": elapsed_before + time.perf_counter() - t0}
+            record = {"iteration": iteration, **step, "wall_time_s": elapsed_before + time.perf_counter() - t0}
             for key in TRAIN_KEYS:
                 history[key].append(record[key])
             is_last = iterations is not None and iteration == iterations
@@ -283,17 +209,17 @@ def meta_train(learner, task_sampler, loss_fn: Callable, iterations: int | None 
             for callback in callbacks:
                 callback(iteration, record)
             if path is not None and (iteration % checkpoint_every == 0 or is_last):
-                _save_checkpoint(path, learner, optimizer, generator, history, config, iteration)
+                save_run(path, learner, optimizer, generator, history, config, iteration)
                 saved_at = iteration
             bar.update(1)
-            bar.set_postfix(loss=f"{meta_loss:.4g}")
+            bar.set_postfix(loss=f"{record['meta_loss']:.4g}")
     finally:
         bar.close()
     if val_batch is not None and iteration > start and (not history["val_iteration"]
                                                         or history["val_iteration"][-1] != iteration):
         last_val = _validate(learner, val_batch, loss_fn, val_steps, history, iteration)
     if path is not None and iteration > saved_at:
-        _save_checkpoint(path, learner, optimizer, generator, history, config, iteration)
+        save_run(path, learner, optimizer, generator, history, config, iteration)
     history["config"] = config
     history["stopped"] = stopped
     final = {k: history[k][-1] for k in TRAIN_KEYS if history[k]}
@@ -302,6 +228,41 @@ def meta_train(learner, task_sampler, loss_fn: Callable, iterations: int | None 
     _call_store(store, kind="meta_train", config=config, history=history, final=final,
                 checkpoint=str(path) if path is not None else None, machine=describe_machine())
     return history
+
+
+def _meta_step(learner, tasks, loss_fn: Callable, optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
+               settings: MetaTrainConfig, iteration: int) -> dict[str, float]:
+    """One outer step: the learner's meta-objective on ``tasks``, backward, clip, step at the scheduled
+    meta learning rate. Returns the step's record (losses, gradient norm)."""
+    def rates() -> str:
+        return f"meta_lr={settings.meta_lr}, {learner.inner_lr_text()}"
+
+    optimizer.zero_grad(set_to_none=True)
+    try:
+        out = learner.meta_objective(tasks, loss_fn, query_before=settings.query_before)
+    except DivergenceError as err:
+        raise DivergenceError(f"at meta iteration {iteration + 1} (meta_lr={settings.meta_lr}): {err}") from err
+    meta_loss = float(out.loss.detach())
+    if not math.isfinite(meta_loss):
+        raise DivergenceError(f"meta loss became {meta_loss} at meta iteration {iteration + 1} ({rates()}); "
+                              f"lower meta_lr/inner_lr or set grad_clip")
+    out.loss.backward()
+    clip = settings.grad_clip if settings.grad_clip is not None else math.inf
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+    if not math.isfinite(grad_norm):
+        raise DivergenceError(f"meta-gradient became NaN/Inf at meta iteration {iteration + 1} ({rates()}); "
+                              f"lower meta_lr/inner_lr or set grad_clip")
+    if settings.meta_lr_schedule != "constant":
+        for group in optimizer.param_groups:
+            group["lr"] = settings.meta_lr_at(iteration)
+    optimizer.step()
+    support = out.support_losses
+    return {"meta_loss": meta_loss,
+            "query_loss_before": float(out.query_before.mean()) if out.query_before is not None else math.nan,
+            "query_loss_after": float(out.query_after.mean()),
+            "support_loss_first": float(support[:, 0].mean()) if support.shape[-1] else math.nan,
+            "support_loss_last": float(support[:, -1].mean()) if support.shape[-1] else math.nan,
+            "grad_norm": grad_norm}
 
 
 def _validate(learner, val_batch, loss_fn, val_steps, history, iteration) -> dict[str, float]:
@@ -314,3 +275,18 @@ def _validate(learner, val_batch, loss_fn, val_steps, history, iteration) -> dic
     history["val_query_loss_before"].append(result["query_loss_before"])
     history["val_query_loss_after"].append(result["query_loss_after"])
     return {"val_query_loss_before": result["query_loss_before"], "val_query_loss_after": result["query_loss_after"]}
+
+
+def _call_store(store, **fields) -> None:
+    if store is None:
+        return
+    if hasattr(store, "record"):
+        store.record(**fields)
+    elif callable(store):
+        store(**fields)
+    else:
+        raise TypeError(f"store must have a .record(**fields) method or be callable, got {type(store).__name__}")
+
+
+__all__ = ["CHECKPOINT_NAME", "META_OPTIMIZERS", "META_LR_SCHEDULES", "TRAIN_KEYS", "VAL_KEYS", "MetaTrainConfig",
+           "meta_train", "sample_tasks", "make_meta_optimizer", "progress_disabled"]

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_choice, check_float, check_images, check_int
-from .generation import ConditionalCritic, ConditionalGenerator, gradient_penalty
+from .gan import ConditionalCritic, ConditionalGenerator, gradient_penalty
 
 
 class ACCritic(nn.Module):

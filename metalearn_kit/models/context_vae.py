@@ -24,15 +24,8 @@ import torch
 from torch import nn
 
 from .._checks import check_choice, check_images, check_int
-from .generation import (
-    LIKELIHOODS,
-    VAEOutput,
-    _check_image_size,
-    _conv_trunk,
-    _Deconv,
-    mean_image,
-    negative_elbo,
-)
+from .blocks import Deconv, check_image_size, conv_trunk
+from .generation import LIKELIHOODS, VAEOutput, mean_image, negative_elbo
 
 
 class ContextVAE(nn.Module):
@@ -47,7 +40,7 @@ class ContextVAE(nn.Module):
                  width: int = 32, hidden: int = 128, likelihood: str = "bernoulli", inner_lr: float = 0.1):
         super().__init__()
         self.channels = check_int("channels", channels, minimum=1)
-        self.image_size = _check_image_size(image_size)
+        self.image_size = check_image_size(image_size)
         self.latent = check_int("latent", latent, minimum=1)
         self.context_dim = check_int("context_dim", context_dim, minimum=1)
         self.likelihood = check_choice("likelihood", likelihood, LIKELIHOODS)
@@ -56,12 +49,12 @@ class ContextVAE(nn.Module):
         flat = 2 * width * (image_size // 4) ** 2
         self.context_init = nn.Parameter(torch.zeros(context_dim))
         self.log_inner_lr = nn.Parameter(torch.full((context_dim,), math.log(inner_lr)))
-        self.image_encoder = nn.Sequential(_conv_trunk(channels, width, norm=False), nn.Flatten(),
+        self.image_encoder = nn.Sequential(conv_trunk(channels, width, norm=False), nn.Flatten(),
                                            nn.Linear(flat, hidden), nn.ELU())
         self.posterior = nn.Sequential(nn.Linear(hidden + context_dim, hidden), nn.ELU(),
                                        nn.Linear(hidden, 2 * latent))
         self.prior = nn.Sequential(nn.Linear(context_dim, hidden), nn.ELU(), nn.Linear(hidden, 2 * latent))
-        self.decoder = _Deconv(latent + context_dim, channels, image_size, width, hidden)
+        self.decoder = Deconv(latent + context_dim, channels, image_size, width, hidden)
 
     def _prior(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.prior(c).chunk(2, dim=-1)

@@ -13,6 +13,8 @@ from torch import nn
 
 from .._checks import check_choice, check_int, check_model_input
 
+__all__ = ["ACTIVATIONS", "ConvRestorer", "NORMS"]
+
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 NORMS = (None, "group", "layer")
 

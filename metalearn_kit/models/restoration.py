@@ -1,7 +1,8 @@
 """Restoration backbones, all of the form ``f(x) = R(E(x))`` (an encoder ``E`` into features, a restorer
 ``R`` back to an image), and the known linear degradation operators the unrolled restorer uses.
 
-- :class:`ResidualRestorer`: a plain residual CNN, ``x + net(x)`` (``E`` and ``R`` folded into one stack).
+- :class:`~metalearn_kit.models.conv.ConvRestorer`: the plain residual CNN, ``x + net(x)`` (``E`` and ``R``
+  folded into one stack).
 - :class:`EncoderRestorer`: explicit ``encoder`` and ``restorer`` sub-modules, so meta-learning can share
   ``E`` and adapt only ``R`` (``adapt_params=["restorer"]``, or the names from :meth:`restorer_names`).
 - :class:`UnrolledRestorer`: "iterative minimisation": a few proximal-gradient steps on the data fidelity
@@ -19,7 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_choice, check_float, check_int
+from .._checks import check_choice, check_float, check_int, check_model_input
+
+__all__ = ["EncoderRestorer", "LinearOperator", "OPERATOR_KINDS", "UnrolledRestorer", "blur", "blur_adjoint",
+           "blur_downsample", "blur_downsample_adjoint", "upsample"]
 
 OPERATOR_KINDS = ("identity", "blur", "mask", "sr")
 
@@ -162,25 +166,6 @@ def _zero_last(module: nn.Sequential) -> None:
         last.bias.zero_()
 
 
-class ResidualRestorer(nn.Module):
-    """A small residual CNN: ``x + net(x)`` with ``depth`` 3x3 convolutions of ``width`` channels.
-
-    ``[N, channels, H, W] -> [N, channels, H, W]``; for SR feed the bicubic-upsampled image.
-    """
-
-    def __init__(self, channels: int = 1, width: int = 32, depth: int = 5) -> None:
-        super().__init__()
-        self.channels = check_int("channels", channels, minimum=1)
-        check_int("width", width, minimum=1)
-        check_int("depth", depth, minimum=2)
-        self.net = _conv_stack(channels, width, channels, depth, last_act=False)
-        _zero_last(self.net)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input("x", x, self.channels)
-        return x + self.net(x)
-
-
 class EncoderRestorer(nn.Module):
     """``f(x) = x + R(E(x))`` with an explicit encoder ``E`` (``encoder_depth`` convolutions to
     ``width`` feature maps) and restorer ``R`` (``restorer_depth`` convolutions back to an image residual).
@@ -201,20 +186,12 @@ class EncoderRestorer(nn.Module):
         _zero_last(self.restorer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input("x", x, self.channels)
+        check_model_input("x", x, self.channels)
         return x + self.restorer(self.encoder(x))
 
     def restorer_names(self) -> list[str]:
         """Parameter names of ``R`` (for ``adapt_params``)."""
         return [name for name, _ in self.named_parameters() if name.startswith("restorer.")]
-
-
-def _check_input(name: str, x, channels: int) -> None:
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name} must be a [N, C, H, W] tensor, got {shape}")
-    if x.shape[1] != channels:
-        raise ValueError(f"{name} must have {channels} channel(s) for this model, got {x.shape[1]}")
 
 
 class UnrolledRestorer(nn.Module):
@@ -261,7 +238,7 @@ class UnrolledRestorer(nn.Module):
 
     def forward(self, y: torch.Tensor, operator: torch.Tensor | None = None, regularize: bool = True,
                 size: tuple[int, int] | None = None) -> torch.Tensor:
-        _check_input("y", y, self.channels)
+        check_model_input("y", y, self.channels)
         if self.kind == "sr" and size is None:
             size = (y.shape[-2] * self.scale, y.shape[-1] * self.scale)
         op = self.operator(operator, size)

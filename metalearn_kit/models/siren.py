@@ -16,6 +16,8 @@ from torch import nn
 
 from .._checks import check_float, check_images, check_int
 
+__all__ = ["SineLayer", "Siren", "coordinate_grid", "fit_image", "image_to_pixels", "pixels_to_image"]
+
 
 def coordinate_grid(height: int, width: int, device: torch.device | str | None = None) -> torch.Tensor:
     """Pixel centres of an ``height x width`` image as ``[height * width, 2]`` (row, column) in [-1, 1]."""

@@ -17,6 +17,8 @@ import torch
 from .._checks import check_float, check_images, check_int
 from ..config import make_generator
 
+__all__ = ["PatchDictionary"]
+
 
 class PatchDictionary:
     """A learned dictionary of ``n_atoms`` patches of ``patch_size x patch_size`` (one channel at a time).

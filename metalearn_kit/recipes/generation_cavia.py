@@ -52,16 +52,15 @@ class CaviaConfig:
             check_float(key, getattr(self, key), minimum=0.0, strict_min=True)
 
     @classmethod
-    def from_generation_config(cls, config: dict) -> CaviaConfig:
+    def from_generation_config(cls, config) -> CaviaConfig:
         """The context VAE of a generation experiment config: the same VAE sizes, tasks and outer loop as
         the meta-learned VAEs (``latent``, ``width``, ``hidden``, ``likelihood``, ``inner_steps``,
         ``meta_batch``, ``train_shots``, ``train_queries``, ``meta_lr``, ``meta_grad_clip``), and
         ``cavia_iterations``."""
-        return cls(latent=config["latent"], width=config["width"], hidden=config["hidden"],
-                   likelihood=config["likelihood"], inner_steps=max(1, config["inner_steps"]),
-                   meta_batch=config["meta_batch"], train_shots=config["train_shots"],
-                   train_queries=config["train_queries"], meta_lr=config["meta_lr"],
-                   meta_grad_clip=config["meta_grad_clip"], iterations=config["cavia_iterations"])
+        return cls(latent=config.latent, width=config.width, hidden=config.hidden, likelihood=config.likelihood,
+                   inner_steps=max(1, config.inner_steps), meta_batch=config.meta_batch,
+                   train_shots=config.train_shots, train_queries=config.train_queries, meta_lr=config.meta_lr,
+                   meta_grad_clip=config.meta_grad_clip, iterations=config.cavia_iterations)
 
     def as_dict(self) -> dict:
         return asdict(self)

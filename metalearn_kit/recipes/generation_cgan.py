@@ -71,11 +71,11 @@ class CGANConfig:
         check_float("reptile_epsilon", self.reptile_epsilon, minimum=0.0, maximum=1.0)
 
     @classmethod
-    def from_generation_config(cls, config: dict) -> CGANConfig:
+    def from_generation_config(cls, config) -> CGANConfig:
         """The CGAN of a generation experiment config: its GAN sizes (``gan_latent``, ``width``, ``hidden``),
         ``gp_weight`` and ``cgan_iterations``; the optimiser is the CGAN's own (chosen on background classes)."""
-        return cls(latent=config["gan_latent"], width=config["width"], hidden=config["hidden"],
-                   gp_weight=config["gp_weight"], iterations=config["cgan_iterations"])
+        return cls(latent=config.gan_latent, width=config.width, hidden=config.hidden, gp_weight=config.gp_weight,
+                   iterations=config.cgan_iterations)
 
     def as_dict(self) -> dict:
         return {**asdict(self), "betas": list(self.betas)}

@@ -2,7 +2,7 @@
 run's model did on each task after each adaptation step), in one SQLite file.
 
 Meta-testing reads it back: the most similar stored task gives a warm start for a new task
-(:mod:`metalearn_kit.store.warmstart`).
+(:mod:`metalearn_kit.warmstart`).
 
 >>> db = MetaDatabase("meta.sqlite")                      # doctest: +SKIP
 >>> run = db.add_run("maml", "unet-small", config={"inner_steps": 5}, seed=0)
@@ -22,7 +22,6 @@ Model files go to a folder beside the database (``<name>.artefacts/``), written 
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
@@ -30,339 +29,38 @@ import json
 import math
 import os
 import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import schema
+from .connection import Connection
+from .records import (
+    DB_ENV,
+    DEFAULT_FILENAME,
+    ArtefactIntegrityError,
+    MetaDatabaseError,
+    _check_id,
+    _check_name,
+    _check_value,
+    _dumps,
+    default_path,
+    file_sha256,
+    tensor_fingerprint,
+    to_jsonable,
+)
 
-DB_ENV = "METALEARN_KIT_DB"
-DEFAULT_FILENAME = "meta.sqlite"
-SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-class MetaDatabaseError(ValueError):
-    """A file that is not (or no longer) a meta-database this kit can use."""
-
-
-class ArtefactIntegrityError(MetaDatabaseError):
-    """A stored model file whose content changed since it was recorded."""
-
-
-def default_path() -> Path:
-    """``$METALEARN_KIT_DB`` if set, else ``meta.sqlite`` in the user's data folder
-    (``platformdirs.user_data_dir("metalearn-kit")``)."""
-    env = os.environ.get(DB_ENV)
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("metalearn-kit")) / DEFAULT_FILENAME
+__all__ = ["ArtefactIntegrityError", "DB_ENV", "DEFAULT_FILENAME", "MetaDatabase", "MetaDatabaseError",
+           "default_path", "file_sha256", "tensor_fingerprint", "to_jsonable"]
 
 
-# ------------------------------------------------------------------ JSON and fingerprints
-
-
-def to_jsonable(value: Any, max_tensor_numel: int = 4096) -> Any:
-    """A JSON-safe copy of ``value``: tensors and arrays become lists (or a shape summary when larger than
-    ``max_tensor_numel``), tuples/sets become lists, paths/devices/dtypes become strings."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v, max_tensor_numel) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v, max_tensor_numel) for v in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted((to_jsonable(v, max_tensor_numel) for v in value), key=repr)
-    if hasattr(value, "detach") and hasattr(value, "shape"):  # torch.Tensor
-        if value.numel() <= max_tensor_numel:
-            return to_jsonable(value.detach().cpu().tolist(), max_tensor_numel)
-        return {"tensor_shape": list(value.shape), "dtype": str(value.dtype)}
-    if hasattr(value, "tolist") and hasattr(value, "shape"):  # numpy array or scalar
-        if getattr(value, "size", 0) <= max_tensor_numel:
-            return to_jsonable(value.tolist(), max_tensor_numel)
-        return {"array_shape": list(value.shape), "dtype": str(value.dtype)}
-    if hasattr(value, "item"):
-        return to_jsonable(value.item(), max_tensor_numel)
-    return str(value)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(to_jsonable(value), sort_keys=True, separators=(",", ":"))
-
-
-def tensor_fingerprint(tensors: Iterable[Any]) -> str:
-    """sha256 over the dtype, shape and bytes of each tensor, in order (CPU copy; any dtype)."""
-    import torch
-
-    digest = hashlib.sha256()
-    for tensor in tensors:
-        if not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"tensors must be torch.Tensor objects, got {type(tensor).__name__}")
-        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-        digest.update(f"{flat.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(flat.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _check_name(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise TypeError(f"{name} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _check_id(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise TypeError(f"{name} must be a positive int id (as returned by the add_* methods), got {value!r}")
-    return value
-
-
-def _check_value(name: str, value: Any) -> float:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a number, got bool {value!r}")
-    if hasattr(value, "item"):
-        value = value.item()
-    if not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if math.isnan(value):
-        raise ValueError(f"{name} must not be NaN; record a finite value (or skip the step)")
-    return value
-
-
-# ------------------------------------------------------------------ the database
-
-
-def _reopen(path: str, timeout: float) -> MetaDatabase:
-    return MetaDatabase(path, create=False, timeout=timeout)
-
-
-class MetaDatabase:
+class MetaDatabase(Connection):
     """The meta-database in one SQLite file (``path``; default :func:`default_path`).
 
     ``create=False`` refuses a missing file instead of creating it. ``timeout`` (seconds) is how long a
     write waits for another writer. Use as a context manager, or call :meth:`close`.
     """
-
-    def __init__(self, path: str | os.PathLike | None = None, *, create: bool = True, timeout: float = 30.0):
-        if path is None:
-            path = default_path()
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"path must be a file path (str or Path) or None, got {type(path).__name__}")
-        path = Path(path).expanduser()
-        if str(path) == ":memory:":
-            raise ValueError("path ':memory:' is not supported: the meta-database is shared between threads "
-                             "and processes; give a file path (e.g. a tmp_path / 'meta.sqlite')")
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        self.path = path.resolve()
-        self.timeout = float(timeout)
-        self._local = threading.local()
-        self._connections: list[tuple[int, sqlite3.Connection]] = []  # (pid that opened it, connection)
-        self._lock = threading.Lock()
-        self._closed = False
-        if self.path.is_dir():
-            raise MetaDatabaseError(f"path {str(self.path)!r} is a folder; give a file path such as "
-                                    f"{str(self.path / DEFAULT_FILENAME)!r}")
-        if not self.path.exists():
-            if not create:
-                raise FileNotFoundError(f"no meta-database at {str(self.path)!r}; record a run first "
-                                        f"(StoreRecorder or MetaDatabase(path).add_run) or pass the right --path")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._check_header()
-        self._open_and_migrate()
-
-    # -------------------------------------------------------------- opening
-
-    def _check_header(self) -> None:
-        """Refuse a file that is not SQLite at all before sqlite3 sees it."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return
-        with open(self.path, "rb") as handle:
-            head = handle.read(len(SQLITE_MAGIC))
-        if head != SQLITE_MAGIC:
-            raise MetaDatabaseError(f"{str(self.path)!r} is not a SQLite database (it starts with {head[:16]!r}); "
-                                    f"it is not a metalearn-kit meta-database. Give another --path or move "
-                                    f"the file away")
-
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            # isolation_level=None: no implicit transactions; each write opens BEGIN IMMEDIATE itself
-            con = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None,
-                                  check_same_thread=False)
-        except sqlite3.Error as err:
-            raise MetaDatabaseError(f"cannot open meta-database {str(self.path)!r}: {err}") from err
-        con.row_factory = sqlite3.Row
-        con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-        return con
-
-    def _open_and_migrate(self) -> None:
-        con = self._connect()
-        try:
-            self._check_foreign(con)
-            self._retry_locked(lambda: con.execute("PRAGMA journal_mode = WAL").fetchone())
-            con.execute("PRAGMA synchronous = NORMAL")
-            con.execute("PRAGMA foreign_keys = ON")
-            self._begin(con)
-            try:
-                # read the version again inside the write lock: another process may have created or
-                # migrated the file between our first look and now
-                self._check_foreign(con)
-                version = con.execute("PRAGMA user_version").fetchone()[0]
-                if version == 0:
-                    from .. import __version__
-
-                    schema.create_v1(con, f"metalearn-kit {__version__}")
-                    version = 1
-                self.migrated_from = version if version < schema.SCHEMA_VERSION else None
-                schema.migrate(con, version)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        except sqlite3.DatabaseError as err:
-            con.close()
-            raise MetaDatabaseError(f"{str(self.path)!r} cannot be used as a meta-database: {err}") from err
-        except BaseException:
-            con.close()
-            raise
-        self._remember(con)
-
-    def _check_foreign(self, con: sqlite3.Connection) -> None:
-        own_transaction = not con.in_transaction
-        if own_transaction:
-            # one snapshot for the reads below: another opener may be creating the file right now, and
-            # reading its header before and its tables after that commit would make it look foreign
-            self._retry_locked(lambda: con.execute("BEGIN"))
-        try:
-            app_id = con.execute("PRAGMA application_id").fetchone()[0]
-            version = con.execute("PRAGMA user_version").fetchone()[0]
-            tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        finally:
-            if own_transaction:
-                con.execute("COMMIT")
-        if app_id != schema.APPLICATION_ID:
-            if app_id == 0 and not tables:
-                return  # an empty SQLite file: ours to initialise
-            raise MetaDatabaseError(
-                f"{str(self.path)!r} is a SQLite database of another application (application_id {app_id:#x}, "
-                f"tables {tables[:8]}), not a metalearn-kit meta-database; give another path")
-        row = con.execute("SELECT value FROM meta WHERE key = 'application'").fetchone() if "meta" in tables else None
-        if row is None or row[0] != schema.APPLICATION_NAME:
-            raise MetaDatabaseError(f"{str(self.path)!r} carries the metalearn-kit application id but no "
-                                    f"'application' entry in its meta table; the file is damaged or foreign")
-        if version > schema.SCHEMA_VERSION:
-            raise MetaDatabaseError(
-                f"{str(self.path)!r} has meta-database schema version {version}, newer than this "
-                f"metalearn-kit understands ({schema.SCHEMA_VERSION}); upgrade metalearn-kit "
-                f"(pip install -U metalearn-kit) to open it")
-
-    def _retry_locked(self, action):
-        deadline = time.monotonic() + self.timeout
-        delay = 0.005
-        while True:
-            try:
-                return action()
-            except sqlite3.OperationalError as err:
-                if "locked" not in str(err) and "busy" not in str(err):
-                    raise
-                if time.monotonic() > deadline:
-                    raise MetaDatabaseError(f"meta-database {str(self.path)!r} stayed locked for more than "
-                                            f"{self.timeout:g} s: {err}") from err
-                time.sleep(delay)
-                delay = min(delay * 2, 0.1)
-
-    def _begin(self, con: sqlite3.Connection) -> None:
-        # IMMEDIATE takes the write lock at once, so two writers never deadlock upgrading read locks
-        self._retry_locked(lambda: con.execute("BEGIN IMMEDIATE"))
-
-    def _remember(self, con: sqlite3.Connection) -> None:
-        self._local.con = con
-        self._local.pid = os.getpid()
-        with self._lock:
-            self._connections.append((os.getpid(), con))
-
-    def _con(self) -> sqlite3.Connection:
-        if self._closed:
-            raise ValueError(f"meta-database {str(self.path)!r} is closed; open a new MetaDatabase")
-        con = getattr(self._local, "con", None)
-        if con is None or getattr(self._local, "pid", None) != os.getpid():
-            # a new thread, or a forked child (a connection must never cross a fork)
-            con = self._connect()
-            con.execute("PRAGMA synchronous = NORMAL")
-            con.execute("PRAGMA foreign_keys = ON")
-            self._remember(con)
-        return con
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        con = self._con()
-        self._begin(con)
-        try:
-            yield con
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        self._retry_locked(lambda: con.execute("COMMIT"))
-
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        return self._con().execute(sql, params).fetchall()
-
-    def close(self) -> None:
-        """Close every connection this object opened in this process (a forked child leaves its parent's
-        connections alone: SQLite connections must not cross a fork)."""
-        pid = os.getpid()
-        with self._lock:
-            mine = [con for owner, con in self._connections if owner == pid]
-            self._connections = []
-        for con in mine:
-            with contextlib.suppress(sqlite3.Error):
-                con.close()
-        self._closed = True
-
-    def __enter__(self) -> MetaDatabase:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"MetaDatabase({str(self.path)!r})"
-
-    def __reduce__(self):
-        # pickling (e.g. passing the database to a worker process) sends the path; the worker opens its own
-        # connections, since SQLite connections cannot travel between processes
-        return (_reopen, (str(self.path), self.timeout))
-
-    @property
-    def schema_version(self) -> int:
-        return self._read("PRAGMA user_version")[0][0]
-
-    @property
-    def artefact_dir(self) -> Path:
-        """Folder beside the database file that holds the stored models."""
-        return self.path.with_name(self.path.name + ".artefacts")
-
-    def integrity_check(self) -> str:
-        """SQLite's ``PRAGMA integrity_check``: ``'ok'`` for a sound file."""
-        return self._read("PRAGMA integrity_check")[0][0]
-
-    def counts(self) -> dict[str, int]:
-        """Number of rows in each table."""
-        return {t: self._read(f"SELECT COUNT(*) FROM {t}")[0][0] for t in ("tasks", "runs", "results", "artefacts")}
 
     # -------------------------------------------------------------- writing
 

@@ -23,14 +23,13 @@ after every step, and can store each adapted model for later warm starts.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
-from .._checks import check_float, check_int
 from .db import MetaDatabase
+
+__all__ = ["StoreRecorder"]
 
 
 class StoreRecorder:
@@ -118,51 +117,6 @@ class StoreRecorder:
         for tid, state in zip(task_ids, model_states or [None] * len(tasks)):
             if state is not None:
                 self.db.add_artefact(self.run_id, tid, state, {"iteration": iteration})
-        return task_ids
-
-    def evaluate_tasks(self, learner_or_model: Any, tasks: Sequence[Any], loss_fn: Callable,
-                       steps: int | None = None, metric_fn: Callable | None = None, metric_name: str = "query_loss",
-                       lr: float | None = None, optimizer: str = "adam", save_models: bool = False) -> list[int]:
-        """Adapt to each task and record its meta-labels: ``support_loss`` before each step and ``metric_name``
-        (``metric_fn(model, query)``, default the query loss) after 0..``steps`` steps.
-
-        ``learner_or_model``: a learner with ``.adapt`` (MAML, Reptile, ...; ``steps`` defaults to its
-        ``inner_steps``, ``lr`` to its own) or a plain ``nn.Module``, fine-tuned with
-        :func:`metalearn_kit.meta.finetune` (``steps`` and ``lr`` required). ``save_models=True`` stores each
-        adapted model as the task's artefact (what :func:`~metalearn_kit.store.warmstart.warm_start` starts
-        from). Returns the task ids."""
-        from ..meta import finetune
-
-        tasks = list(tasks)
-        if not tasks:
-            raise ValueError("tasks must hold at least one Task")
-        metric = metric_fn if metric_fn is not None else (lambda model, batch: float(loss_fn(model, batch)))
-        is_learner = hasattr(learner_or_model, "adapt") and not isinstance(learner_or_model, nn.Module) \
-            or hasattr(learner_or_model, "meta_objective")
-        if not is_learner:
-            if not isinstance(learner_or_model, nn.Module):
-                raise TypeError(f"learner_or_model must be a learner with .adapt or an nn.Module, got "
-                                f"{type(learner_or_model).__name__}")
-            if steps is None or lr is None:
-                raise ValueError("a plain model is fine-tuned: give steps and lr (e.g. steps=10, lr=1e-3)")
-        if steps is not None:
-            check_int("steps", steps, minimum=0)
-        if lr is not None:
-            check_float("lr", lr, minimum=0.0, strict_min=True)
-        task_ids = []
-        for i, task in enumerate(tasks):
-            if not hasattr(task, "support") or not hasattr(task, "query"):
-                raise TypeError(f"tasks[{i}] must be a Task, got {type(task).__name__}")
-            if is_learner:
-                adapted = learner_or_model.adapt(task.support, loss_fn, steps, query=task.query, metric=metric,
-                                                 lr=lr)
-            else:
-                adapted = finetune(learner_or_model, task.support, loss_fn, steps=steps, lr=lr,
-                                   optimizer=optimizer, query=task.query, metric=metric)
-            metrics = {"support_loss": list(adapted.support_losses),
-                       metric_name: [float(v) for v in adapted.query_metrics]}
-            task_ids.append(self.record_task_results(task, metrics,
-                                                     model_state=adapted.to_module() if save_models else None))
         return task_ids
 
     def save_model(self, model_or_state: Any, meta: Mapping[str, Any] | None = None) -> Path:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import sqlite3
 
+__all__ = ["APPLICATION_ID", "APPLICATION_NAME", "MIGRATIONS", "SCHEMA_V1", "SCHEMA_VERSION", "create_v1", "migrate"]
+
 APPLICATION_NAME = "metalearn-kit"
 # "MLKD" in ASCII: metalearn-kit database. Written to the SQLite header by PRAGMA application_id.
 APPLICATION_ID = 0x4D4C4B44

@@ -35,6 +35,10 @@ import torch
 
 from .._checks import check_images
 
+__all__ = ["BAND_EDGES", "DESCRIPTOR_NAMES", "DESCRIPTOR_SCALES", "DESCRIPTOR_VERSION", "N_BANDS",
+           "descriptor_distance", "estimate_noise_sigma", "is_restoration_support", "rank_by_descriptor",
+           "rank_by_support_loss", "support_loss", "task_descriptor"]
+
 DESCRIPTOR_VERSION = 1
 BAND_EDGES = (0.0, 0.125, 0.25, 0.5, 1.0)  # radial frequency / Nyquist; the last band also takes the corners
 N_BANDS = len(BAND_EDGES) - 1

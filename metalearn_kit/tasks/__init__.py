@@ -1,4 +1,5 @@
-"""Tasks and task distributions: degradation families, restoration and few-shot generation tasks."""
+"""Tasks and task distributions: degradation families, restoration and few-shot generation tasks. Every
+distribution is a :class:`TaskDistribution` (``sample``; ``sample_batch`` and streaming from the base)."""
 
 from .degradations import (
     JPEG,
@@ -22,6 +23,14 @@ from .degradations import (
 )
 from .generation import FewShotGenerationTasks
 from .restoration import RestorationTasks
+from .restoration_variants import (
+    BicubicSRTasks,
+    ImageFitTasks,
+    OperatorTasks,
+    SelfSupervisedDenoisingTasks,
+    ZeroShotSRTasks,
+    bicubic_resize,
+)
 from .task import Batch, Task, TaskBatch, TaskDistribution, stack_tasks
 
 __all__ = [
@@ -29,5 +38,6 @@ __all__ = [
     "Degradation", "make_degradation", "list_degradations", "register_degradation", "restoration_split",
     "SPLITS", "GaussianNoise", "PoissonNoise", "GaussianBlur", "MotionBlur", "KernelBlur", "Inpainting",
     "SuperResolution", "JPEG", "blur", "gaussian_kernel", "motion_kernel", "check_kernel",
-    "RestorationTasks", "FewShotGenerationTasks",
+    "RestorationTasks", "FewShotGenerationTasks", "OperatorTasks", "ZeroShotSRTasks", "BicubicSRTasks",
+    "SelfSupervisedDenoisingTasks", "ImageFitTasks", "bicubic_resize",
 ]

@@ -10,6 +10,8 @@ from .._checks import check_images, check_int
 from ..config import make_generator
 from .task import Task, TaskDistribution
 
+__all__ = ["FewShotGenerationTasks"]
+
 
 class FewShotGenerationTasks(TaskDistribution):
     """A distribution over few-shot generation tasks drawn from a class image source.

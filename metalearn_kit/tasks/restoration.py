@@ -13,6 +13,8 @@ from ..config import make_generator
 from .degradations import SPLITS, Degradation, make_degradation
 from .task import Task, TaskDistribution
 
+__all__ = ["RestorationTasks"]
+
 
 class _CleanSampler:
     """Draws clean images ``[n, C, H, W]`` from any of the kit's image sources:

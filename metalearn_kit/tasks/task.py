@@ -21,6 +21,8 @@ import torch
 from .._checks import check_int
 from ..config import make_generator
 
+__all__ = ["Task", "TaskBatch", "TaskDistribution", "stack_tasks"]
+
 Batch = tuple[torch.Tensor, ...]
 
 

@@ -9,6 +9,8 @@ import torch
 from .._checks import check_int
 from ..tasks.task import Task, TaskBatch
 
+__all__ = ["plot_task", "task_title"]
+
 
 def _format_value(value: Any) -> str:
     if isinstance(value, float):

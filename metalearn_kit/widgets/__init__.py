@@ -14,33 +14,19 @@ matplotlib; each name loads its module on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
 
 # public name -> submodule that defines it; submodules load on first use.
 _EXPORTS = {
-    "TaskExplorer": "explorers",
-    "AdaptationExplorer": "explorers",
-    "GenerationExplorer": "explorers",
-    "RestorationExplorer": "explorers",
-    "LiveMetaTrainingPlot": "live",
-    "adaptation_results": "results",
-    "check_adaptation_results": "results",
-    "figure_to_png": "render",
-    "image_grid_png": "render",
+    "TaskExplorer": ".explorers",
+    "AdaptationExplorer": ".explorers",
+    "GenerationExplorer": ".frontends",
+    "RestorationExplorer": ".frontends",
+    "LiveMetaTrainingPlot": ".live",
+    "adaptation_results": ".results",
+    "check_adaptation_results": ".results",
+    "figure_to_png": ".render",
+    "image_grid_png": ".render",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'metalearn_kit.widgets' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
-
-
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -15,6 +15,8 @@ from typing import Any
 from .._checks import check_float, check_int
 from . import render
 
+__all__ = ["LiveMetaTrainingPlot"]
+
 
 def _moving_average(values: list[float], window: int) -> list[float]:
     """Trailing mean over the last ``window`` finite values (NaN where there is none yet)."""

@@ -12,6 +12,8 @@ import torch
 
 from .._checks import check_images, check_int
 
+__all__ = ["DPI", "as_picture", "figure_to_png", "image_grid_png", "new_figure", "show_image"]
+
 DPI = 90  # small PNGs: fast to send to the browser and small in saved notebooks
 
 

@@ -21,6 +21,8 @@ import torch
 
 from .._checks import check_float, check_images, check_int
 
+__all__ = ["RESERVED_KEYS", "adaptation_results", "check_adaptation_results"]
+
 RESERVED_KEYS = ("degraded", "clean")
 
 

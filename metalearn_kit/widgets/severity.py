@@ -16,6 +16,8 @@ from typing import Any
 
 from .._checks import check_float
 
+__all__ = ["SeverityKnob"]
+
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)

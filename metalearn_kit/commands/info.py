@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import __version__
-from .config import describe_machine, get_device, get_profile
+from .. import __version__
+from ..config import describe_machine, get_device, get_profile
+
+__all__ = ["configure_parser", "main"]
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -21,12 +21,18 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 
 import torch
 
+__all__ = ["TEST_SOURCES", "configure_parser", "load_test_source", "main"]
+
+TEST_SOURCES = ("glyphs", "omniglot", "omniglot-background")
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    from .generation import CHECKPOINT_NAMES, METHODS
+    from ..evaluation.generation import METHODS
+    from ..recipes.generation import CHECKPOINT_NAMES
 
     parser.add_argument("--profile", choices=("fast", "full"), default=None,
                         help="sizes: fast (CPU, minutes) or full (GPU); default: the active profile")
@@ -50,9 +56,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-download", action="store_true", help="never download the test source")
 
 
-TEST_SOURCES = ("glyphs", "omniglot", "omniglot-background")
-
-
 def load_test_source(name: str, image_size: int, data_seed: int = 0, root=None, download: bool = True):
     """The ``ClassImageSource`` of unseen test classes called ``name`` (one of :data:`TEST_SOURCES`)."""
     from ..data import glyphs, omniglot
@@ -71,18 +74,9 @@ def _log(message: str) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..config import describe_machine, get_device
-    from .generation import (
-        CHECKPOINT_NAMES,
-        SHIPPED_DIR,
-        check_targets,
-        evaluate_generation,
-        format_table,
-        generation_config,
-        get_trained,
-        load_sources,
-        recipe_configs,
-        save_sample_grid,
-    )
+    from ..evaluation.generation import check_targets, evaluate_generation, format_table, save_sample_grid
+    from ..pretrained import CHECKPOINT_DIR, load_or_train
+    from ..recipes.generation import CHECKPOINT_NAMES, generation_config, load_sources, recipe_config
 
     if args.threads is not None:
         if args.threads < 1:
@@ -97,25 +91,24 @@ def main(args: argparse.Namespace) -> int:
     if args.make_checkpoint:
         names = CHECKPOINT_NAMES if args.make_checkpoint == "all" else (args.make_checkpoint,)
         for name in names:
-            path = SHIPPED_DIR / f"generation_{name}_{config['profile']}.safetensors"
-            _, info = get_trained(name, config, retrain=True, save_to=path, progress=args.progress, log=_log,
-                                  device=device)
+            path = CHECKPOINT_DIR / f"generation_{name}_{config.profile}.safetensors"
+            _, info = load_or_train(f"generation_{name}", config, config.seed, retrain=True, save_to=path, log=_log)
             size_mb = os.path.getsize(path) / 2**20
             _log(f"wrote {path} ({size_mb:.2f} MB) in {info['seconds']:.1f} s: {info['metrics']}")
         return 0
 
-    _log(f"generation benchmark, profile {config['profile']}, device {device}, {os.cpu_count()} CPUs visible, "
+    _log(f"generation benchmark, profile {config.profile}, device {device}, {os.cpu_count()} CPUs visible, "
          f"{torch.get_num_threads()} torch threads (the CPU may be shared: timings include contention)")
     background, _ = load_sources(config)
-    test = load_test_source(args.test_source, config["image_size"], config["data_seed"], args.data_root,
+    test = load_test_source(args.test_source, config.image_size, config.data_seed, args.data_root,
                             not args.no_download)
     _log(f"test classes: {test.name} ({test.num_classes} classes, {test.images_per_class} images each)")
     result = evaluate_generation(config, args.methods, sources=(background, test), progress=args.progress, log=_log,
                                  keep_samples=args.grid is not None, device=device)
     wall = time.perf_counter() - start
-    steps_note = ("" if config["steps"] == [0, 1, 5, 10, 50] else f" (subset of k: {config['steps']})")
+    steps_note = ("" if config.steps == [0, 1, 5, 10, 50] else f" (subset of k: {config.steps})")
     print(f"\nFew-shot generation on {len(result['info']['eval_classes'])} unseen classes of {test.name}, "
-          f"profile {config['profile']}{steps_note}; mean +- standard error over classes")
+          f"profile {config.profile}{steps_note}; mean +- standard error over classes")
     print(format_table(result["rows"]))
     print("statistician has no inner loop (k = 0 only); figr and cgan are GANs: no likelihood, samples only. "
           "novelty: samples' feature distance to the nearest support image / real query images' (0 = copies).")
@@ -126,26 +119,26 @@ def main(args: argparse.Namespace) -> int:
               f"novelty ratio vs the training images {q['novelty_ratio']:.2f}")
     for name, info in result["info"]["checkpoints"].items():
         print(f"  {name}: {info['source']} ({info['seconds']:.1f} s)")
-    targets = check_targets(result, shots=5, steps=10 if 10 in config["steps"] else max(config["steps"]))
+    targets = check_targets(result, shots=5, steps=10 if 10 in config.steps else max(config.steps))
     print("\nTargets:")
     for t in targets:
         verdict = {True: "HOLDS", False: "DOES NOT HOLD", None: "NOT MEASURED"}[t["holds"]]
         print(f"  [{verdict}] {t['target']}: {t['detail']}")
     print(f"\ntotal wall time {wall:.1f} s")
     if args.grid:
-        grid_steps = [k for k in (0, 10, max(config["steps"])) if k in config["steps"]]
+        grid_steps = [k for k in (0, 10, max(config.steps)) if k in config.steps]
         _log(f"sample grid: {save_sample_grid(result['samples'], args.grid, shots=[5], steps=grid_steps)}")
     if args.json:
-        payload = {"experiment": "generation", "profile": config["profile"], "device": str(device), "config": config,
-                   "rows": result["rows"], "targets": targets, "wall_time_s": wall,
+        payload = {"experiment": "generation", "profile": config.profile, "device": str(device),
+                   "config": asdict(config), "rows": result["rows"], "targets": targets, "wall_time_s": wall,
                    "eval_seconds": result["info"]["eval_seconds"], "eval_classes": result["info"]["eval_classes"],
                    "checkpoints": result["info"]["checkpoints"], "method_seconds": result["info"]["method_seconds"],
                    "per_task": result["info"]["per_task"], "machine": describe_machine(),
                    "test_source": test.name, "cgan_background": result["info"].get("cgan_background"),
-                   "feature_net": {"holdout_accuracy": result["info"]["checkpoints"]["featnet"]["metrics"].get(
-                       "holdout_accuracy"), "holdout": "the last 2 images of every background class",
-                       "steps": config["feature_steps"]},
-                   "recipes": recipe_configs(config),
+                   "feature_net": {"holdout_accuracy": result["info"]["checkpoints"].get("featnet", {}).get(
+                       "metrics", {}).get("holdout_accuracy"), "holdout": "the last 2 images of every background class",
+                       "steps": config.feature_steps},
+                   "recipes": {name: recipe_config(name, config).as_dict() for name in ("cavia", "cgan")},
                    "command": "metalearn-kit " + " ".join(sys.argv[1:])}
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as handle:
@@ -173,7 +166,7 @@ def _merge(args: argparse.Namespace, check_targets, format_table) -> int:
                 raise ValueError(f"--merge parts must cover disjoint methods; {method!r} is in {seen[method]} "
                                  f"and {path}")
             seen[method] = path
-    from .generation import METHODS, METRICS
+    from ..evaluation.generation import METHODS, METRICS
 
     rows = sorted((row for part in parts for row in part["rows"]), key=lambda r: (
         METHODS.index(r["method"]), r["shots"], r["steps"], METRICS.index(r["metric"])))

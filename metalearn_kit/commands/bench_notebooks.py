@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 
-from .config import describe_machine
-from .notebook_runner import dump_json, execute_notebook, list_notebooks, runs_json, runs_table
+from ..config import describe_machine
+from .notebooks import dump_json, execute_notebook, list_notebooks, runs_json, runs_table
+
+__all__ = ["configure_parser", "main"]
 
 BUDGET_NOTEBOOK_S = 180.0
 BUDGET_SERIES_S = 720.0

@@ -1,4 +1,4 @@
-"""``metalearn-kit train EXPERIMENT``: meta-train a named experiment (metalearn_kit.experiments) from its config.
+"""``metalearn-kit train EXPERIMENT``: meta-train a named experiment (:mod:`metalearn_kit.recipes.experiments`).
 
 One process:   metalearn-kit train denoise --profile fast --out runs/denoise
 N GPUs:        torchrun --standalone --nproc_per_node N -m metalearn_kit.cli train denoise --out runs/denoise
@@ -25,6 +25,8 @@ from typing import Any
 from .. import checkpoints
 from ..config import PROFILES, describe_machine, seed_everything
 
+__all__ = ["configure_parser", "main"]
+
 LOG_NAME = "train_log.json"
 MODEL_NAME = "model.safetensors"
 LRS_NAME = "inner_lrs.safetensors"
@@ -32,7 +34,7 @@ EXIT_RANK_LOST = 1
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    from ..experiments import ALGORITHMS, BACKENDS, list_experiments
+    from ..recipes.experiments import ALGORITHMS, BACKENDS, list_experiments
 
     parser.description = __doc__.split("\n\n")[0]
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -67,7 +69,7 @@ def _fail(flag: str, message: str) -> ValueError:
 
 def _validate(args: argparse.Namespace, world_size: int) -> None:
     """Bad arguments -> ValueError naming the flag (the CLI turns it into exit code 2) before any work."""
-    from ..experiments import ALGORITHMS, BACKENDS, list_experiments
+    from ..recipes.experiments import ALGORITHMS, BACKENDS, list_experiments
 
     if args.experiment not in list_experiments():
         raise _fail("experiment", f"must be one of {list_experiments()}, got {args.experiment!r}")
@@ -146,8 +148,8 @@ def _open_store(path: str, setup):
 
 def _preflight(args: argparse.Namespace, out: Path, ctx) -> None:
     """Checks only rank 0 can make (its disk), shared with every rank so that all of them stop together."""
-    from .distributed import checkpoint_iteration
-    from .train import CHECKPOINT_NAME
+    from ..meta.distributed import checkpoint_iteration
+    from ..meta.train import CHECKPOINT_NAME
 
     problem = None
     if ctx.is_main:
@@ -166,8 +168,8 @@ def _preflight(args: argparse.Namespace, out: Path, ctx) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..experiments import build_experiment, get_experiment
-    from .distributed import (
+    from ..meta import DivergenceError, MetaSGD
+    from ..meta.distributed import (
         RankLostError,
         checkpoint_iteration,
         distributed_meta_train,
@@ -175,9 +177,8 @@ def main(args: argparse.Namespace) -> int:
         shutdown_distributed,
         world_from_env,
     )
-    from .inner import DivergenceError
-    from .maml import MetaSGD
-    from .train import CHECKPOINT_NAME
+    from ..meta.train import CHECKPOINT_NAME
+    from ..recipes.experiments import build_experiment, get_experiment
 
     _, world_size, _ = world_from_env()
     _validate(args, world_size)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 
+__all__ = ["configure_parser", "main"]
+
 ACTIONS = ("list", "show", "best", "export")
 
 
@@ -58,7 +60,7 @@ def _run_id(target: str | None) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .db import MetaDatabase
+    from ..store.db import MetaDatabase
 
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")

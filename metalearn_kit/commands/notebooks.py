@@ -15,7 +15,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+__all__ = ["configure_parser", "main"]
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent.parent / "notebooks"
 
 # Appended to a copy of the notebook to read the kernel's peak resident memory; removed before saving.
 _MEASURE_SOURCE = (

@@ -1,5 +1,7 @@
 """Meta-testing from the store: start a new task from the stored model of the most similar past task,
-then fine-tune on the new task's support set (the warm start of AutoML systems and model-zoo selection).
+then fine-tune on the new task's support set (the warm start of AutoML systems and model-zoo selection); and
+:func:`evaluate_tasks`, which adapts to tasks and records their meta-labels in the store. (It sits above
+``store/`` and ``meta/``: the store itself only persists.)
 
 Two ways to choose, and their mix:
 
@@ -26,10 +28,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_float, check_int
-from ..meta import finetune
-from .db import ArtefactIntegrityError, MetaDatabase
-from .similarity import (
+from ._checks import check_choice, check_float, check_int
+from .meta import finetune
+from .store.db import ArtefactIntegrityError, MetaDatabase
+from .store.recorder import StoreRecorder
+from .store.similarity import (
     DESCRIPTOR_NAMES,
     DESCRIPTOR_VERSION,
     descriptor_distance,
@@ -37,6 +40,8 @@ from .similarity import (
     support_loss,
     task_descriptor,
 )
+
+__all__ = ["Candidate", "WarmStartResult", "compare_warm_start", "evaluate_tasks", "restoration_psnr", "warm_start"]
 
 Batch = tuple[torch.Tensor, ...]
 LossFn = Callable[[Callable, Batch], torch.Tensor]
@@ -324,3 +329,48 @@ def compare_warm_start(db: MetaDatabase, tasks: Sequence[Any], model_factory: Ca
                            "final_mean": float(curves[:, -1].mean())}
     return {"steps": list(range(finetune_steps + 1)), "methods": methods, "per_task": per_task,
             "summary": summary, "store": store_info}
+
+
+def evaluate_tasks(recorder: StoreRecorder, learner_or_model: Any, tasks: Sequence[Any], loss_fn: Callable,
+                   steps: int | None = None, metric_fn: Callable | None = None, metric_name: str = "query_loss",
+                   lr: float | None = None, optimizer: str = "adam", save_models: bool = False) -> list[int]:
+    """Adapt to each task and record its meta-labels through ``recorder`` (a
+    :class:`~metalearn_kit.store.StoreRecorder`): ``support_loss`` before each step and ``metric_name``
+    (``metric_fn(model, query)``, default the query loss) after 0..``steps`` steps.
+
+    ``learner_or_model``: a learner with ``.adapt`` (MAML, Reptile, ...; ``steps`` defaults to its
+    ``inner_steps``, ``lr`` to its own) or a plain ``nn.Module``, fine-tuned with
+    :func:`metalearn_kit.meta.finetune` (``steps`` and ``lr`` required). ``save_models=True`` stores each
+    adapted model as the task's artefact (what :func:`~metalearn_kit.warmstart.warm_start` starts
+    from). Returns the task ids."""
+    tasks = list(tasks)
+    if not tasks:
+        raise ValueError("tasks must hold at least one Task")
+    metric = metric_fn if metric_fn is not None else (lambda model, batch: float(loss_fn(model, batch)))
+    is_learner = hasattr(learner_or_model, "adapt") and not isinstance(learner_or_model, nn.Module) \
+        or hasattr(learner_or_model, "meta_objective")
+    if not is_learner:
+        if not isinstance(learner_or_model, nn.Module):
+            raise TypeError(f"learner_or_model must be a learner with .adapt or an nn.Module, got "
+                            f"{type(learner_or_model).__name__}")
+        if steps is None or lr is None:
+            raise ValueError("a plain model is fine-tuned: give steps and lr (e.g. steps=10, lr=1e-3)")
+    if steps is not None:
+        check_int("steps", steps, minimum=0)
+    if lr is not None:
+        check_float("lr", lr, minimum=0.0, strict_min=True)
+    task_ids = []
+    for i, task in enumerate(tasks):
+        if not hasattr(task, "support") or not hasattr(task, "query"):
+            raise TypeError(f"tasks[{i}] must be a Task, got {type(task).__name__}")
+        if is_learner:
+            adapted = learner_or_model.adapt(task.support, loss_fn, steps, query=task.query, metric=metric,
+                                             lr=lr)
+        else:
+            adapted = finetune(learner_or_model, task.support, loss_fn, steps=steps, lr=lr,
+                               optimizer=optimizer, query=task.query, metric=metric)
+        metrics = {"support_loss": list(adapted.support_losses),
+                   metric_name: [float(v) for v in adapted.query_metrics]}
+        task_ids.append(recorder.record_task_results(task, metrics,
+                                                 model_state=adapted.to_module() if save_models else None))
+    return task_ids

@@ -1,0 +1,164 @@
+"""Adaptation curves: how a start point does on a task's query after each number of adaptation steps, and the
+tables the restoration benchmark averages them into.
+
+- :class:`StepMetric`: a ``metric(model, query)`` for ``finetune``/``adapt`` that measures only after the
+  wanted step counts (both benchmarks use it: PSNR/SSIM for restoration, NLL and samples for generation).
+- :func:`adaptation_curve` (one optimizer and learning rate), :func:`learner_curve` (a learner's own inner
+  loop, e.g. Meta-SGD's learned rates), :func:`tuned_curve` (the best of several learning rates per step
+  count, chosen by the *support* loss only).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import make_generator
+from .metrics import psnr, ssim
+
+__all__ = ["BASELINE_LRS", "ResultTable", "StepMetric", "adaptation_curve", "learner_curve", "render_images",
+           "sample_test_tasks", "timed", "tuned_curve"]
+
+BASELINE_LRS = (3e-4, 1e-3, 3e-3)
+
+
+class StepMetric:
+    """``metric(model, query)`` for ``adapt``/``finetune``, called once per step (0, 1, ...): after each step in
+    ``steps`` it stores ``measure(model, query)`` (a dict of values) in :attr:`records` and returns its first
+    value; other steps return NaN at no cost."""
+
+    def __init__(self, steps: Sequence[int], measure: Callable[[Any, tuple], dict[str, Any]]) -> None:
+        self.wanted = set(steps)
+        self.measure = measure
+        self.calls = 0
+        self.records: dict[int, dict[str, Any]] = {}
+
+    def __call__(self, model, query) -> float:
+        step = self.calls
+        self.calls += 1
+        if step not in self.wanted:
+            return math.nan
+        self.records[step] = self.measure(model, query)
+        return float(next(iter(self.records[step].values())))
+
+    def values(self, key: str) -> dict[int, Any]:
+        """``{step: value of key}`` over the recorded steps."""
+        return {step: record[key] for step, record in self.records.items()}
+
+
+def render_images(model, query) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's restoration of ``query[0]`` (with the operator ``query[2]`` when there is one), clamped to
+    [0, 1], and the target ``query[1]``."""
+    batch = query
+    out = model(batch[0], batch[2]) if len(batch) > 2 and batch[2].dim() != 1 else model(batch[0])
+    return out.clamp(0, 1), query[1]
+
+
+def _image_quality(render: Callable) -> Callable[[Any, tuple], dict[str, float]]:
+    def measure(model, query) -> dict[str, float]:
+        prediction, target = render(model, query)
+        return {"psnr": psnr(prediction, target), "ssim": ssim(prediction, target)}
+    return measure
+
+
+def adaptation_curve(model: nn.Module, support, query, loss_fn: Callable, steps: Sequence[int], lr: float,
+                     optimizer: str = "sgd", render: Callable = render_images,
+                     grad_clip: float | None = None) -> dict[str, Any]:
+    """Fine-tune a copy of ``model`` on ``support`` and record query PSNR/SSIM after each of ``steps``.
+    Returns ``{"psnr": {step: dB}, "ssim": {step: value}, "support_loss": {step: loss}, "seconds": s}``
+    (``support_loss[k]``: the support loss after ``k`` steps, used to pick baseline learning rates)."""
+    from ..meta import finetune
+
+    curve = StepMetric(steps, _image_quality(render))
+    start = time.perf_counter()
+    # one extra step: support_losses[k] is the loss *before* step k+1, i.e. after k steps
+    adapted = finetune(model, support, loss_fn, max(steps) + 1, lr, optimizer, query=query, metric=curve,
+                       grad_clip=grad_clip)
+    seconds = time.perf_counter() - start
+    support_loss = {k: float(adapted.support_losses[k]) for k in steps}
+    return {"psnr": curve.values("psnr"), "ssim": curve.values("ssim"), "support_loss": support_loss,
+            "seconds": seconds}
+
+
+def learner_curve(learner, support, query, loss_fn: Callable, steps: Sequence[int],
+                  render: Callable = render_images) -> dict[str, Any]:
+    """:func:`adaptation_curve` for a learner that adapts with its own inner loop (Meta-SGD's learned rates):
+    ``learner.adapt`` on ``support``, query PSNR/SSIM after each of ``steps``."""
+    curve = StepMetric(steps, _image_quality(render))
+    start = time.perf_counter()
+    adapted = learner.adapt(support, loss_fn, steps=max(steps) + 1, query=query, metric=curve)
+    support_loss = {k: float(adapted.support_losses[k]) for k in steps}
+    return {"psnr": curve.values("psnr"), "ssim": curve.values("ssim"), "support_loss": support_loss,
+            "seconds": time.perf_counter() - start}
+
+
+def tuned_curve(model: nn.Module, support, query, loss_fn: Callable, steps: Sequence[int],
+                lrs: Sequence[float] = BASELINE_LRS, optimizer: str = "adam",
+                render: Callable = render_images, extra: Sequence[tuple[str, float]] = ()) -> dict[str, Any]:
+    """:func:`adaptation_curve` for ``optimizer`` at each learning rate in ``lrs`` (and each ``(optimizer, lr)``
+    in ``extra``, e.g. the meta-init's own SGD setting); at each step count keep the run with the lowest
+    *support* loss (no query information). ``seconds`` is the time of one run (the mean)."""
+    from ..meta import DivergenceError
+
+    runs, kept = [], []
+    for opt, lr in [(optimizer, lr) for lr in lrs] + list(extra):
+        try:
+            runs.append(adaptation_curve(model, support, query, loss_fn, steps, lr, opt, render))
+            kept.append((opt, lr))
+        except DivergenceError:  # a learning rate too large for this start: not a candidate
+            continue
+    if not runs:
+        raise DivergenceError(f"every learning rate diverged: {list(lrs)} ({optimizer}) and {list(extra)}")
+    out: dict[str, Any] = {"psnr": {}, "ssim": {}, "lr": {}, "seconds": sum(r["seconds"] for r in runs) / len(runs)}
+    for k in steps:
+        best_i = min(range(len(runs)), key=lambda i: (not math.isfinite(runs[i]["support_loss"][k]),
+                                                      runs[i]["support_loss"][k]))
+        best = runs[best_i]
+        out["psnr"][k], out["ssim"][k], out["lr"][k] = best["psnr"][k], best["ssim"][k], kept[best_i]
+    return out
+
+
+class ResultTable:
+    """Accumulates per-task results of one experiment into mean rows."""
+
+    def __init__(self, experiment: str) -> None:
+        self.experiment = experiment
+        self.values: dict[tuple[str, int | None, str], list[float]] = {}
+
+    def add(self, method: str, steps: int | None, metric: str, value: float) -> None:
+        self.values.setdefault((method, steps, metric), []).append(float(value))
+
+    def add_curve(self, method: str, curve: dict) -> None:
+        for k in curve["psnr"]:
+            self.add(method, k, "psnr", curve["psnr"][k])
+            self.add(method, k, "ssim", curve["ssim"][k])
+        self.add(method, max(curve["psnr"]), "wall_time_s", curve["seconds"])
+
+    def add_images(self, method: str, steps: int | None, prediction: torch.Tensor, target: torch.Tensor,
+                   seconds: float) -> None:
+        self.add(method, steps, "psnr", psnr(prediction, target))
+        self.add(method, steps, "ssim", ssim(prediction, target))
+        self.add(method, steps, "wall_time_s", seconds)
+
+    def rows(self, **extra) -> list[dict[str, Any]]:
+        return [{"experiment": self.experiment, "method": m, "steps": s, "metric": metric,
+                 "value": sum(v) / len(v), "tasks": len(v), **extra}
+                for (m, s, metric), v in self.values.items()]
+
+
+def timed(fn: Callable[..., torch.Tensor], *args) -> tuple[torch.Tensor, float]:
+    """``(fn(*args), seconds)``."""
+    start = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - start
+
+
+def sample_test_tasks(sampler, n: int, seed: int) -> list:
+    """``n`` test tasks from ``sampler``; test draws never share a seed with training draws."""
+    g = make_generator(seed + 10_000)
+    return [sampler.sample(g) for _ in range(n)]

@@ -1,0 +1,21 @@
+"""Recipes: what trains each shipped model -- a typed config per experiment and profile, the model builder,
+the loss, the task distribution and the meta-training parts. One module per experiment family
+(``restoration``, ``generation``, ``tutorial``); add a family as a new module with a ``checkpoint_entry``
+and list its checkpoints in :data:`metalearn_kit.pretrained.CHECKPOINTS`.
+"""
+
+from __future__ import annotations
+
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(["MetaTrainingParts", "TrainSettings", "make_learner", "ALGORITHMS"], ".parts"),
+    **dict.fromkeys(["Experiment", "ExperimentSetup", "build_experiment", "get_experiment", "list_experiments"],
+                    ".experiments"),
+    **dict.fromkeys(["RestorationConfig", "restoration_config", "RESTORATION_EXPERIMENTS"], ".restoration_configs"),
+    **dict.fromkeys(["GenerationConfig", "generation_config"], ".generation"),
+    "restoration_mse": ".tutorial",
+}
+_SUBMODULES = ("experiments", "generation", "parts", "restoration", "restoration_configs", "tutorial")
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES)

@@ -1,0 +1,189 @@
+"""The typed configs of the five restoration experiments, one dataclass per experiment, and their sizes per
+profile. ``fast`` is sized for a laptop CPU / CI (minutes), ``full`` for a GPU. How the learning rates were
+chosen is in ``docs/benchmarks/README.md``.
+
+Every config's :meth:`~RestorationConfig.as_dict` is what a checkpoint records as its ``config``; the fields
+in :data:`EVAL_FIELDS` only shape the evaluation, so a checkpoint trained with other values of them still
+matches.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from ..config import profile_sizes
+
+__all__ = ["CONFIGS", "DeblurInpaintConfig", "DenoisingConfig", "EVAL_FIELDS", "ImageFittingConfig",
+           "RESTORATION_EXPERIMENTS", "RestorationConfig", "SelfSupervisedConfig", "SuperResolutionConfig",
+           "restoration_config"]
+
+RESTORATION_EXPERIMENTS = ("denoising", "super_resolution", "deblurring_inpainting", "image_fitting",
+                           "self_supervised")
+# fields that only shape the evaluation: a checkpoint trained with other values of these still matches
+EVAL_FIELDS = frozenset({"steps", "test_tasks", "test_images", "test_patch", "test_masks", "zssr_steps",
+                         "zssr_lrs", "zssr_lr", "scratch_steps"})
+
+
+@dataclass
+class RestorationConfig:
+    """Fields every restoration experiment has: the model ``width``, the inner loop (``inner_steps`` SGD steps
+    of ``inner_lr``, each gradient clipped to norm ``inner_grad_clip``), the outer loop (``meta_iterations`` of
+    ``meta_batch`` tasks, Adam at ``meta_lr``) and the step counts ``steps`` the benchmark reports."""
+
+    width: int
+    inner_steps: int
+    inner_lr: float
+    meta_iterations: int
+    meta_batch: int
+    meta_lr: float
+    steps: list[int]
+    # plain class attributes (not fields, so not recorded in checkpoints) unless an experiment makes them fields
+    inner_grad_clip = 1.0
+    meta_lr_schedule = "constant"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form a checkpoint records (lists stay lists)."""
+        return asdict(self)
+
+    def training_part(self) -> dict[str, Any]:
+        """The fields that determine the trained weights (all but :data:`EVAL_FIELDS`)."""
+        return {k: v for k, v in self.as_dict().items() if k not in EVAL_FIELDS}
+
+
+@dataclass
+class DenoisingConfig(RestorationConfig):
+    """Few-shot denoising: ``shots``/``queries`` ``patch``-pixel grey pairs per task, a ``depth``-layer CNN."""
+
+    patch: int
+    shots: int
+    queries: int
+    depth: int
+    joint_iterations: int
+    test_tasks: int
+
+
+@dataclass
+class SuperResolutionConfig(RestorationConfig):
+    """Zero-shot x``scale`` SR (MZSR): bicubic pretraining, then meta-transfer; ZSSR's budget for scratch."""
+
+    train_patch: int
+    test_patch: int
+    scale: int
+    kernel_sigma: list[float]
+    depth: int
+    pretrain_iterations: int
+    pretrain_batch: int
+    test_images: int
+    zssr_steps: list[int]
+    zssr_lrs: list[float]
+
+
+@dataclass
+class DeblurInpaintConfig(RestorationConfig):
+    """Few-shot deblurring and inpainting with an unrolled restorer of ``iterations`` proximal steps."""
+
+    patch: int
+    shots: int
+    queries: int
+    depth: int
+    iterations: int
+    joint_iterations: int
+    test_tasks: int
+    train_masks: list[str]
+    test_masks: list[str]
+
+
+@dataclass
+class ImageFittingConfig(RestorationConfig):
+    """SIREN image fitting: ``hidden_layers`` sine layers of ``width`` at frequency ``omega``."""
+
+    patch: int
+    hidden_layers: int
+    omega: float
+    test_images: int
+    # fields here (recorded in the checkpoint), class-level defaults in the other experiments
+    inner_grad_clip: float | None = None
+    meta_lr_schedule: str = "cosine"
+
+
+@dataclass
+class SelfSupervisedConfig(RestorationConfig):
+    """Zero-shot Noise2Self denoising of one noisy ``test_patch`` image."""
+
+    train_patch: int
+    test_patch: int
+    depth: int
+    test_images: int
+    scratch_steps: list[int]
+
+
+CONFIGS: dict[str, type[RestorationConfig]] = {
+    "denoising": DenoisingConfig, "super_resolution": SuperResolutionConfig,
+    "deblurring_inpainting": DeblurInpaintConfig, "image_fitting": ImageFittingConfig,
+    "self_supervised": SelfSupervisedConfig,
+}
+
+SIZES: dict[str, dict[str, dict[str, Any]]] = {
+    "denoising": {
+        "fast": {"patch": 32, "shots": 4, "queries": 4, "width": 32, "depth": 5, "inner_steps": 2,
+                 "inner_lr": 0.02, "meta_iterations": 400, "meta_batch": 4, "meta_lr": 1e-3,
+                 "joint_iterations": 400, "test_tasks": 8, "steps": [0, 1, 2, 5, 10]},
+        "full": {"patch": 48, "shots": 8, "queries": 8, "width": 64, "depth": 8, "inner_steps": 3,
+                 "inner_lr": 0.02, "meta_iterations": 4000, "meta_batch": 8, "meta_lr": 5e-4,
+                 "joint_iterations": 4000, "test_tasks": 32, "steps": [0, 1, 2, 5, 10, 50]},
+    },
+    "super_resolution": {
+        "fast": {"train_patch": 32, "test_patch": 64, "scale": 2, "kernel_sigma": [0.4, 1.6], "width": 32,
+                 "depth": 5, "pretrain_iterations": 400, "pretrain_batch": 16, "inner_steps": 1,
+                 "inner_lr": 0.01, "meta_iterations": 300, "meta_batch": 8, "meta_lr": 1e-4, "test_images": 4,
+                 "steps": [0, 1, 10], "zssr_steps": [10, 100, 300], "zssr_lrs": [3e-4, 1e-3]},
+        "full": {"train_patch": 64, "test_patch": 128, "scale": 2, "kernel_sigma": [0.4, 1.6], "width": 64,
+                 "depth": 8, "pretrain_iterations": 5000, "pretrain_batch": 32, "inner_steps": 5,
+                 "inner_lr": 0.01, "meta_iterations": 3000, "meta_batch": 8, "meta_lr": 1e-4, "test_images": 16,
+                 "steps": [0, 1, 10], "zssr_steps": [10, 100, 300, 1000], "zssr_lrs": [1e-4, 3e-4, 1e-3]},
+    },
+    "deblurring_inpainting": {
+        "fast": {"patch": 32, "shots": 4, "queries": 4, "width": 24, "depth": 3, "iterations": 3,
+                 "inner_steps": 2, "inner_lr": 0.02, "meta_iterations": 300, "meta_batch": 4, "meta_lr": 1e-3,
+                 "joint_iterations": 300, "test_tasks": 6, "steps": [0, 1, 2, 5, 10],
+                 "train_masks": ["random", "boxes"], "test_masks": ["strokes"]},
+        "full": {"patch": 48, "shots": 8, "queries": 8, "width": 48, "depth": 5, "iterations": 5,
+                 "inner_steps": 3, "inner_lr": 0.02, "meta_iterations": 3000, "meta_batch": 8, "meta_lr": 5e-4,
+                 "joint_iterations": 3000, "test_tasks": 24, "steps": [0, 1, 2, 5, 10, 50],
+                 "train_masks": ["random", "boxes"], "test_masks": ["strokes"]},
+    },
+    "image_fitting": {
+        "fast": {"patch": 64, "width": 64, "hidden_layers": 3, "omega": 30.0, "inner_steps": 2, "inner_lr": 0.1,
+                 "inner_grad_clip": None, "meta_iterations": 3000, "meta_batch": 4, "meta_lr": 1e-3,
+                 "meta_lr_schedule": "cosine", "test_images": 4, "steps": [0, 2, 5, 20, 100]},
+        # patch 96, not 128: the smallest training photograph is 102 pixels high
+        "full": {"patch": 96, "width": 128, "hidden_layers": 4, "omega": 30.0, "inner_steps": 3,
+                 "inner_lr": 0.1, "inner_grad_clip": None, "meta_iterations": 10000, "meta_batch": 8,
+                 "meta_lr": 1e-3, "meta_lr_schedule": "cosine", "test_images": 16,
+                 "steps": [0, 2, 5, 20, 100, 500]},
+    },
+    "self_supervised": {
+        "fast": {"train_patch": 32, "test_patch": 48, "width": 32, "depth": 5, "inner_steps": 2, "inner_lr": 0.02,
+                 "meta_iterations": 300, "meta_batch": 4, "meta_lr": 1e-3, "test_images": 3,
+                 "steps": [0, 1, 5, 20], "scratch_steps": [0, 1, 5, 20, 100]},
+        "full": {"train_patch": 48, "test_patch": 96, "width": 64, "depth": 8, "inner_steps": 3, "inner_lr": 0.02,
+                 "meta_iterations": 3000, "meta_batch": 8, "meta_lr": 5e-4, "test_images": 12,
+                 "steps": [0, 1, 5, 20, 100], "scratch_steps": [0, 1, 5, 20, 100, 300]},
+    },
+}
+
+
+def restoration_config(experiment: str, profile: str | None = None, sizes: dict | None = None) -> RestorationConfig:
+    """The config of ``experiment`` (one of :data:`RESTORATION_EXPERIMENTS`) for ``profile`` (default: the
+    active one), with ``sizes`` overriding fields (unknown keys refused)."""
+    if experiment not in CONFIGS:
+        raise ValueError(f"experiment must be one of {list(CONFIGS)}, got {experiment!r}")
+    config = CONFIGS[experiment](**copy.deepcopy(profile_sizes(SIZES[experiment], profile)))
+    known = {f.name for f in fields(config)}
+    for key in sizes or {}:
+        if key not in known:
+            raise ValueError(f"sizes has unknown key {key!r} for experiment {experiment!r}; known keys: "
+                             f"{sorted(known)}")
+    return replace(config, **(sizes or {}))
