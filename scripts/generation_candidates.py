@@ -54,29 +54,35 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from metalearn_kit.evaluation import generation as gen
+    from dataclasses import replace
+
     from metalearn_kit.evaluation.features import extract_features, prototype_accuracy
     from metalearn_kit.evaluation.novelty import novelty_ratio
     from metalearn_kit.meta import MAML, finetune
     from metalearn_kit.models.generation import importance_weighted_nll, mean_image, vae_loss_fn
+    from metalearn_kit.pretrained import load_or_train
+    from metalearn_kit.recipes.generation import generation_config, load_sources, train_vae
     from metalearn_kit.recipes.generation_cavia import CaviaConfig, adapt_and_sample, train_context_vae
 
-    config = gen.generation_config("fast")
-    background, evaluation = gen.load_sources(config)
+    config = generation_config("fast")
+    background, evaluation = load_sources(config)
     start = time.perf_counter()
-    featnet, _ = gen.get_trained("featnet", config, background)
-    models = {name: gen.get_trained(name, config, background)[0] for name in ("cavia", "maml")}
+
+    def trained(name: str):
+        return load_or_train(f"generation_{name}", config, config.seed, options={"background": background})[0]
+
+    featnet = trained("featnet")
+    models = {name: trained(name) for name in ("cavia", "maml")}
     recipe = CaviaConfig.from_generation_config(config)
-    fo_model, fo_history = train_context_vae(CaviaConfig(**{**recipe.as_dict(), "first_order": True}), background,
-                                             seed=config["seed"])
+    fo_model, fo_history = train_context_vae(replace(recipe, first_order=True), background, seed=config.seed)
     fo_model.eval()
     with torch.random.fork_rng():
-        torch.manual_seed(config["seed"])
-        joint_long, _ = gen.train_vae("joint", {**config, "meta_iterations": recipe.iterations}, background)
+        torch.manual_seed(config.seed)
+        joint_long, _ = train_vae("joint", replace(config, meta_iterations=recipe.iterations), background)
     train_seconds = time.perf_counter() - start
 
-    shots, steps, queries = 5, 10, config["eval_queries"]
-    rng = torch.Generator().manual_seed(config["seed"] + 1)
+    shots, steps, queries = 5, 10, config.eval_queries
+    rng = torch.Generator().manual_seed(config.seed + 1)
     results: dict[str, dict[str, list]] = {}
 
     def record(name: str, nll: float | None, samples: torch.Tensor, task: dict) -> None:
@@ -89,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     targets = torch.randperm(evaluation.num_classes, generator=rng)[:args.tasks].tolist()
     with torch.random.fork_rng():
-        torch.manual_seed(config["seed"] + 2)
+        torch.manual_seed(config.seed + 2)
         for index, target in enumerate(targets):
             images = evaluation.images_of(target)
             order = torch.randperm(images.shape[0], generator=rng)
@@ -100,21 +106,21 @@ def main(argv: list[str] | None = None) -> int:
             labels = torch.zeros(shots, dtype=torch.int64)
             for name, model in (("cavia", models["cavia"]), ("cavia_first_order", fo_model)):
                 out = adapt_and_sample(model, support, query, [steps], torch.Generator().manual_seed(index),
-                                       config["sample_count"], config["iw_samples"])[steps]
+                                       config.sample_count, config.iw_samples)[steps]
                 record(name, out["nll"], out["samples"], task)
-            learner = MAML(models["maml"], inner_lr=config["inner_lr"], inner_grad_clip=config["inner_grad_clip"])
+            learner = MAML(models["maml"], inner_lr=config.inner_lr, inner_grad_clip=config.inner_grad_clip)
             adapted = learner.adapt((support, labels), vae_loss_fn, steps).to_module()
-            nll = float(importance_weighted_nll(adapted, query, config["iw_samples"]).mean())
-            z = torch.randn(config["sample_count"], config["latent"], generator=torch.Generator().manual_seed(index))
+            nll = float(importance_weighted_nll(adapted, query, config.iw_samples).mean())
+            z = torch.randn(config.sample_count, config.latent, generator=torch.Generator().manual_seed(index))
             with torch.no_grad():
-                record("maml_prior", nll, mean_image(adapted.decode(z), config["likelihood"]), task)
-            record("maml_posterior", nll, _posterior_samples(adapted, support, config["sample_count"],
+                record("maml_prior", nll, mean_image(adapted.decode(z), config.likelihood), task)
+            record("maml_posterior", nll, _posterior_samples(adapted, support, config.sample_count,
                                                              torch.Generator().manual_seed(index)), task)
-            tuned = finetune(joint_long, (support, labels), vae_loss_fn, steps, config["inner_lr"], "sgd",
-                             grad_clip=config["inner_grad_clip"]).to_module()
-            nll = float(importance_weighted_nll(tuned, query, config["iw_samples"]).mean())
+            tuned = finetune(joint_long, (support, labels), vae_loss_fn, steps, config.inner_lr, "sgd",
+                             grad_clip=config.inner_grad_clip).to_module()
+            nll = float(importance_weighted_nll(tuned, query, config.iw_samples).mean())
             with torch.no_grad():
-                record("joint_long", nll, mean_image(tuned.decode(z), config["likelihood"]), task)
+                record("joint_long", nll, mean_image(tuned.decode(z), config.likelihood), task)
     table = {name: {metric: _mean_se(values) for metric, values in metrics.items() if values}
              for name, metrics in results.items()}
     print(f"candidates on {len(targets)} unseen glyph classes, K = {shots}, k = {steps} (mean +- s.e.)")
