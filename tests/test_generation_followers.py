@@ -9,6 +9,7 @@ import zipfile
 import pytest
 import torch
 
+from metalearn_kit.evaluation.generation import background_quality
 from metalearn_kit.evaluation.novelty import nearest_distance, novelty_ratio
 from metalearn_kit.models.conditional_gan import (
     CGAN,
@@ -19,7 +20,7 @@ from metalearn_kit.models.conditional_gan import (
 )
 from metalearn_kit.models.context_vae import ContextVAE, context_meta_loss
 from metalearn_kit.recipes.generation_cavia import CaviaConfig
-from metalearn_kit.recipes.generation_cgan import CGANConfig, background_quality
+from metalearn_kit.recipes.generation_cgan import CGANConfig
 
 torch.set_num_threads(1)
 

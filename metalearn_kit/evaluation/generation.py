@@ -36,19 +36,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
+from .._checks import check_int
 from ..config import get_device
 from ..models.generation import condition_on, importance_weighted_nll, mean_image, vae_loss_fn
 from ..pretrained import load_or_train
 from ..recipes.generation import GenerationConfig, gan_train_steps, load_sources, make_vae, seeded_rng
 from ..recipes.generation_cavia import adapt_and_sample
-from ..recipes.generation_cgan import CGANConfig, background_quality, fewshot_samples
+from ..recipes.generation_cgan import CGANConfig, fewshot_samples
 from .curves import StepMetric
 from .features import FeatureNet, extract_features, frechet_distance, prototype_accuracy
 from .novelty import novelty_ratio
 
-__all__ = ["EXPERIMENT", "KINDS", "METHODS", "METRICS", "VAE_METHODS", "check_targets", "evaluate_generation",
-           "format_table", "save_sample_grid"]
+__all__ = ["EXPERIMENT", "KINDS", "METHODS", "METRICS", "VAE_METHODS", "background_quality", "check_targets",
+           "evaluate_generation", "format_table", "save_sample_grid"]
 
 EXPERIMENT = "generation"
 VAE_METHODS = ("maml", "fomaml", "reptile", "joint", "scratch")
@@ -237,6 +239,37 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
                  "eval_classes": [t["class"] for t in task_list],
                  "per_task": {"|".join(map(str, key)): values for key, values in results.items()}})
     return {"rows": rows, "samples": samples, "info": info}
+
+
+@torch.no_grad()
+def background_quality(model: nn.Module, feature_net: FeatureNet, background, per_class: int = 4, seed: int = 0,
+                       holdout_per_class: int = 2) -> dict[str, float]:
+    """Samples of every background class (``per_class`` each): ``accuracy`` = fraction the feature
+    network (trained on the same classes) labels with the class asked for; ``novelty_ratio`` = their mean
+    feature distance to the nearest *training* image of their class over the held-out images' (1: as new as
+    real held-out drawings, 0: copies); ``holdout_accuracy`` of the feature network on the real held-out
+    images, for reference."""
+    from .novelty import nearest_distance
+
+    check_int("per_class", per_class, minimum=1)
+    gen = torch.Generator().manual_seed(seed)
+    sample_dist, real_dist, correct, real_correct, total, real_total = [], [], 0, 0, 0, 0
+    model.eval()
+    for c in range(background.num_classes):
+        labels = torch.full((per_class,), c, dtype=torch.int64)
+        samples = model.generator(torch.randn(per_class, model.generator.latent, generator=gen), labels)
+        images = background.images_of(c)
+        split = background.images_per_class - holdout_per_class
+        train, held = images[:split], images[split:background.images_per_class]
+        f_samples, f_train, f_held = (extract_features(feature_net, x) for x in (samples, train, held))
+        correct += int((feature_net.classifier(f_samples).argmax(1) == c).sum())
+        real_correct += int((feature_net.classifier(f_held).argmax(1) == c).sum())
+        total, real_total = total + per_class, real_total + held.shape[0]
+        sample_dist.append(nearest_distance(f_samples, f_train))
+        real_dist.append(nearest_distance(f_held, f_train))
+    return {"accuracy": correct / total, "holdout_accuracy": real_correct / real_total,
+            "novelty_ratio": float(torch.cat(sample_dist).mean() / torch.cat(real_dist).mean()),
+            "classes": background.num_classes, "samples_per_class": per_class}
 
 
 def _value(rows: list[dict], method: str, shots: int, steps: int, metric: str) -> float | None:

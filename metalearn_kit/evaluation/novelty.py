@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["nearest_distance", "novelty_ratio"]
+
 
 def _check_features(name: str, features: torch.Tensor, dim: int | None = None) -> None:
     if not isinstance(features, torch.Tensor) or features.dim() != 2 or features.shape[0] == 0:

@@ -24,6 +24,9 @@ from torch import nn
 from .._checks import check_choice, check_float, check_images, check_int
 from .gan import ConditionalCritic, ConditionalGenerator, gradient_penalty
 
+__all__ = ["ACCritic", "CGAN", "cgan_critic_loss", "cgan_generator_loss", "fit_class_embedding",
+           "meta_learn_embedding_init", "sample_with_embedding"]
+
 
 class ACCritic(nn.Module):
     """A :class:`ConditionalCritic` (projection score ``[N]``) plus a class head on the same trunk

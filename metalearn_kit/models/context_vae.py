@@ -27,6 +27,8 @@ from .._checks import check_choice, check_images, check_int
 from .blocks import Deconv, check_image_size, conv_trunk
 from .generation import LIKELIHOODS, VAEOutput, mean_image, negative_elbo
 
+__all__ = ["ContextBound", "ContextVAE", "context_meta_loss"]
+
 
 class ContextVAE(nn.Module):
     """Conditional VAE on ``[N, channels, S, S]`` images in [0, 1], conditioned on a task context ``c``.

@@ -1,8 +1,6 @@
 """What trains each shipped generation model: the typed config, the model builders, the three trainers
-(meta-learned or joint VAE, Neural-Statistician-lite, FIGR) and the meta-training parts, for the
-``generation_*`` checkpoints; the CAVIA context VAE and the conditional GAN have their own recipes
-(:mod:`.generation_cavia`, :mod:`.generation_cgan`), hooked in here. The benchmark that evaluates them is
-:mod:`metalearn_kit.evaluation.generation`.
+(meta-learned or joint VAE, Neural-Statistician-lite, FIGR; CAVIA and the CGAN in their own recipes) and the
+meta-training parts, for the ``generation_*`` checkpoints; :mod:`metalearn_kit.evaluation.generation` runs them.
 """
 
 from __future__ import annotations
@@ -239,13 +237,11 @@ def build_checkpoint(name: str, config: GenerationConfig, state: dict | None = N
         from .generation_cavia import make_context_vae
 
         return make_context_vae(recipe_config(name, config), config.image_size)
-    if name == "cgan":
+    if name == "cgan":  # the class count comes from the weights
         from .generation_cgan import make_cgan
 
-        if state is None:
-            raise ValueError("state is required to build cgan (its class count comes from the weights)")
-        return make_cgan(recipe_config(name, config), state["generator.embed.weight"].shape[0], config.image_size,
-                         with_critic=False)
+        classes = None if state is None else state["generator.embed.weight"].shape[0]
+        return make_cgan(recipe_config(name, config), classes, config.image_size, with_critic=False)
     return make_vae(config)
 
 
@@ -427,15 +423,12 @@ def train_checkpoint(name: str, config: GenerationConfig, background=None, progr
         model, history = train_statistician(config, background, progress, device)
     elif name == "figr":
         model, history = train_figr(config, background, progress, device)
-    elif name == "cavia":
+    elif name in ("cavia", "cgan"):
         from .generation_cavia import train_context_vae
-
-        model, history = train_context_vae(recipe_config(name, config), background, config.image_size, config.seed,
-                                           device)
-    elif name == "cgan":
         from .generation_cgan import train_cgan
 
-        model, history = train_cgan(recipe_config(name, config), background, config.image_size, config.seed, device)
+        trainer = train_context_vae if name == "cavia" else train_cgan
+        model, history = trainer(recipe_config(name, config), background, config.image_size, config.seed, device)
     else:
         model, history = train_vae(name, config, background, progress, device)
     return model, {**_summary(history), "device": str(device)}

@@ -19,6 +19,8 @@ from .._checks import check_float, check_int
 from ..models.context_vae import ContextBound, ContextVAE, context_meta_loss
 from ..models.generation import importance_weighted_nll
 
+__all__ = ["CaviaConfig", "adapt_and_sample", "make_context_vae", "train_context_vae"]
+
 
 @dataclass(frozen=True)
 class CaviaConfig:

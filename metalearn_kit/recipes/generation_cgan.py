@@ -3,9 +3,8 @@
 :func:`train_cgan` trains :class:`~metalearn_kit.models.conditional_gan.CGAN` on the first
 ``train_images_per_class`` images of every background class (the rest are held out, the same split as the
 feature network's), then meta-learns the new-class embedding init by Reptile over background classes.
-:func:`background_quality` measures what the issue asks of a CGAN: samples of each background class,
-classified by the feature network (top-1 over all background classes), and their novelty against the
-training images. :func:`fewshot_samples` is the few-shot version: a new class's embedding inverted from
+:func:`~metalearn_kit.evaluation.generation.background_quality` measures it on its own classes.
+:func:`fewshot_samples` is the few-shot version: a new class's embedding inverted from
 ``K`` images, then fresh samples.
 """
 
@@ -17,6 +16,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .._checks import check_choice, check_float, check_int
+
+__all__ = ["CGANConfig", "LOSSES", "fewshot_samples", "make_cgan", "pca_class_codes", "train_cgan"]
 from ..models.conditional_gan import (
     CGAN,
     cgan_critic_loss,
@@ -166,38 +167,6 @@ def train_cgan(recipe: CGANConfig, background, image_size: int = 28, seed: int =
             p.requires_grad_(True)
     history["embedding_init_seconds"] = time.perf_counter() - start - history["wall_time_s"][-1]
     return model.without_critic(), history
-
-
-@torch.no_grad()
-def background_quality(model: CGAN, feature_net, background, per_class: int = 4, seed: int = 0,
-                       holdout_per_class: int = 2) -> dict[str, float]:
-    """Samples of every background class (``per_class`` each): ``accuracy`` = fraction the feature
-    network (trained on the same classes) labels with the class asked for; ``novelty_ratio`` = their mean
-    feature distance to the nearest *training* image of their class over the held-out images' (1: as new as
-    real held-out drawings, 0: copies); ``holdout_accuracy`` of the feature network on the real held-out
-    images, for reference."""
-    from ..evaluation.features import extract_features
-    from ..evaluation.novelty import nearest_distance
-
-    check_int("per_class", per_class, minimum=1)
-    gen = torch.Generator().manual_seed(seed)
-    sample_dist, real_dist, correct, real_correct, total, real_total = [], [], 0, 0, 0, 0
-    model.eval()
-    for c in range(background.num_classes):
-        labels = torch.full((per_class,), c, dtype=torch.int64)
-        samples = model.generator(torch.randn(per_class, model.generator.latent, generator=gen), labels)
-        images = background.images_of(c)
-        split = background.images_per_class - holdout_per_class
-        train, held = images[:split], images[split:background.images_per_class]
-        f_samples, f_train, f_held = (extract_features(feature_net, x) for x in (samples, train, held))
-        correct += int((feature_net.classifier(f_samples).argmax(1) == c).sum())
-        real_correct += int((feature_net.classifier(f_held).argmax(1) == c).sum())
-        total, real_total = total + per_class, real_total + held.shape[0]
-        sample_dist.append(nearest_distance(f_samples, f_train))
-        real_dist.append(nearest_distance(f_held, f_train))
-    return {"accuracy": correct / total, "holdout_accuracy": real_correct / real_total,
-            "novelty_ratio": float(torch.cat(sample_dist).mean() / torch.cat(real_dist).mean()),
-            "classes": background.num_classes, "samples_per_class": per_class}
 
 
 def fewshot_samples(model: CGAN, support: torch.Tensor, steps: list[int], z_generator: torch.Generator,
