@@ -139,7 +139,8 @@ for target in torch.randperm(e.num_classes, generator=rng)[:16].tolist():
     others = [c for c in torch.randperm(e.num_classes, generator=rng).tolist() if c != target][:4]
     qf = extract_features(fn, query)
     df = [extract_features(fn, e.images_of(c)[:10]) for c in others]
-    emb, losses = fit_class_embedding(gen, support, init, 100, 0.05)
+    embeddings, losses = fit_class_embedding(gen, support, init, 100, 0.05)
+    emb = embeddings[-1]
     s = sample_with_embedding(gen, emb, 32, torch.Generator().manual_seed(0))
     accs.append(prototype_accuracy(extract_features(fn, s), [qf, *df]))
 print("fewshot proto acc", sum(accs) / len(accs), "last loss", losses[-1], "total", time.perf_counter() - t)
