@@ -43,9 +43,11 @@ _EXPORTS = {
     # meta-database and warm starts
     **dict.fromkeys(["MetaDatabase", "StoreRecorder"], ".store"),
     **dict.fromkeys(["warm_start", "compare_warm_start", "evaluate_tasks"], ".warmstart"),
+    # the benchmark tables shipped as package data
+    **dict.fromkeys(["benchmark_table", "benchmark_names"], ".benchmark_tables"),
 }
-_SUBMODULES = ("checkpoints", "cli", "commands", "config", "data", "evaluation", "meta", "models", "pretrained",
-               "recipes", "store", "tasks", "viz", "warmstart", "widgets")
+_SUBMODULES = ("benchmark_tables", "checkpoints", "cli", "commands", "config", "data", "evaluation", "meta", "models",
+               "pretrained", "recipes", "store", "tasks", "viz", "warmstart", "widgets")
 
 __getattr__, __dir__, _LAZY = lazy_exports(__name__, _EXPORTS, _SUBMODULES)
 __all__ = ["__version__", "describe_machine", "get_device", "get_profile", "profile_sizes", "seed_everything",

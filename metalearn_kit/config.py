@@ -1,6 +1,7 @@
 """Device choice, the ``fast``/``full`` profiles and seeding.
 
-The profile is the *only* place the kit decides between small (CPU, Binder, CI) and real (GPU) sizes:
+The profile is the *only* place the kit decides between small (``fast``, the default everywhere, GPU included)
+and real (``full``, an explicit opt-in) sizes:
 every experiment keeps a table ``{"fast": ..., "full": ...}`` of its sizes and reads the active entry
 with :func:`profile_sizes`. Nothing else branches on the profile.
 """
@@ -18,6 +19,10 @@ __all__ = ["DEVICE_ENV", "PROFILES", "PROFILE_ENV", "T", "describe_machine", "ge
            "make_generator", "profile_sizes", "seed_everything"]
 
 PROFILES = ("fast", "full")
+DEFAULT_PROFILE = "fast"  # on every device; "full" is opted into (get_profile)
+# the help of every command's --profile option, so all of them say the same default
+PROFILE_HELP = ("sizes: fast (small, minutes) or full (the real sizes, for a GPU); "
+                "default: $METALEARN_KIT_PROFILE, else fast")
 DEVICE_ENV = "METALEARN_KIT_DEVICE"
 PROFILE_ENV = "METALEARN_KIT_PROFILE"
 
@@ -54,15 +59,19 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     return resolved
 
 
-def get_profile(profile: str | None = None, device: str | torch.device | None = None) -> str:
-    """The active profile: ``profile`` if given, else ``$METALEARN_KIT_PROFILE``, else ``full`` on
-    CUDA and ``fast`` elsewhere."""
+def get_profile(profile: str | None = None) -> str:
+    """The active profile: ``profile`` if given, else ``$METALEARN_KIT_PROFILE``, else ``fast`` on every device.
+
+    ``fast`` is the default on a GPU too, so a notebook on Colab or a command on a workstation starts from the
+    shipped checkpoints and runs in minutes; ``full`` (the real sizes, trained where no full-size checkpoint is
+    shipped) is always an explicit choice: ``METALEARN_KIT_PROFILE=full`` or ``profile="full"``."""
     choice = profile if profile is not None else os.environ.get(PROFILE_ENV) or None
     if choice is None:
-        return "full" if get_device(device).type == "cuda" else "fast"
+        return DEFAULT_PROFILE
     if choice not in PROFILES:
         source = "the profile argument" if profile is not None else "$" + PROFILE_ENV
-        raise ValueError(f"profile must be one of {PROFILES}, got {choice!r} (from {source})")
+        raise ValueError(f"profile must be one of {PROFILES}, got {choice!r} (from {source}); "
+                         f"'full' is the opt-in to the real sizes")
     return choice
 
 

@@ -24,6 +24,9 @@ CUT = {  # the counts that make the full profile long; everything else stays at 
     "deblurring_inpainting": {"meta_iterations": 2, "joint_iterations": 2, "test_tasks": 1, "steps": [0, 1]},
     "image_fitting": {"meta_iterations": 2, "test_images": 1, "steps": [0, 2]},
     "self_supervised": {"meta_iterations": 2, "test_images": 1, "steps": [0, 1], "scratch_steps": [0, 1]},
+    # the operator families (issue 16): joint_iterations >= meta_iterations * (inner_steps + 1) is enforced
+    **{family: {"meta_iterations": 2, "joint_iterations": 12, "test_tasks": 1, "steps": [0, 1]}
+       for family in ("tone_curve", "colour_cast", "stripe_noise", "directional_blur", "channel_shift")},
     "generation": {"feature_steps": 2, "meta_iterations": 2, "statistician_iterations": 2, "figr_iterations": 2,
                    "eval_tasks": 2, "iw_samples": 2, "sample_count": 4, "steps": [0, 1]},
 }
@@ -36,7 +39,12 @@ def run(name: str) -> int:
 
         return len(evaluate_generation(generation_config("full", **CUT[name]), keep_samples=True)["rows"])
     from metalearn_kit.evaluation import restoration
-    from metalearn_kit.recipes import RESTORATION_EXPERIMENTS
+    from metalearn_kit.recipes import FAMILY_RECIPES, RESTORATION_EXPERIMENTS
+
+    if name in FAMILY_RECIPES:
+        from metalearn_kit.evaluation.operator_experiments import operator_experiment
+
+        return len(operator_experiment(name, "full", sizes=CUT[name]))
 
     functions = dict(zip(RESTORATION_EXPERIMENTS, (
         restoration.few_shot_denoising, restoration.zero_shot_super_resolution,

@@ -24,3 +24,15 @@ def artifacts_dir():
     path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "artifacts")
     os.makedirs(path, exist_ok=True)
     return path
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line at the end when the browser tests were skipped, with the reason: a bare ``s`` is easy to miss."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "browser" in getattr(r, "keywords", {})]
+    if not skipped:
+        return
+    longrepr = skipped[0].longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    reason = reason.removeprefix("Skipped: ")
+    terminalreporter.write_line(f"NOTE: {len(skipped)} browser test(s) skipped: {reason} "
+                                "(README, Quick start: Chromium for the browser test)", yellow=True, bold=True)

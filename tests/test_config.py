@@ -35,14 +35,16 @@ def test_bad_device_names_the_source(monkeypatch):
         config.get_device("cuda")
 
 
-def test_profile_defaults_follow_the_device(monkeypatch):
+def test_profile_default_is_fast_on_every_device(monkeypatch):
+    """A GPU does not switch to ``full`` by itself: Colab's notebooks start from the shipped fast checkpoints."""
     monkeypatch.delenv(config.PROFILE_ENV, raising=False)
     monkeypatch.delenv(config.DEVICE_ENV, raising=False)
-    monkeypatch.setattr(config, "_mps_available", lambda: False)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert config.get_profile() == "full"
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert config.get_profile() == "fast"
+    for cuda in (True, False):
+        for mps in (True, False):
+            monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+            monkeypatch.setattr(config, "_mps_available", lambda mps=mps: mps)
+            assert config.get_profile() == "fast"
+    assert config.get_profile("full") == "full"
 
 
 def test_profile_env_and_argument(monkeypatch):

@@ -11,6 +11,7 @@ from metalearn_kit import pretrained
 from metalearn_kit.evaluation import restoration as R
 from metalearn_kit.evaluation.bench_restoration import check_targets, format_table
 from metalearn_kit.models.conv import ConvRestorer
+from metalearn_kit.models.operator_nets import FilterRestorer, PointwiseRestorer
 from metalearn_kit.models.restoration import UnrolledRestorer
 from metalearn_kit.models.siren import Siren
 from metalearn_kit.recipes import restoration as recipe
@@ -79,9 +80,10 @@ def test_shipped_checkpoints_load():
     assert shipped, "no restoration checkpoint shipped in metalearn_kit/checkpoints_data"
     for name in shipped:
         model, meta = pretrained.load_pretrained(name)
-        if recipe.META_TRAINED.get(name) == "metasgd":  # the learner: the model and its learned inner rates
+        # Meta-SGD checkpoints hold the learner: the model and its learned inner rates
+        if recipe.META_TRAINED.get(name) == "metasgd" or name.endswith("_metasgd"):
             model = model.model
-        assert isinstance(model, (ConvRestorer, UnrolledRestorer, Siren))
+        assert isinstance(model, (ConvRestorer, UnrolledRestorer, Siren, PointwiseRestorer, FilterRestorer))
         assert {"config", "seed", "metrics", "machine", "command"} <= set(meta)
         assert meta["command"] == f"metalearn-kit pretrain {name}"
 

@@ -1,6 +1,7 @@
 """Widgets without a browser: they build, their controls redraw, scrubbing is cached, bad input is refused."""
 
 import math
+import os
 import subprocess
 import sys
 
@@ -51,6 +52,18 @@ def synthetic_results(steps=4, methods=("maml", "scratch")):
                   for k in range(steps + 1)]
         out[name] = {"images": frames, "psnr": [15.0 + k * (m + 1) for k in range(steps + 1)]}
     return out
+
+
+def test_ipywidgets_major_version_is_the_one_this_run_is_for():
+    """``scripts/kit test-ipywidgets7`` sets ``METALEARN_KIT_EXPECT_IPYWIDGETS=7``: prove that run really had 7."""
+    import ipywidgets
+
+    major = ipywidgets.__version__.split(".")[0]
+    expected = os.environ.get("METALEARN_KIT_EXPECT_IPYWIDGETS")
+    if expected is None:
+        assert major in {"7", "8"}, f"the widgets are tested under ipywidgets 7 and 8, not {ipywidgets.__version__}"
+    else:
+        assert major == expected, f"this run is for ipywidgets {expected}, got {ipywidgets.__version__}"
 
 
 def test_importing_the_package_does_not_import_ipywidgets():
@@ -338,3 +351,82 @@ def test_restoration_explorer_runs_restore_fn_and_shows_the_steps():
     assert explorer.view.slider.max == 5 and explorer.view.slider.value == 5
     with pytest.raises(ValueError, match="degradations"):
         RestorationExplorer(restore_fn, images=2, degradations=[])
+
+
+# ------------------------------------------------------------------ SIREN fitting and the family explorer
+def test_siren_fit_explorer_from_a_meta_learner_and_the_standard_init():
+    from metalearn_kit.meta import MetaSGD
+    from metalearn_kit.models.siren import Siren
+    from metalearn_kit.widgets import SirenFitExplorer, siren_fit_results
+
+    torch.manual_seed(0)
+    image = torch.rand(1, 64, 64, generator=torch.Generator().manual_seed(1))
+    learner = MetaSGD(Siren(1, 16, 2), inner_lr=0.01, inner_steps=2)
+    results = siren_fit_results({"meta-init": learner, "standard init": (Siren(1, 16, 2), 1e-3)}, image, steps=3)
+    for name in ("meta-init", "standard init"):
+        assert len(results[name]["images"]) == 4 and len(results[name]["psnr"]) == 4
+        assert results[name]["images"][0].shape == (1, 64, 64)
+    assert results["standard init"]["psnr"][3] != results["standard init"]["psnr"][0]  # it fits
+    explorer = SirenFitExplorer(results, note="why line")
+    first = shown(explorer)
+    assert first.startswith(PNG_MAGIC) and "step 0" in explorer.label.value
+    explorer.slider.value = 3
+    assert shown(explorer) != first and "step 3" in explorer.label.value
+    assert "why line" in explorer.note.value
+    with pytest.raises(TypeError, match=r"methods\['bad'\]"):
+        siren_fit_results({"bad": 3}, image, steps=2)
+    with pytest.raises(ValueError, match="steps"):
+        siren_fit_results({"standard init": (Siren(1, 16, 2), 1e-3)}, image, steps=0)
+    with pytest.raises(ValueError, match="results must be what siren_fit_results returns"):
+        SirenFitExplorer({"meta-init": results["meta-init"]})
+
+
+def test_family_explorer_defaults_to_a_winning_family_and_offers_white_noise(monkeypatch):
+    from metalearn_kit.recipes import operator_recipe
+    from metalearn_kit.widgets import FamilyAdaptationExplorer
+    from metalearn_kit.widgets import families as module
+
+    # tiny stand-ins for the checkpoints, so the test does not depend on shipped files or train for minutes
+    def tiny(name, role, config, seed=0):  # noqa: ARG001 - the signature of load_model
+        from dataclasses import replace
+
+        small = replace(config, width=4, depth=1)
+        torch.manual_seed(0)
+        return operator_recipe.build_checkpoint(role, small), "trained"
+
+    monkeypatch.setattr(operator_recipe, "load_model", tiny)
+    explorer = FamilyAdaptationExplorer(families=("tone_curve", "colour_cast"), steps=2)
+    assert explorer.family.value == "tone_curve" and explorer.explorer.steps == 2
+    assert "Why:" in explorer.why.value and "tone curve" in explorer.why.value
+    assert explorer.explorer.data["degraded"].shape[-1] >= 64
+    explorer.family.value = "colour_cast"
+    assert explorer.last_error is None and explorer.explorer.data["degraded"].shape[0] == 3
+    assert "colour" in explorer.why.value
+    assert module.WHITE_NOISE in module.DEFAULT_FAMILIES and module.DEFAULT_FAMILIES[0] != module.WHITE_NOISE
+    with pytest.raises(ValueError, match="families"):
+        FamilyAdaptationExplorer(families=("tone_curve", "pink_noise"))
+    with pytest.raises(ValueError, match="patch"):
+        FamilyAdaptationExplorer(families=("tone_curve",), patch=32)
+
+
+def test_task_explorer_default_families_fit_the_source_channels(source):
+    grey = TaskExplorer(source)
+    assert "tone_curve" in grey.knobs and "stripe_noise" in grey.knobs
+    assert "colour_cast" not in grey.knobs  # colour-only family, grey source
+    assert list(grey.knobs).index("gaussian_noise") < list(grey.knobs).index("tone_curve")  # built-ins first
+    colour = TaskExplorer(torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(2)))
+    assert "colour_cast" in colour.knobs
+    colour.family.value = "colour_cast"
+    assert colour.last_error is None and colour.task.support[0].shape[1] == 3
+
+
+def test_family_explorer_white_noise_uses_the_denoising_checkpoints():
+    from metalearn_kit.widgets import FamilyAdaptationExplorer, family_methods
+
+    parts = family_methods("white_noise", steps=1)
+    assert set(parts["methods"]) == {"meta-learned", "joint pretrained"} and parts["meta_learner"] == "MAML"
+    assert parts["task"].query[0].shape[-1] == 64 and parts["joint_lr"] in (3e-4, 1e-3, 3e-3)
+    explorer = FamilyAdaptationExplorer(families=("white_noise",), steps=1)
+    assert "white noise" in explorer.why.value and explorer.explorer.steps == 1
+    with pytest.raises(ValueError, match="family"):
+        family_methods("pink_noise")

@@ -31,11 +31,11 @@ TEST_SOURCES = ("glyphs", "omniglot", "omniglot-background")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from ..config import PROFILE_HELP, PROFILES
     from ..evaluation.generation import METHODS
     from ..recipes.generation import CHECKPOINT_NAMES
 
-    parser.add_argument("--profile", choices=("fast", "full"), default=None,
-                        help="sizes: fast (CPU, minutes) or full (GPU); default: the active profile")
+    parser.add_argument("--profile", choices=PROFILES, default=None, help=PROFILE_HELP)
     parser.add_argument("--json", metavar="PATH", default=None, help="write rows, targets and config as JSON")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="methods to run")
     parser.add_argument("--grid", metavar="PNG", default=None, help="save a grid of generated samples")

@@ -34,7 +34,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed steps per configuration (default 10 on "
                         "CUDA, 3 on CPU)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
-    parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=ALGORITHMS)
+    parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=ALGORITHMS,
+                        help=f"meta-learning algorithms to time (default: {', '.join(ALGORITHMS)})")
     parser.add_argument("--backends", nargs="+", default=None, choices=BACKENDS,
                         help="default: higher, func and func-loop on CPU; higher, func and func+compile on CUDA")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")

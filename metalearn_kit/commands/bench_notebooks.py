@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import describe_machine
+from ..config import PROFILE_HELP, PROFILES, describe_machine, get_profile
 from .notebooks import dump_json, execute_notebook, list_notebooks, runs_json, runs_table
 
 __all__ = ["configure_parser", "main"]
@@ -18,10 +18,11 @@ BUDGET_PEAK_MB = 1536.0
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="write the measurements to this JSON file")
-    parser.add_argument("--profile", default="fast", choices=["fast", "full"])
+    parser.add_argument("--profile", default=None, choices=PROFILES, help=PROFILE_HELP)
 
 
 def main(args: argparse.Namespace) -> int:
+    args.profile = get_profile(args.profile)
     runs = [execute_notebook(path, profile=args.profile) for path in list_notebooks()]
     print(runs_table(runs))
     total = sum(run.seconds for run in runs)

@@ -11,9 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from ..config import PROFILE_HELP, PROFILES, get_profile
 
 __all__ = ["configure_parser", "main"]
 
@@ -90,12 +94,22 @@ def execute_notebook(path: str | os.PathLike, *, timeout: int = 900, save: bool 
         if execute_reply.get("content", {}).get("status") == "error":
             failed_replies.append(f"cell {cell_index}: the kernel reported status 'error'")
 
-    client = NotebookClient(notebook, timeout=timeout, kernel_name=kernel_name, allow_errors=True,
+    from traitlets.config import Config
+
+    # Unix sockets where there are some (over TCP every kernel warns that its traffic is not encrypted), in a
+    # folder of this run's own: the default socket names are relative to the notebook's folder and shared by all.
+    # Set through config, so the client still creates (and shuts down) the kernel itself.
+    sockets = tempfile.mkdtemp(prefix="metalearn-kit-kernel-") if os.name == "posix" else None
+    config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}}) if sockets \
+        else Config()
+    client = NotebookClient(notebook, timeout=timeout, kernel_name=kernel_name, allow_errors=True, config=config,
                             resources={"metadata": {"path": str(path.parent)}}, on_cell_executed=on_cell_executed)
     start = time.perf_counter()
     try:
         client.execute()
     finally:
+        if sockets:
+            shutil.rmtree(sockets, ignore_errors=True)
         for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -121,14 +135,14 @@ def execute_notebook(path: str | os.PathLike, *, timeout: int = 900, save: bool 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("notebooks", nargs="*", help="notebook files (default: all numbered notebooks)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
-    parser.add_argument("--profile", default="fast", choices=["fast", "full"])
+    parser.add_argument("--profile", default=None, choices=PROFILES, help=PROFILE_HELP)
 
 
 def main(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.notebooks] or list_notebooks()
     failed = 0
     for path in paths:
-        run = execute_notebook(path, timeout=args.timeout, save=True, profile=args.profile)
+        run = execute_notebook(path, timeout=args.timeout, save=True, profile=get_profile(args.profile))
         print(f"{run.name:<40} {run.seconds:7.1f} s  peak {run.peak_memory_mb or 0:7.0f} MB  saved")
         failed += not run.ok
     return 1 if failed else 0

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoints import atomic_write_bytes
-from ..config import describe_machine
-from ..pretrained import DIR_ENV, REGISTRY, SHIPPED_PROFILE, available, checkpoint_path, train_pretrained
+from ..config import PROFILE_HELP, PROFILES, describe_machine, get_profile
+from ..pretrained import DIR_ENV, REGISTRY, available, checkpoint_path, train_pretrained
 
 __all__ = ["configure_parser", "main"]
 
@@ -32,12 +32,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, metavar="PATH",
                         help="also write one row per trained checkpoint (wall time, meta-steps, tasks/s, peak GPU "
                              "memory, machine) to this JSON file")
-    parser.add_argument("--profile", default=SHIPPED_PROFILE, choices=(SHIPPED_PROFILE, "full"),
-                        help="fast: the shipped CPU-sized checkpoints (default); full: the GPU-sized variants "
-                             "that `bench ... --profile full` loads, written as NAME_full files")
+    parser.add_argument("--profile", default=None, choices=PROFILES,
+                        help=f"{PROFILE_HELP}. fast: the shipped checkpoints; full: the GPU-sized variants that "
+                             "`bench ... --profile full` loads, written as NAME_full files")
 
 
 def main(args: argparse.Namespace) -> int:
+    args.profile = get_profile(args.profile)
     if args.out:
         os.environ[DIR_ENV] = str(args.out)
     if args.list:

@@ -3,7 +3,8 @@
 One process:   metalearn-kit train denoise --profile fast --out runs/denoise
 N GPUs:        torchrun --standalone --nproc_per_node N -m metalearn_kit.cli train denoise --out runs/denoise
 N machines:    torchrun --nnodes M --nproc_per_node N --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
-                   -m metalearn_kit.cli train denoise --out runs/denoise
+                   --rdzv-id denoise -m metalearn_kit.cli train denoise --out runs/denoise
+               (on every machine; HOST is one of them, reachable by all; --rdzv-id names this job)
 
 Writes ``OUT/meta_train.safetensors`` (the resumable checkpoint), ``OUT/model.safetensors`` (the meta-learned
 initial weights), for Meta-SGD ``OUT/inner_lrs.safetensors`` (the learned inner learning rates, one tensor per
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import checkpoints
-from ..config import PROFILES, describe_machine, seed_everything
+from ..config import PROFILE_HELP, PROFILES, describe_machine, seed_everything
 
 __all__ = ["configure_parser", "main"]
 
@@ -38,10 +39,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     parser.description = __doc__.split("\n\n")[0]
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = "\n".join(__doc__.split("\n\n")[1:])
+    parser.epilog = "\n\n".join(__doc__.split("\n\n")[1:])
     parser.add_argument("experiment", help=f"one of {', '.join(list_experiments())}")
-    parser.add_argument("--profile", default=None, help=f"{' | '.join(PROFILES)} (default: $METALEARN_KIT_PROFILE, "
-                                                        f"else full on CUDA, fast elsewhere)")
+    # checked by _validate (an error naming the flag), not by argparse choices
+    parser.add_argument("--profile", default=None, metavar="{" + ",".join(PROFILES) + "}", help=PROFILE_HELP)
     parser.add_argument("--algorithm", default=None, help=f"{' | '.join(ALGORITHMS)} (default: the experiment's)")
     parser.add_argument("--backend", default="auto", help=f"{' | '.join(BACKENDS)} (default: auto)")
     parser.add_argument("--iterations", type=int, default=None, help="meta-steps in total, counting those "

@@ -80,7 +80,8 @@ def comparisons(rows: list[dict[str, Any]]) -> list[str]:
         if joint is not None:
             verdict = "meta wins" if top["value"] > joint else "META LOSES"
             text += f"; pretrained@{top['steps']} {joint:.2f} dB ({verdict})"
-        classical = [r for r in part if r["steps"] is None and "input" not in r["method"]]
+        classical = [r for r in part if r["steps"] is None and "input" not in r["method"]
+                     and r.get("role", "classical") == "classical"]
         if classical:
             best = max(classical, key=lambda r: r["value"])
             text += (f"; best classical {best['method']} {best['value']:.2f} dB "

@@ -11,6 +11,7 @@ tables the restoration benchmark averages them into.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -146,8 +147,10 @@ class ResultTable:
         self.add(method, steps, "wall_time_s", seconds)
 
     def rows(self, **extra) -> list[dict[str, Any]]:
+        # per_task keeps the task order (the same for every method), so benchmarks can pair differences
         return [{"experiment": self.experiment, "method": m, "steps": s, "metric": metric,
-                 "value": sum(v) / len(v), "tasks": len(v), **extra}
+                 "value": sum(v) / len(v), "tasks": len(v),
+                 "stderr": statistics.stdev(v) / len(v) ** 0.5 if len(v) > 1 else None, "per_task": v, **extra}
                 for (m, s, metric), v in self.values.items()]
 
 

@@ -1,7 +1,9 @@
 """Recipes: what trains each shipped model -- a typed config per experiment and profile, the model builder,
 the loss, the task distribution and the meta-training parts. One module per experiment family
 (``restoration``, ``generation``, ``tutorial``); add a family as a new module with a ``checkpoint_entry``
-and list its checkpoints in :data:`metalearn_kit.pretrained.CHECKPOINTS`.
+and list its checkpoints in :data:`metalearn_kit.pretrained.CHECKPOINTS`. The operator families of issue 16
+(the support set identifies the task) share :mod:`.operator_recipe`, one module each (``tone_curve``,
+``colour_cast``, ``stripe_noise``, ``directional_blur``, ``channel_shift``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ _EXPORTS = {
     **dict.fromkeys(["RestorationConfig", "restoration_config", "RESTORATION_EXPERIMENTS"], ".restoration_configs"),
     **dict.fromkeys(["GenerationConfig", "generation_config"], ".generation"),
     "restoration_mse": ".tutorial",
+    **dict.fromkeys(["OperatorRecipeConfig", "FAMILY_RECIPES"], ".operator_recipe"),
 }
-_SUBMODULES = ("experiments", "generation", "parts", "restoration", "restoration_configs", "tutorial")
+_SUBMODULES = ("experiments", "generation", "parts", "restoration", "restoration_configs", "tutorial",
+               "operator_recipe", "tone_curve", "colour_cast", "stripe_noise", "directional_blur", "channel_shift")
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES)

@@ -22,6 +22,14 @@ from .degradations import (
     restoration_split,
 )
 from .generation import FewShotGenerationTasks
+from .operators import (
+    BandedDegradation,
+    ChannelMisregistration,
+    ColourCast,
+    DirectionalBlur,
+    StripeNoise,
+    ToneCurve,
+)
 from .restoration import RestorationTasks
 from .restoration_variants import (
     BicubicSRTasks,
@@ -40,4 +48,5 @@ __all__ = [
     "SuperResolution", "JPEG", "blur", "gaussian_kernel", "motion_kernel", "check_kernel",
     "RestorationTasks", "FewShotGenerationTasks", "OperatorTasks", "ZeroShotSRTasks", "BicubicSRTasks",
     "SelfSupervisedDenoisingTasks", "ImageFitTasks", "bicubic_resize",
+    "BandedDegradation", "ToneCurve", "ColourCast", "DirectionalBlur", "StripeNoise", "ChannelMisregistration",
 ]

@@ -8,6 +8,10 @@ matplotlib; each name loads its module on first use.
 - :class:`TaskExplorer`: degradation family / severity / shots -> the support and query sets of a task.
 - :class:`AdaptationExplorer`: a step slider over precomputed adaptation results of several methods;
   :func:`adaptation_results` computes them with the engine's ``MAML.adapt`` / fine-tuning.
+- :class:`FamilyAdaptationExplorer`: the same over task families (default: one where the support set identifies
+  the task; white noise, where joint pretraining wins, is a choice), with a line saying why.
+- :class:`SirenFitExplorer`: a photograph fitted step by step from a meta-learned and the standard SIREN init;
+  :func:`siren_fit_results` runs the fits.
 - :class:`LiveMetaTrainingPlot`: a ``meta_train(callbacks=[plot])`` callback that redraws a loss plot in place.
 - :class:`GenerationExplorer`, :class:`RestorationExplorer`: generic front-ends for user-given functions.
 """
@@ -23,6 +27,10 @@ _EXPORTS = {
     "GenerationExplorer": ".frontends",
     "RestorationExplorer": ".frontends",
     "LiveMetaTrainingPlot": ".live",
+    "SirenFitExplorer": ".siren",
+    "siren_fit_results": ".siren",
+    "FamilyAdaptationExplorer": ".families",
+    "family_methods": ".families",
     "adaptation_results": ".results",
     "check_adaptation_results": ".results",
     "figure_to_png": ".render",

@@ -27,6 +27,13 @@ from .severity import SeverityKnob
 __all__ = ["AdaptationExplorer", "TaskExplorer"]
 
 
+def _channels_of(source: Any) -> int | None:
+    """Channels of an image source (a tensor ``[N, C, H, W]`` or a source with ``channels``), None if unknown."""
+    if isinstance(source, torch.Tensor):
+        return int(source.shape[1]) if source.dim() == 4 else None
+    return getattr(source, "channels", None)
+
+
 def _status(text: str, error: bool = False) -> str:
     colour = "#b00020" if error else "#333"
     return f'<span style="color:{colour}">{html.escape(text)}</span>'
@@ -83,7 +90,7 @@ class TaskExplorer(_Explorer):
 
     def __init__(self, sources: Any, families: Sequence[Any] | None = None, shots: int = 5, queries: int = 3,
                  seed: int = 0, severity: float = 0.3, max_shots: int = 10, dpi: int = render.DPI) -> None:
-        from ..tasks.degradations import Degradation, list_degradations
+        from ..tasks.degradations import Degradation, list_degradations, make_degradation
 
         super().__init__()
         self._init_parts(dpi)
@@ -95,12 +102,20 @@ class TaskExplorer(_Explorer):
             self.sources = {"images": sources}
         self.knobs: dict[str, SeverityKnob] = {}
         if families is None:
-            # every registered family that can be built from its name alone (kernel_blur needs kernels)
-            for name in list_degradations():
+            # every registered family that can be built from its name alone (kernel_blur needs kernels) and applied
+            # to every source (colour-only families need 3 channels); the built-in ones first, so the first view
+            # stays theirs, then the operator families of tasks/operators.py
+            channels = {_channels_of(s) for s in self.sources.values()}
+            names = sorted(list_degradations(), key=lambda n: type(make_degradation(n)).__module__.endswith(
+                ".operators") if n != "kernel_blur" else False)
+            for name in names:
                 try:
                     self.knobs[name] = SeverityKnob(name)
                 except (TypeError, ValueError):
                     continue
+                required = getattr(self.knobs[name].template, "required_channels", None)
+                if required is not None and channels != {required}:
+                    del self.knobs[name]
             families = []
         elif isinstance(families, (str, Degradation)) or not isinstance(families, Sequence) or not families:
             raise ValueError(f"families must be a non-empty list of family names, classes or Degradation "

@@ -1,0 +1,98 @@
+"""Per operator family, the classical references and the oracle the benchmark sets beside the learned methods
+(the methods themselves are in :mod:`metalearn_kit.evaluation.operator_classical`).
+
+``classical_methods(family, support, query_input)`` and ``oracles(family, params, degradation, query_input,
+support)`` return ``{label: restored query [N, C, H, W]}``. Classical references see only the support pairs (or
+the query image alone, when blind); oracles are handed the task's true operator and are labelled ``oracle: ...``.
+A new family adds one function to each of :data:`CLASSICAL` and :data:`ORACLES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from . import classical as reference
+from . import operator_classical as classical
+
+Support = tuple[torch.Tensor, ...]
+WIENER_BALANCES = (0.003, 0.01, 0.03, 0.1)
+
+
+def _tone_curve(support: Support, query_input: torch.Tensor) -> dict[str, torch.Tensor]:
+    table = classical.fit_tone_lut(support[0], support[1])
+    return {"monotone LUT fitted on support": classical.apply_tone_lut(query_input, table)}
+
+
+def _colour_cast(support: Support, query_input: torch.Tensor) -> dict[str, torch.Tensor]:
+    affine = classical.fit_colour_matrix(support[0], support[1])
+    return {"grey-world white balance (blind)": classical.grey_world(query_input),
+            "affine colour matrix fitted on support": classical.apply_affine_colour(query_input, affine)}
+
+
+def _stripe_noise(support: Support, query_input: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"Fourier notch, frequency from support": classical.tuned_notch(support, query_input)}
+
+
+def _wiener_tuned(support: Support, query_input: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Wiener deconvolution with ``kernel``, its balance picked by support PSNR."""
+    balance, _ = reference.tune_on_support(reference.wiener_deconvolve, support[0], support[1], "balance",
+                                           WIENER_BALANCES, kernels=kernel.expand(support[0].shape[0], *kernel.shape))
+    return reference.wiener_deconvolve(query_input, kernel.expand(query_input.shape[0], *kernel.shape), balance)
+
+
+def _directional_blur(support: Support, query_input: torch.Tensor) -> dict[str, torch.Tensor]:
+    kernel = classical.estimate_kernel(support[0], support[1], size=13)
+    return {"Wiener, kernel estimated on support": _wiener_tuned(support, query_input, kernel)}
+
+
+def _channel_shift(support: Support, query_input: torch.Tensor) -> dict[str, torch.Tensor]:
+    shifts = {name: classical.estimate_plane_shift(support[0][:, c:c + 1], support[1][:, c:c + 1])
+              for name, c in (("red", 0), ("blue", 2))}
+    return {"plane shifts estimated on support": classical.realign_planes(query_input, shifts)}
+
+
+CLASSICAL: dict[str, Callable[[Support, torch.Tensor], dict[str, torch.Tensor]]] = {
+    "tone_curve": _tone_curve, "colour_cast": _colour_cast, "stripe_noise": _stripe_noise,
+    "directional_blur": _directional_blur, "channel_shift": _channel_shift}
+
+ORACLES: dict[str, Callable[..., dict[str, torch.Tensor]]] = {
+    "tone_curve": lambda params, degradation, query_input, support: {
+        "oracle: true inverse curve": _inverse_curve(params, query_input)},
+    "colour_cast": lambda params, degradation, query_input, support: {
+        "oracle: true inverse colour matrix": classical.apply_affine_colour(
+            query_input, torch.linalg.inv(degradation.matrix(params).double()).float())},
+    "stripe_noise": lambda params, degradation, query_input, support: {
+        "oracle: true stripe frequency, fitted and subtracted":
+            classical.remove_known_stripes(query_input, params["angle"], params["period"])},
+    "directional_blur": lambda params, degradation, query_input, support: {
+        "oracle: Wiener with the true kernel": _wiener_tuned(support, query_input, degradation.kernel(params))},
+    "channel_shift": lambda params, degradation, query_input, support: {
+        "oracle: true plane shifts undone": classical.realign_planes(query_input, degradation.shifts(params))},
+}
+
+
+def _inverse_curve(params: dict, query_input: torch.Tensor) -> torch.Tensor:
+    from ..tasks.operators import inverse_tone_curve
+
+    return inverse_tone_curve(query_input, params["log2_gamma"], params["contrast"]).clamp(0, 1)
+
+
+def _check_family(family: str) -> None:
+    if family not in CLASSICAL:
+        raise ValueError(f"family must be one of {sorted(CLASSICAL)}, got {family!r}")
+
+
+def classical_methods(family: str, support: Support, query_input: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``{label: restored query}`` of ``family``'s classical references, fitted on ``support`` only."""
+    _check_family(family)
+    return CLASSICAL[family](support, query_input)
+
+
+def oracles(family: str, params: dict, degradation, query_input: torch.Tensor, support: Support
+            ) -> dict[str, torch.Tensor]:
+    """``{label: restored query}`` of ``family``'s oracle, given the task's true ``params`` (an upper
+    reference; ``support`` only tunes a free parameter such as the Wiener balance)."""
+    _check_family(family)
+    return ORACLES[family](params, degradation, query_input, support)

@@ -1,0 +1,273 @@
+"""The recipe shared by the task families whose support set identifies the task (:mod:`~metalearn_kit.tasks.
+operators`): a typed config, the model, the loss, the task distributions, Meta-SGD meta-training and joint
+pretraining with at least the same data and gradient evaluations, and the two checkpoints per family.
+
+One module per family (``recipes/tone_curve.py``, ``recipes/colour_cast.py``, ``recipes/stripe_noise.py``, ...)
+holds its :class:`OperatorRecipeConfig` per profile and the line that says why it is such a family; this module is
+what they share. Checkpoint names: ``restoration_<family>_metasgd`` (the Meta-SGD learner: the initial
+weights and the learned per-weight inner learning rates) and ``restoration_<family>_joint``.
+
+Fairness, as the benchmark checks it: joint pretraining samples ``meta_batch`` tasks of the same training
+distribution per step and pools their support and query pairs (the images meta-training sees per step), for
+``joint_iterations >= meta_iterations * (inner_steps + 1)`` steps -- at least the forward/backward passes of
+meta-training: a Meta-SGD step passes each task's support images ``inner_steps`` times and its query images once
+(``meta_batch * (inner_steps * shots + queries)`` image passes, plus second-order terms), a joint step passes
+``meta_batch * (shots + queries)`` images once, so with the default 5 inner steps and 4 + 4 pairs joint pretraining
+gets twice meta-training's image passes and six times its distinct images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._checks import check_choice, check_float, check_int
+
+PROFILES = ("fast", "full")
+# family -> its recipe module in metalearn_kit/recipes/; a new family adds its module here
+FAMILY_RECIPES = {"tone_curve": "tone_curve", "colour_cast": "colour_cast", "directional_blur": "directional_blur",
+                  "stripe_noise": "stripe_noise", "channel_shift": "channel_shift"}
+MODELS = ("pointwise", "filter")
+# fields that only shape the evaluation: a checkpoint trained with other values of these still matches
+EVAL_FIELDS = frozenset({"test_patch", "test_tasks", "steps"})
+META_GRAD_CLIP = 1.0
+
+
+@dataclass(frozen=True)
+class OperatorRecipeConfig:
+    """One operator family's experiment.
+
+    Attributes:
+        family: the registered degradation family (``"tone_curve"``, ...).
+        channels: 1 (grey photographs) or 3 (colour photographs).
+        model: ``"pointwise"`` (:class:`~metalearn_kit.models.operator_nets.PointwiseRestorer`) or ``"filter"``
+            (:class:`~metalearn_kit.models.operator_nets.FilterRestorer`); ``width``, ``depth`` its sizes.
+        train_patch: side of the meta-training patches; ``test_patch`` of the benchmark's (>= 64).
+        shots, queries: support and query pairs per task.
+        inner_steps: Meta-SGD inner steps at meta-training time; ``inner_lr`` the starting inner rate.
+        meta_iterations, meta_batch, meta_lr: the outer loop (Adam, cosine-decayed meta lr).
+        joint_iterations: joint pretraining steps (>= ``meta_iterations * (inner_steps + 1)``).
+        test_tasks: held-out tasks in the benchmark (>= 16 for the issue's targets); ``steps`` its step counts.
+    """
+
+    family: str
+    channels: int
+    model: str
+    width: int
+    depth: int
+    train_patch: int
+    meta_iterations: int
+    joint_iterations: int
+    inner_lr: float
+    test_patch: int = 64
+    shots: int = 4
+    queries: int = 4
+    inner_steps: int = 5
+    meta_batch: int = 4
+    meta_lr: float = 3e-3
+    test_tasks: int = 16
+    steps: list[int] = field(default_factory=lambda: [0, 1, 2, 5, 10])
+
+    def __post_init__(self) -> None:
+        check_choice("model", self.model, MODELS)
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels!r}")
+        for name in ("width", "depth", "train_patch", "test_patch", "shots", "queries", "meta_iterations",
+                     "meta_batch", "joint_iterations", "test_tasks"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("inner_steps", self.inner_steps, minimum=1)
+        check_float("inner_lr", self.inner_lr, minimum=0.0, strict_min=True)
+        check_float("meta_lr", self.meta_lr, minimum=0.0, strict_min=True)
+        needed = self.meta_iterations * (self.inner_steps + 1)
+        if self.joint_iterations < needed:
+            raise ValueError(f"joint_iterations must be >= meta_iterations * (inner_steps + 1) = {needed} so joint "
+                             f"pretraining gets at least meta-training's gradient evaluations, got "
+                             f"{self.joint_iterations}")
+        if not self.steps or any(not isinstance(s, int) or s < 0 for s in self.steps):
+            raise ValueError(f"steps must be a non-empty list of step counts >= 0, got {self.steps!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form a checkpoint records."""
+        return asdict(self)
+
+    def training_part(self) -> dict[str, Any]:
+        """The fields that determine the trained weights (all but :data:`EVAL_FIELDS`)."""
+        return {k: v for k, v in self.as_dict().items() if k not in EVAL_FIELDS}
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> OperatorRecipeConfig:
+        """Rebuild a config from :meth:`as_dict` (unknown keys refused)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(record) - known)
+        if unknown:
+            raise ValueError(f"record has unknown config keys {unknown}; known: {sorted(known)}")
+        return cls(**record)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Model, loss, tasks
+# ----------------------------------------------------------------------------------------------------------
+
+def build_model(config: OperatorRecipeConfig) -> nn.Module:
+    """The restorer of ``config`` (no BatchNorm: the inner loop sees ``shots`` images)."""
+    from ..models.operator_nets import FilterRestorer, PointwiseRestorer
+
+    if config.model == "pointwise":
+        return PointwiseRestorer(config.channels, config.width, config.depth)
+    return FilterRestorer(config.channels, config.width, config.depth)
+
+
+def restoration_loss(model: Any, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """``batch = (degraded, clean)``: MSE of ``model(degraded)`` against ``clean`` (inner and outer loss)."""
+    return F.mse_loss(model(batch[0]), batch[1])
+
+
+def task_distribution(config: OperatorRecipeConfig, split: str):
+    """Tasks of ``config.family``: ``"train"`` (training photographs, training parameter bands, training
+    patches), ``"val"`` (held-out photographs, training bands) or ``"test"`` (held-out photographs *and* the
+    held-out parameter bands, ``test_patch`` pixels)."""
+    from ..data import photos
+    from ..tasks.restoration import RestorationTasks
+
+    check_choice("split", split, ("train", "val", "test"))
+    patch = config.test_patch if split == "test" else config.train_patch
+    source = photos("train" if split == "train" else "test", patch_size=patch, channels=config.channels)
+    return RestorationTasks(source, config.family, config.shots, config.queries, split=split)
+
+
+def make_learner(model: nn.Module, config: OperatorRecipeConfig):
+    """The Meta-SGD learner around ``model``: per-weight inner learning rates starting at ``inner_lr``."""
+    from ..meta import MetaSGD
+
+    return MetaSGD(model, inner_lr=config.inner_lr, inner_steps=config.inner_steps, inner_grad_clip=None)
+
+
+def meta_training_parts(config: OperatorRecipeConfig, seed: int = 0) -> dict[str, Any]:
+    """Everything that meta-trains the family's init: ``learner``, ``task_sampler``, ``val_sampler``,
+    ``loss_fn`` and the outer loop (``iterations``, ``meta_batch``, ``meta_lr``, ``meta_lr_schedule``,
+    ``grad_clip``). Seeds torch's global RNG with ``seed`` for the initial weights."""
+    torch.manual_seed(seed)
+    return {"learner": make_learner(build_model(config), config), "task_sampler": task_distribution(config, "train"),
+            "val_sampler": task_distribution(config, "val"), "loss_fn": restoration_loss,
+            "iterations": config.meta_iterations, "meta_batch": config.meta_batch, "meta_lr": config.meta_lr,
+            "meta_lr_schedule": "cosine", "grad_clip": META_GRAD_CLIP}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training and checkpoints
+# ----------------------------------------------------------------------------------------------------------
+
+def _summary(history: dict, key: str) -> dict[str, Any]:
+    values = history[key]
+    tail = values[-max(1, len(values) // 10):]
+    return {f"first_{key}": float(values[0]), f"final_{key}": float(sum(tail) / len(tail)),
+            "iterations": len(values), "train_wall_time_s": float(history["wall_time_s"][-1])}
+
+
+def train_meta(config: OperatorRecipeConfig, seed: int = 0, progress: bool = False) -> tuple[nn.Module, dict]:
+    """Meta-train the Meta-SGD learner of ``config``; returns ``(learner, metrics)``."""
+    from ..meta import meta_train
+
+    parts = meta_training_parts(config, seed)
+    learner = parts.pop("learner")
+    history = meta_train(learner, parts.pop("task_sampler"), parts.pop("loss_fn"), generator=seed,
+                         progress=progress, val_every=max(1, config.meta_iterations // 4), val_tasks=8, **parts)
+    metrics = _summary(history, "meta_loss")
+    for key in ("val_query_loss_before", "val_query_loss_after"):
+        if history.get(key):
+            metrics[key] = float(history[key][-1])
+    # one image through forward + backward = one pass (the second-order terms come on top, uncounted)
+    metrics["image_passes"] = config.meta_iterations * config.meta_batch * (config.inner_steps * config.shots
+                                                                          + config.queries)
+    metrics["images_seen"] = config.meta_iterations * config.meta_batch * (config.shots + config.queries)
+    return learner, metrics
+
+
+def train_joint(config: OperatorRecipeConfig, seed: int = 0, progress: bool = False) -> tuple[nn.Module, dict]:
+    """Jointly pretrain the same model on the same task distribution (pooled support + query pairs of
+    ``meta_batch`` tasks per step, Adam at ``meta_lr``) for ``joint_iterations`` steps."""
+    from ..meta import joint_pretrain
+
+    torch.manual_seed(seed)
+    model = build_model(config)
+    history = joint_pretrain(model, task_distribution(config, "train"), restoration_loss, config.joint_iterations,
+                             meta_batch=config.meta_batch, lr=config.meta_lr, generator=seed, progress=progress)
+    metrics = _summary(history, "loss")
+    metrics["image_passes"] = config.joint_iterations * config.meta_batch * (config.shots + config.queries)
+    metrics["images_seen"] = config.joint_iterations * config.meta_batch * (config.shots + config.queries)
+    return model, metrics
+
+
+def checkpoint_names(family: str) -> dict[str, str]:
+    """``{"meta": ..., "joint": ...}``: the two checkpoint names of ``family``."""
+    return {"meta": f"restoration_{family}_metasgd", "joint": f"restoration_{family}_joint"}
+
+
+def build_checkpoint(role: str, config: OperatorRecipeConfig) -> nn.Module:
+    """The untrained module a ``role`` (``"meta"`` or ``"joint"``) checkpoint loads into."""
+    check_choice("role", role, ("meta", "joint"))
+    model = build_model(config)
+    return make_learner(model, config) if role == "meta" else model
+
+
+def train_checkpoint(role: str, config: OperatorRecipeConfig, seed: int = 0) -> tuple[nn.Module, dict]:
+    """Train a ``role`` checkpoint: the Meta-SGD learner (``"meta"``) or the jointly pretrained model."""
+    check_choice("role", role, ("meta", "joint"))
+    return train_meta(config, seed) if role == "meta" else train_joint(config, seed)
+
+
+def load_model(name: str, role: str, config: OperatorRecipeConfig, seed: int = 0) -> tuple[nn.Module, str]:
+    """Checkpoint ``name`` (a ``role`` checkpoint of ``config.family``) trained with ``config``'s training fields
+    and ``seed``: the shipped file when it matches, else trained now (see
+    :func:`metalearn_kit.pretrained.load_or_train`). Returns ``(module, "loaded" | "trained")``."""
+    from ..pretrained import REGISTRY, load_or_train
+
+    check_choice("role", role, ("meta", "joint"))
+    if name not in REGISTRY:  # a family measured in the benchmark but not shipped (see pretrained.CHECKPOINTS)
+        module, _ = train_checkpoint(role, config, seed)
+        return module.eval(), "trained"
+    module, info = load_or_train(name, config, seed)
+    return module.eval(), "trained" if info["source"] == "trained" else "loaded"
+
+
+def recipe(family: str):
+    """The recipe module of ``family`` (``metalearn_kit.recipes.<module>``)."""
+    import importlib
+
+    if family not in FAMILY_RECIPES:
+        raise ValueError(f"family must be one of {list(FAMILY_RECIPES)}, got {family!r}")
+    return importlib.import_module(f".{FAMILY_RECIPES[family]}", __package__)
+
+
+def checkpoint_entry(family: str, name: str, profile: str, description: str):
+    """The :class:`~metalearn_kit.pretrained.PretrainedEntry` of ``family``'s checkpoint ``name`` (its
+    ``restoration_<family>_metasgd`` or ``_joint``) at ``profile``: file ``NAME.safetensors`` (fast, shipped) or
+    ``NAME_PROFILE.safetensors``; the config is recorded as :meth:`OperatorRecipeConfig.as_dict`."""
+    from ..pretrained import SHIPPED_PROFILE, PretrainedEntry
+
+    roles = {checkpoint_name: role for role, checkpoint_name in checkpoint_names(family).items()}
+    if name not in roles:
+        raise ValueError(f"name must be one of {sorted(roles)} for family {family!r}, got {name!r}")
+    role = roles[name]
+    suffix = "" if profile == SHIPPED_PROFILE else f"_{profile}"
+    return PretrainedEntry(
+        file=f"{name}{suffix}.safetensors",
+        build=lambda config, state: build_checkpoint(role, config),
+        train=lambda config, seed, **options: train_checkpoint(role, config, seed),
+        config=recipe(family).CONFIGS[profile], seed=0, description=description,
+        to_record=lambda config: config.as_dict(), from_record=OperatorRecipeConfig.from_dict,
+        weights_key=lambda record: {k: v for k, v in record.items() if k not in EVAL_FIELDS},
+        cache=False)  # a minute or so to train: a model for another config is trained again, not cached
+
+
+def family_config(configs: dict[str, OperatorRecipeConfig], profile: str | None) -> OperatorRecipeConfig:
+    """``configs[profile]``, the profile defaulting to the kit's (``METALEARN_KIT_PROFILE``, else ``fast``)."""
+    from ..config import get_profile
+
+    profile = get_profile(profile)
+    check_choice("profile", profile, tuple(configs))
+    return configs[profile]

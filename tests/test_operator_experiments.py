@@ -1,0 +1,137 @@
+"""The operator-family recipes and their benchmark rows and targets, at sizes cut down to seconds."""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from metalearn_kit.evaluation.operator_experiments import OPERATOR_EXPERIMENTS, operator_experiment
+from metalearn_kit.evaluation.restoration_targets import add_roles, issue_targets, paired_difference, role_of
+from metalearn_kit.models.operator_nets import FilterRestorer, PointwiseRestorer, opponent_basis
+from metalearn_kit.recipes.operator_recipe import (
+    FAMILY_RECIPES,
+    OperatorRecipeConfig,
+    build_checkpoint,
+    checkpoint_names,
+    recipe,
+    task_distribution,
+    train_joint,
+    train_meta,
+)
+
+TINY = {"meta_iterations": 2, "joint_iterations": 12, "test_tasks": 2, "train_patch": 16, "steps": [0, 1, 5],
+        "width": 8, "depth": 2}
+
+
+@pytest.mark.parametrize("family", list(FAMILY_RECIPES))
+def test_every_family_has_fast_and_full_configs_with_a_fair_joint_budget(family):
+    module = recipe(family)
+    for profile in ("fast", "full"):
+        config = module.CONFIGS[profile]
+        assert config.family == family and config.test_patch >= 64 and config.test_tasks >= 16
+        assert config.joint_iterations >= config.meta_iterations * (config.inner_steps + 1)
+        assert OperatorRecipeConfig.from_dict(config.as_dict()) == config
+    assert module.WHY and callable(module.checkpoint_entry)
+
+
+def test_config_refuses_an_unfair_joint_budget_and_bad_fields():
+    config = recipe("tone_curve").CONFIGS["fast"]
+    with pytest.raises(ValueError, match="joint_iterations must be >= meta_iterations"):
+        replace(config, joint_iterations=config.meta_iterations)
+    with pytest.raises(ValueError, match="model"):
+        replace(config, model="unet")
+    with pytest.raises(ValueError, match="unknown config keys"):
+        OperatorRecipeConfig.from_dict({**config.as_dict(), "lr": 1.0})
+    with pytest.raises(ValueError, match="family must be one of"):
+        recipe("white_noise")
+
+
+def test_task_distributions_use_held_out_photos_and_bands_for_test():
+    config = recipe("colour_cast").CONFIGS["fast"]
+    train, test = task_distribution(config, "train"), task_distribution(config, "test")
+    assert train.source.split == "train" and test.source.split == "test"
+    task = test.sample(0)
+    assert task.support[0].shape == (config.shots, 3, config.test_patch, config.test_patch)
+    hue = task.info["params"]["hue"]
+    assert any(low <= hue <= high for low, high in test.degradation("colour_cast").ranges["hue"])
+
+
+def test_models_have_no_batchnorm_and_start_near_the_identity():
+    x = torch.rand(2, 3, 16, 16)
+    for model in (PointwiseRestorer(3, 8, 2), FilterRestorer(3, 8, 3, 7)):
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+        assert model(x).shape == x.shape
+    basis = opponent_basis(3)
+    assert torch.allclose(basis @ basis.T, torch.eye(3), atol=1e-6)
+    with pytest.raises(ValueError, match=r"x must be images \[N, 1, H, W\]"):
+        PointwiseRestorer(1)(x)
+    with pytest.raises(ValueError, match="filter_size must be odd"):
+        FilterRestorer(1, filter_size=4)
+
+
+def test_meta_and_joint_training_count_their_budget():
+    config = replace(recipe("tone_curve").CONFIGS["fast"], **{k: v for k, v in TINY.items() if k != "test_tasks"})
+    learner, meta_metrics = train_meta(config, seed=0)
+    model, joint_metrics = train_joint(config, seed=0)
+    assert joint_metrics["image_passes"] >= meta_metrics["image_passes"]
+    assert joint_metrics["images_seen"] >= meta_metrics["images_seen"]
+    assert set(build_checkpoint("meta", config).state_dict()) == set(learner.state_dict())
+    assert set(build_checkpoint("joint", config).state_dict()) == set(model.state_dict())
+    assert checkpoint_names("tone_curve") == {"meta": "restoration_tone_curve_metasgd",
+                                              "joint": "restoration_tone_curve_joint"}
+
+
+def test_operator_experiment_rows_have_roles_stderr_and_paired_values():
+    rows = operator_experiment("tone_curve", "fast", sizes=TINY)
+    roles = {r["role"] for r in rows}
+    assert roles == {"meta", "joint", "scratch", "classical", "oracle", "input"}
+    for row in rows:
+        assert row["experiment"] == "tone_curve" and row["tasks"] == 2 and len(row["per_task"]) == 2
+        assert row["stderr"] is None or row["stderr"] >= 0
+    meta = {r["steps"] for r in rows if r["role"] == "meta" and r["metric"] == "psnr"}
+    assert meta == {0, 1, 5}
+    targets = issue_targets(rows, ("tone_curve",), total_wall_time_s=1.0, min_tasks=16)
+    texts = [t["target"] for t in targets]
+    assert any("meta@5 >= joint@5 + 1.0 dB" in t for t in texts)
+    first = targets[0]
+    assert first["holds"] is False  # 2 tasks < 16: never counted as met
+    assert math.isfinite(first["paired_difference"]["mean"])
+    assert {t["holds"] for t in targets if "image_fitting" in t["target"]} == {None}  # not run here
+
+
+def test_paired_difference_and_roles():
+    a = {"per_task": [3.0, 4.0, 5.0]}
+    b = {"per_task": [1.0, 1.0, 1.0]}
+    diff = paired_difference(a, b, margin=1.0)
+    assert diff["mean"] == pytest.approx(2.0) and diff["tasks"] == 3
+    assert diff["ci95"][0] < 2.0 < diff["ci95"][1]
+    assert paired_difference(a, {"per_task": [1.0]}) is None
+    assert role_of("meta-init (MAML)") == "meta" and role_of("joint pretrained + finetune") == "joint"
+    assert role_of("bicubic-pretrained + finetune") == "joint" and role_of("ZSSR-style scratch") == "scratch"
+    assert role_of("standard init") == "scratch" and role_of("noisy input") == "input"
+    assert role_of("BM3D") == "classical" and role_of("oracle: true inverse curve") == "oracle"
+    rows = add_roles([{"method": "bicubic"}, {"method": "x", "role": "meta"}])
+    assert [r["role"] for r in rows] == ["input", "meta"]
+
+
+def test_the_benchmark_runs_three_families_of_two_kinds():
+    from metalearn_kit.tasks.operators import ColourCast, DirectionalBlur, StripeNoise, ToneCurve
+
+    spatial = {"directional_blur": DirectionalBlur, "stripe_noise": StripeNoise}
+    intensity = {"tone_curve": ToneCurve, "colour_cast": ColourCast}
+    assert len(OPERATOR_EXPERIMENTS) >= 3
+    assert any(f in spatial for f in OPERATOR_EXPERIMENTS) and any(f in intensity for f in OPERATOR_EXPERIMENTS)
+
+
+def test_references_live_in_evaluation_and_refuse_unknown_families():
+    from pathlib import Path
+
+    from metalearn_kit.evaluation import operator_references
+
+    assert set(operator_references.CLASSICAL) == set(FAMILY_RECIPES) == set(operator_references.ORACLES)
+    for family in FAMILY_RECIPES:  # recipes build and train; the benchmark's references are evaluation's
+        source = Path(recipe(family).__file__).read_text()
+        assert "evaluation" not in source.split('"""', 2)[2], family
+    with pytest.raises(ValueError, match="family must be one of"):
+        operator_references.classical_methods("white_noise", (torch.zeros(1, 1, 8, 8),) * 2, torch.zeros(1, 1, 8, 8))
