@@ -30,7 +30,8 @@ _EXPORTS = {
                      "ImageFitTasks", "make_degradation", "list_degradations"], ".tasks"),
     # models
     **dict.fromkeys(["ConvRestorer", "EncoderRestorer", "UnrolledRestorer", "Siren", "ConvVAE",
-                     "NeuralStatisticianLite", "Generator", "Critic", "PatchDictionary"], ".models"),
+                     "NeuralStatisticianLite", "Generator", "Critic", "PatchDictionary", "UnrolledSparseCoder"],
+                    ".models"),
     # data sources
     **dict.fromkeys(["photos", "glyphs", "omniglot", "mnist", "fashion_mnist"], ".data"),
     # the checkpoint service
@@ -39,7 +40,7 @@ _EXPORTS = {
     **dict.fromkeys(["build_experiment", "list_experiments", "restoration_config", "generation_config"],
                     ".recipes"),
     # metrics
-    **dict.fromkeys(["psnr", "ssim"], ".evaluation"),
+    **dict.fromkeys(["psnr", "ssim", "paired_verdict"], ".evaluation"),
     # meta-database and warm starts
     **dict.fromkeys(["MetaDatabase", "StoreRecorder"], ".store"),
     **dict.fromkeys(["warm_start", "compare_warm_start", "evaluate_tasks"], ".warmstart"),

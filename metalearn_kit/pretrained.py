@@ -92,6 +92,10 @@ CHECKPOINTS: dict[str, tuple[str, str]] = {
         "Neural-Statistician-lite: set-conditioned VAE, adapts by one forward pass"),
     "generation_figr": ("generation",
         "FIGR: Reptile over a WGAN-GP generator and critic"),
+    "generation_cavia": ("generation",
+        "CAVIA-style context VAE: a task context adapted by gradient steps; samples follow the support"),
+    "generation_cgan": ("generation",
+        "conditional GAN of the background glyph classes; new classes by embedding inversion"),
 }
 
 

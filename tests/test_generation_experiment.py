@@ -24,7 +24,7 @@ torch.set_num_threads(1)
 TINY = dict(feature_steps=8, meta_iterations=2, meta_batch=2, train_shots=2, train_queries=2, inner_steps=1,
             statistician_iterations=2, figr_iterations=2, figr_inner_steps=1, eval_tasks=2, shots=[1, 2],
             steps=[0, 2], iw_samples=2, sample_count=6, eval_queries=4, ways=3, width=8, hidden=16, latent=4,
-            gan_latent=4)
+            gan_latent=4, cavia_iterations=2, cgan_iterations=2)
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +51,18 @@ def test_tiny_experiment_rows_are_well_formed(tiny, artifacts_dir):
     for method in ("maml", "fomaml", "reptile", "joint", "scratch"):
         for shots in (1, 2):
             for steps in (0, 2):
-                for metric in ("query_nll_nats", "prototype_accuracy", "frechet_distance"):
+                for metric in ("query_nll_nats", "prototype_accuracy", "frechet_distance", "novelty_ratio"):
                     assert (method, shots, steps, metric) in keys
     assert ("statistician", 2, 0, "query_nll_nats") in keys and ("statistician", 2, 2, "query_nll_nats") not in keys
     assert ("figr", 2, 2, "frechet_distance") in keys and ("figr", 2, 2, "query_nll_nats") not in keys
+    assert ("cavia", 2, 2, "query_nll_nats") in keys and ("cgan", 2, 2, "novelty_ratio") in keys
+    assert ("cgan", 2, 2, "query_nll_nats") not in keys  # a GAN: samples only
+    assert {r["kind"] for r in rows} == {"inner_loop", "amortised", "joint", "scratch", "conditional", "gan"}
+    assert all(r["value"] >= 0 for r in rows if r["metric"] == "novelty_ratio")
+    background = result["info"]["cgan_background"]
+    assert 0 <= background["accuracy"] <= 1 and background["classes"] == 6
     targets = check_targets(result, shots=2, steps=2)
-    assert len(targets) == 5 and all(t["holds"] in (True, False, None) for t in targets)
+    assert len(targets) == 7 and all(t["holds"] in (True, False, None) for t in targets)
     assert "query NLL" in format_table(rows)
     path = save_sample_grid(result["samples"], os.path.join(artifacts_dir, "generation_tiny_samples.png"))
     assert path.exists() and path.stat().st_size > 1000
@@ -156,7 +162,7 @@ def test_bench_merges_disjoint_method_runs(tiny, tmp_path, capsys):
     assert main(["bench", "generation", "--merge", *paths, "--json", str(out)]) == 0
     merged = json.loads(out.read_text())
     assert {r["method"] for r in merged["rows"]} == {"scratch", "statistician"}
-    assert len(merged["targets"]) == 5 and "Targets" in capsys.readouterr().out
+    assert len(merged["targets"]) == 7 and "Targets" in capsys.readouterr().out
     assert main(["bench", "generation", "--merge", paths[0], paths[0]]) == 2  # overlapping methods: refused
 
 

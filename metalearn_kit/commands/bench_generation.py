@@ -1,9 +1,13 @@
 """``metalearn-kit bench generation``: the few-shot generation table on unseen glyph classes.
 
 One table, method x shots (K) x adaptation steps (k) -> query NLL (nats, importance-weighted bound),
-5-way prototype accuracy and Frechet distance of generated samples; then whether each target of the issue
-holds. ``--json PATH`` writes ``{"rows": [{experiment, method, shots, steps, metric, value, std_error,
-tasks}, ...], "targets": [...], "config": ..., "machine": ..., ...}``.
+5-way prototype accuracy, Frechet distance and novelty ratio of generated samples (each row with its
+``kind``); the conditional GAN's accuracy on its own background classes; then whether each target holds.
+
+``--test-source omniglot`` evaluates on real handwriting (Omniglot's evaluation alphabets, read from
+``--data-root``) instead of the glyphs' evaluation alphabets; the models stay trained on the glyphs.
+``--json PATH`` writes ``{"rows": [{experiment, method, kind, shots, steps, metric, value, std_error, tasks},
+...], "targets": [...], "config": ..., "machine": ..., "cgan_background": ..., "feature_net": ..., ...}``.
 
 ``--make-checkpoint NAME`` (re)trains one model with the profile's config and writes the shipped checkpoint
 ``metalearn_kit/checkpoints_data/generation_NAME_PROFILE.safetensors`` (config, seed, metrics and machine are
@@ -21,7 +25,9 @@ from dataclasses import asdict
 
 import torch
 
-__all__ = ["configure_parser", "main"]
+__all__ = ["TEST_SOURCES", "configure_parser", "load_test_source", "main"]
+
+TEST_SOURCES = ("glyphs", "omniglot", "omniglot-background")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +49,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="cpu, cuda, mps (default: $METALEARN_KIT_DEVICE, else CUDA if available, else CPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--progress", action="store_true", help="show training progress bars")
+    parser.add_argument("--test-source", choices=TEST_SOURCES, default="glyphs",
+                        help="the unseen test classes: glyphs (evaluation alphabets, default), omniglot or "
+                             "omniglot-background (real handwriting, from --data-root)")
+    parser.add_argument("--data-root", default=None, help="folder of the Omniglot zips (default: the cache)")
+    parser.add_argument("--no-download", action="store_true", help="never download the test source")
+
+
+def load_test_source(name: str, image_size: int, data_seed: int = 0, root=None, download: bool = True):
+    """The ``ClassImageSource`` of unseen test classes called ``name`` (one of :data:`TEST_SOURCES`)."""
+    from ..data import glyphs, omniglot
+
+    if name not in TEST_SOURCES:
+        raise ValueError(f"test source must be one of {TEST_SOURCES}, got {name!r}")
+    if name == "glyphs":
+        return glyphs("evaluation", image_size=image_size, seed=data_seed)
+    split = "background" if name == "omniglot-background" else "evaluation"
+    return omniglot(root, split, download=download, image_size=image_size)
 
 
 def _log(message: str) -> None:
@@ -53,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
     from ..config import describe_machine, get_device
     from ..evaluation.generation import check_targets, evaluate_generation, format_table, save_sample_grid
     from ..pretrained import CHECKPOINT_DIR, load_or_train
-    from ..recipes.generation import CHECKPOINT_NAMES, generation_config
+    from ..recipes.generation import CHECKPOINT_NAMES, generation_config, load_sources, recipe_config
 
     if args.threads is not None:
         if args.threads < 1:
@@ -76,17 +99,27 @@ def main(args: argparse.Namespace) -> int:
 
     _log(f"generation benchmark, profile {config.profile}, device {device}, {os.cpu_count()} CPUs visible, "
          f"{torch.get_num_threads()} torch threads (the CPU may be shared: timings include contention)")
-    result = evaluate_generation(config, args.methods, progress=args.progress, log=_log,
+    background, _ = load_sources(config)
+    test = load_test_source(args.test_source, config.image_size, config.data_seed, args.data_root,
+                            not args.no_download)
+    _log(f"test classes: {test.name} ({test.num_classes} classes, {test.images_per_class} images each)")
+    result = evaluate_generation(config, args.methods, sources=(background, test), progress=args.progress, log=_log,
                                  keep_samples=args.grid is not None, device=device)
     wall = time.perf_counter() - start
-    steps_note = ("" if config.steps == [0, 1, 5, 10, 50] else f" (subset of k: {config['steps']})")
-    print(f"\nFew-shot generation on {len(result['info']['eval_classes'])} unseen glyph classes, "
+    steps_note = ("" if config.steps == [0, 1, 5, 10, 50] else f" (subset of k: {config.steps})")
+    print(f"\nFew-shot generation on {len(result['info']['eval_classes'])} unseen classes of {test.name}, "
           f"profile {config.profile}{steps_note}; mean +- standard error over classes")
     print(format_table(result["rows"]))
-    print("statistician has no inner loop (k = 0 only); figr is a GAN: no likelihood, samples only.")
+    print("statistician has no inner loop (k = 0 only); figr and cgan are GANs: no likelihood, samples only. "
+          "novelty: samples' feature distance to the nearest support image / real query images' (0 = copies).")
+    if "cgan_background" in result["info"]:
+        q = result["info"]["cgan_background"]
+        print(f"cgan on its {q['classes']} background classes: {q['accuracy']:.1%} of samples classified as the class "
+              f"asked for by the feature net (its accuracy on real held-out images: {q['holdout_accuracy']:.1%}), "
+              f"novelty ratio vs the training images {q['novelty_ratio']:.2f}")
     for name, info in result["info"]["checkpoints"].items():
         print(f"  {name}: {info['source']} ({info['seconds']:.1f} s)")
-    targets = check_targets(result, shots=5, steps=10 if 10 in config["steps"] else max(config["steps"]))
+    targets = check_targets(result, shots=5, steps=10 if 10 in config.steps else max(config.steps))
     print("\nTargets:")
     for t in targets:
         verdict = {True: "HOLDS", False: "DOES NOT HOLD", None: "NOT MEASURED"}[t["holds"]]
@@ -101,6 +134,11 @@ def main(args: argparse.Namespace) -> int:
                    "eval_seconds": result["info"]["eval_seconds"], "eval_classes": result["info"]["eval_classes"],
                    "checkpoints": result["info"]["checkpoints"], "method_seconds": result["info"]["method_seconds"],
                    "per_task": result["info"]["per_task"], "machine": describe_machine(),
+                   "test_source": test.name, "cgan_background": result["info"].get("cgan_background"),
+                   "feature_net": {"holdout_accuracy": result["info"]["checkpoints"].get("featnet", {}).get(
+                       "metrics", {}).get("holdout_accuracy"), "holdout": "the last 2 images of every background class",
+                       "steps": config.feature_steps},
+                   "recipes": {name: recipe_config(name, config).as_dict() for name in ("cavia", "cgan")},
                    "command": "metalearn-kit " + " ".join(sys.argv[1:])}
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as handle:
@@ -133,7 +171,9 @@ def _merge(args: argparse.Namespace, check_targets, format_table) -> int:
     rows = sorted((row for part in parts for row in part["rows"]), key=lambda r: (
         METHODS.index(r["method"]), r["shots"], r["steps"], METRICS.index(r["metric"])))
     per_task = {k: v for part in parts for k, v in part.get("per_task", {}).items()}
-    result = {"rows": rows, "info": {"per_task": per_task}}
+    # the CGAN's background-class measurement comes with the part that ran cgan
+    background = next((part["cgan_background"] for part in parts if part.get("cgan_background")), None)
+    result = {"rows": rows, "info": {"per_task": per_task, "cgan_background": background}}
     config = first["config"]
     targets = check_targets(result, shots=5, steps=10 if 10 in config["steps"] else max(config["steps"]))
     print(f"Merged {len(parts)} runs ({sorted(set(methods), key=METHODS.index)}), profile {first['profile']}")
@@ -143,7 +183,7 @@ def _merge(args: argparse.Namespace, check_targets, format_table) -> int:
         verdict = {True: "HOLDS", False: "DOES NOT HOLD", None: "NOT MEASURED"}[t["holds"]]
         print(f"  [{verdict}] {t['target']}: {t['detail']}")
     if args.json:
-        payload = {**first, "rows": rows, "targets": targets, "per_task": per_task,
+        payload = {**first, "rows": rows, "targets": targets, "per_task": per_task, "cgan_background": background,
                    "checkpoints": {k: v for part in parts for k, v in part.get("checkpoints", {}).items()},
                    "method_seconds": {k: v for part in parts for k, v in part.get("method_seconds", {}).items()},
                    "eval_seconds": sum(part.get("eval_seconds", 0.0) for part in parts),

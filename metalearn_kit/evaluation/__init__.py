@@ -15,8 +15,9 @@ _EXPORTS = {
     **dict.fromkeys(["evaluate_generation", "check_targets", "format_table", "save_sample_grid"],
                     ".generation"),
     **dict.fromkeys(["comparisons"], ".bench_restoration"),
+    **dict.fromkeys(["paired_verdict", "PairedComparison", "VERDICTS"], ".paired"),
 }
 _SUBMODULES = ("bench_meta_step", "bench_restoration", "classical", "curves", "features", "generation", "metrics",
-               "restoration")
+               "paired", "restoration")
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES)

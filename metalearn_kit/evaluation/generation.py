@@ -10,11 +10,20 @@ is :mod:`metalearn_kit.recipes.generation`):
 - ``statistician``: Neural-Statistician-lite, conditioned on the support set in one forward pass (``k = 0``).
 - ``figr``: FIGR -- Reptile over a WGAN-GP generator and critic; adapted by ``k`` alternating GAN steps
   (samples only: a GAN has no likelihood).
+- ``cavia``: a context VAE (:mod:`~metalearn_kit.recipes.generation_cavia`): only a task-context vector is
+  adapted, by ``k`` gradient steps on the support ELBO from a meta-learned init; samples from ``p(z | c_k)``.
+- ``cgan``: the conditional GAN of the background classes (:mod:`~metalearn_kit.recipes.generation_cgan`); a
+  new class's embedding is inverted from the support by ``k`` steps from a meta-learned init (samples only).
+
+Each row has a ``kind`` (:data:`KINDS`): ``inner_loop`` (adapted by gradient steps from meta-learned
+weights), ``amortised`` (one forward pass), ``joint``, ``scratch``, ``gan`` (FIGR), ``conditional`` (CGAN).
 
 Metrics on evaluation-alphabet classes (never seen in training): ``query_nll_nats`` (importance-weighted
 bound on ``-log p(x)`` of the query images, nats per image), ``prototype_accuracy`` (5-way nearest-prototype
-accuracy of generated samples in the background-trained feature space) and ``frechet_distance``
-(generated vs real query features). Trained weights come from :func:`metalearn_kit.pretrained.load_or_train`.
+accuracy of generated samples in the background-trained feature space), ``frechet_distance``
+(generated vs real query features) and ``novelty_ratio`` (:mod:`~metalearn_kit.evaluation.novelty`: the
+samples' mean feature distance to the nearest support image over the real query images'; ~1 = as new as
+real drawings, 0 = copies of the support). Trained weights come from :func:`metalearn_kit.pretrained.load_or_train`.
 """
 
 from __future__ import annotations
@@ -27,21 +36,29 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
+from .._checks import check_int
 from ..config import get_device
 from ..models.generation import condition_on, importance_weighted_nll, mean_image, vae_loss_fn
 from ..pretrained import load_or_train
 from ..recipes.generation import GenerationConfig, gan_train_steps, load_sources, make_vae, seeded_rng
+from ..recipes.generation_cavia import adapt_and_sample
+from ..recipes.generation_cgan import CGANConfig, fewshot_samples
 from .curves import StepMetric
 from .features import FeatureNet, extract_features, frechet_distance, prototype_accuracy
+from .novelty import novelty_ratio
+from .paired import paired_verdict
 
-__all__ = ["EXPERIMENT", "METHODS", "METRICS", "VAE_METHODS", "check_targets", "evaluate_generation",
-           "evaluation_episodes", "format_table", "save_sample_grid"]
+__all__ = ["EXPERIMENT", "KINDS", "METHODS", "METRICS", "VAE_METHODS", "background_quality", "check_targets",
+           "evaluate_generation", "evaluation_episodes", "format_table", "save_sample_grid"]
 
 EXPERIMENT = "generation"
 VAE_METHODS = ("maml", "fomaml", "reptile", "joint", "scratch")
-METHODS = (*VAE_METHODS, "statistician", "figr")
-METRICS = ("query_nll_nats", "prototype_accuracy", "frechet_distance")
+METHODS = (*VAE_METHODS, "statistician", "figr", "cavia", "cgan")
+KINDS = {"maml": "inner_loop", "fomaml": "inner_loop", "reptile": "inner_loop", "cavia": "inner_loop",
+         "joint": "joint", "scratch": "scratch", "statistician": "amortised", "figr": "gan", "cgan": "conditional"}
+METRICS = ("query_nll_nats", "prototype_accuracy", "frechet_distance", "novelty_ratio")
 
 
 def _trained(name: str, config: GenerationConfig, background, log: Callable[[str], None] | None
@@ -140,6 +157,7 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
     with torch.no_grad():
         for task in task_list:
             task["query_features"] = extract_features(feature_net, task["query"])
+            task["pool_features"] = extract_features(feature_net, task["pool"])
             task["distractor_features"] = [extract_features(feature_net, d) for d in task["distractors"]]
 
 
@@ -151,6 +169,8 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
         record(method, shots, steps, "prototype_accuracy",
                prototype_accuracy(feats, [task["query_features"], *task["distractor_features"]], target=0))
         record(method, shots, steps, "frechet_distance", frechet_distance(feats, task["query_features"]))
+        record(method, shots, steps, "novelty_ratio",
+               novelty_ratio(feats, task["pool_features"][:shots], task["query_features"]))
         if first and keep_samples:
             samples[(method, shots, steps)] = images.detach().cpu().clone()
 
@@ -186,6 +206,17 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
                         for k in steps_grid:
                             record(method, shots, k, "query_nll_nats", recorder.records[k]["nll"])
                             quality(method, shots, k, recorder.records[k]["samples"], task, index == 0)
+                    elif method == "cavia":
+                        adapted = adapt_and_sample(models["cavia"], support[0], query[0], steps_grid, z_gen,
+                                                   config.sample_count, config.iw_samples)
+                        for k in steps_grid:
+                            record(method, shots, k, "query_nll_nats", adapted[k]["nll"])
+                            quality(method, shots, k, adapted[k]["samples"], task, index == 0)
+                    elif method == "cgan":  # a GAN: samples only
+                        adapted = fewshot_samples(models["cgan"], support[0], steps_grid, z_gen, config.sample_count,
+                                                  CGANConfig.from_generation_config(config))
+                        for k in steps_grid:
+                            quality(method, shots, k, adapted[k], task, index == 0)
                     elif method == "statistician":
                         model = models["statistician"]
                         bound = condition_on(model, support[0])
@@ -211,12 +242,46 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
     for (method, shots, steps, metric), values in sorted(results.items(), key=lambda kv: (
             METHODS.index(kv[0][0]), kv[0][1], kv[0][2], METRICS.index(kv[0][3]))):
         mean, se = _mean_se(values)
-        rows.append({"experiment": EXPERIMENT, "method": method, "shots": shots, "steps": steps, "metric": metric,
-                     "value": mean, "std_error": se, "tasks": len(values)})
+        rows.append({"experiment": EXPERIMENT, "method": method, "kind": KINDS[method], "shots": shots,
+                     "steps": steps, "metric": metric, "value": mean, "std_error": se, "tasks": len(values)})
+    if "cgan" in methods:  # the CGAN's own classes: class-conditional samples of every background class
+        info["cgan_background"] = background_quality(models["cgan"].cpu(), feature_net.cpu(), background,
+                                                     seed=config.seed)
     info.update({"eval_seconds": time.perf_counter() - start, "method_seconds": method_seconds,
                  "eval_classes": [t["class"] for t in task_list],
                  "per_task": {"|".join(map(str, key)): values for key, values in results.items()}})
     return {"rows": rows, "samples": samples, "info": info}
+
+
+@torch.no_grad()
+def background_quality(model: nn.Module, feature_net: FeatureNet, background, per_class: int = 4, seed: int = 0,
+                       holdout_per_class: int = 2) -> dict[str, float]:
+    """Samples of every background class (``per_class`` each): ``accuracy`` = fraction the feature
+    network (trained on the same classes) labels with the class asked for; ``novelty_ratio`` = their mean
+    feature distance to the nearest *training* image of their class over the held-out images' (1: as new as
+    real held-out drawings, 0: copies); ``holdout_accuracy`` of the feature network on the real held-out
+    images, for reference."""
+    from .novelty import nearest_distance
+
+    check_int("per_class", per_class, minimum=1)
+    gen = torch.Generator().manual_seed(seed)
+    sample_dist, real_dist, correct, real_correct, total, real_total = [], [], 0, 0, 0, 0
+    model.eval()
+    for c in range(background.num_classes):
+        labels = torch.full((per_class,), c, dtype=torch.int64)
+        samples = model.generator(torch.randn(per_class, model.generator.latent, generator=gen), labels)
+        images = background.images_of(c)
+        split = background.images_per_class - holdout_per_class
+        train, held = images[:split], images[split:background.images_per_class]
+        f_samples, f_train, f_held = (extract_features(feature_net, x) for x in (samples, train, held))
+        correct += int((feature_net.classifier(f_samples).argmax(1) == c).sum())
+        real_correct += int((feature_net.classifier(f_held).argmax(1) == c).sum())
+        total, real_total = total + per_class, real_total + held.shape[0]
+        sample_dist.append(nearest_distance(f_samples, f_train))
+        real_dist.append(nearest_distance(f_held, f_train))
+    return {"accuracy": correct / total, "holdout_accuracy": real_correct / real_total,
+            "novelty_ratio": float(torch.cat(sample_dist).mean() / torch.cat(real_dist).mean()),
+            "classes": background.num_classes, "samples_per_class": per_class}
 
 
 def _value(rows: list[dict], method: str, shots: int, steps: int, metric: str) -> float | None:
@@ -238,7 +303,10 @@ def check_targets(result: dict, shots: int = 5, steps: int = 10) -> list[dict[st
         xb = per_task.get(f"{b}|{shots}|{steps}|{metric}")
         if not xa or not xb or len(xa) != len(xb):
             return None
-        return _mean_se([x - y for x, y in zip(xa, xb, strict=True)])
+        if len(xa) < 2:  # one task: no standard error (paired_verdict needs two)
+            return _mean_se([x - y for x, y in zip(xa, xb, strict=True)])
+        comparison = paired_verdict(xa, xb)  # the kit's one paired comparison: mean and se of a - b
+        return comparison.mean, comparison.se
 
     out = []
     for algo in ("maml", "fomaml", "reptile"):
@@ -255,7 +323,7 @@ def check_targets(result: dict, shots: int = 5, steps: int = 10) -> list[dict[st
     holds = None if None in ns else bool(ns[0] > ns[1] > ns[2])
     out.append({"target": "NS-lite query NLL decreases as shots go 1 -> 5 -> 10", "holds": holds,
                 "detail": "not measured" if holds is None else " -> ".join(f"{v:.2f}" for v in ns) + " nats"})
-    meta_methods = ("maml", "fomaml", "reptile", "figr")
+    meta_methods = ("maml", "fomaml", "reptile", "figr", "cavia")
     candidates = [(m, _value(rows, m, shots, steps, "prototype_accuracy")) for m in meta_methods]
     candidates = [(m, v) for m, v in candidates if v is not None]
     scratch_fd = _value(rows, "scratch", shots, steps, "frechet_distance")
@@ -269,21 +337,53 @@ def check_targets(result: dict, shots: int = 5, steps: int = 10) -> list[dict[st
                               f"accuracy >= 60% and Frechet < scratch",
                     "holds": bool(acc >= 0.6 and fd < scratch_fd),
                     "detail": f"accuracy {acc:.1%}, Frechet {fd:.2f} vs scratch {scratch_fd:.2f}"})
+    out.append(_inner_loop_target(rows, paired, shots, steps))
+    background = result["info"].get("cgan_background")
+    out.append({"target": "conditional GAN: samples of the background classes classified correctly >= 80% by the "
+                          "feature network", "holds": None if background is None else background["accuracy"] >= 0.8,
+                "detail": "not measured" if background is None else
+                f"accuracy {background['accuracy']:.1%} over {background['classes']} classes (real held-out images: "
+                f"{background['holdout_accuracy']:.1%}), novelty ratio {background['novelty_ratio']:.2f}"})
     return out
 
 
+def _inner_loop_target(rows: list[dict], paired, shots: int, steps: int) -> dict[str, Any]:
+    """Issue 17's target: some ``inner_loop`` method with prototype accuracy >= 60% and novelty ratio >= 0.8
+    at the same ``(shots, steps)``, and query NLL no worse than joint + fine-tuning (paired, 1.96 s.e.)."""
+    verdicts = []
+    for method in (m for m in METHODS if KINDS[m] == "inner_loop"):
+        acc = _value(rows, method, shots, steps, "prototype_accuracy")
+        novelty = _value(rows, method, shots, steps, "novelty_ratio")
+        vs_joint = paired(method, "joint", "query_nll_nats")
+        if acc is None or novelty is None or vs_joint is None:
+            continue
+        holds = acc >= 0.6 and novelty >= 0.8 and vs_joint[0] <= 1.96 * vs_joint[1]
+        verdicts.append((holds, acc, method, f"{method}: accuracy {acc:.1%}, novelty ratio {novelty:.2f}, "
+                                             f"NLL - NLL(joint+ft) = {vs_joint[0]:+.2f} +- {vs_joint[1]:.2f} nats"))
+    target = (f"an inner-loop method ({shots} shots, {steps} steps): prototype accuracy >= 60% with novelty ratio "
+              f">= 0.8, query NLL no worse than joint pretraining + fine-tuning")
+    if not verdicts:
+        return {"target": target, "holds": None, "detail": "not measured"}
+    verdicts.sort(key=lambda v: (v[0], v[1]), reverse=True)
+    return {"target": target, "holds": bool(verdicts[0][0]), "detail": "; ".join(v[3] for v in verdicts)}
+
+
 def format_table(rows: list[dict]) -> str:
-    """One text table: method x K x k -> NLL (nats), prototype accuracy, Frechet distance (mean +- s.e.)."""
+    """One text table: method (kind) x K x k -> NLL (nats), prototype accuracy, Frechet distance, novelty ratio
+    (mean +- s.e.)."""
     cells: dict[tuple, dict[str, str]] = {}
     for row in rows:
         text = (f"{row['value']:.1%}" if row["metric"] == "prototype_accuracy" else f"{row['value']:.2f}")
-        cells.setdefault((row["method"], row["shots"], row["steps"]), {})[row["metric"]] = (
+        cells.setdefault((row["method"], row.get("kind", KINDS.get(row["method"], "")), row["shots"], row["steps"]),
+                         {})[row["metric"]] = (
             f"{text} +- {row['std_error'] * (100 if row['metric'] == 'prototype_accuracy' else 1):.2f}")
-    header = f"{'method':<13}{'K':>3}{'k':>4}  {'query NLL (nats)':>20}  {'proto acc (%)':>16}  {'Frechet':>16}"
+    header = (f"{'method':<13}{'kind':<11}{'K':>3}{'k':>4}  {'query NLL (nats)':>20}  {'proto acc (%)':>16}  "
+              f"{'Frechet':>16}  {'novelty':>12}")
     lines = [header, "-" * len(header)]
-    for (method, shots, steps), metrics in cells.items():
-        lines.append(f"{method:<13}{shots:>3}{steps:>4}  {metrics.get('query_nll_nats', '-'):>20}  "
-                     f"{metrics.get('prototype_accuracy', '-'):>16}  {metrics.get('frechet_distance', '-'):>16}")
+    for (method, kind, shots, steps), metrics in cells.items():
+        lines.append(f"{method:<13}{kind:<11}{shots:>3}{steps:>4}  {metrics.get('query_nll_nats', '-'):>20}  "
+                     f"{metrics.get('prototype_accuracy', '-'):>16}  {metrics.get('frechet_distance', '-'):>16}  "
+                     f"{metrics.get('novelty_ratio', '-'):>12}")
     return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ adapted = learner.adapt(task.support, loss_fn, steps=5)
 
 from .adapted import AdaptedModel, adapt_module
 from .baselines import finetune, joint_pretrain, scratch_baseline
+from .cost import autograd_saved_bytes, seconds_per_meta_step
 from .inner import DivergenceError, FunctionalAdam, FunctionalSGD, make_inner_optimizer
 from .maml import ANIL, BACKENDS, FOMAML, MAML, MetaOutput, MetaSGD, choose_backend
 from .memory import second_order_memory_estimate
@@ -28,4 +29,4 @@ __all__ = ["MAML", "FOMAML", "MetaSGD", "ANIL", "Reptile", "BACKENDS", "choose_b
            "InnerLoop", "TaskResult", "adapt_then_query", "adapt_tasks", "functional_meta_grad", "AdaptedModel",
            "adapt_module", "DivergenceError", "FunctionalSGD", "FunctionalAdam", "make_inner_optimizer",
            "second_order_memory_estimate", "meta_train", "MetaTrainConfig", "sample_tasks", "finetune",
-           "joint_pretrain", "scratch_baseline"]
+           "joint_pretrain", "scratch_baseline", "seconds_per_meta_step", "autograd_saved_bytes"]

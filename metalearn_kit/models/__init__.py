@@ -1,6 +1,7 @@
-"""Models the kit meta-learns: restorers (a residual CNN, an encoder/restorer split, an unrolled restorer with
-its known operators), SIREN, a sparse patch dictionary, and the generators (conv VAE, Neural-Statistician-lite,
-WGAN-GP generator and critic). No BatchNorm anywhere: its running statistics break per-task adaptation."""
+"""Models the kit meta-learns: restorers (a residual CNN, an encoder/restorer split, the unrolled iterative
+restorer — the source's CIR — with its known operators), SIREN, sparse representation (an OMP patch dictionary and
+a meta-learnable LISTA sparse coder), and the generators (conv VAE, Neural-Statistician-lite, WGAN-GP generator
+and critic). No BatchNorm anywhere: its running statistics break per-task adaptation."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ _EXPORTS = {
     **dict.fromkeys(["Siren", "SineLayer", "coordinate_grid", "image_to_pixels", "pixels_to_image", "fit_image"],
                     ".siren"),
     **dict.fromkeys(["PatchDictionary"], ".sparse"),
+    **dict.fromkeys(["UnrolledSparseCoder", "soft_threshold"], ".lista"),
     **dict.fromkeys(["ConvVAE", "VAEOutput", "NeuralStatisticianLite", "vae_loss_fn", "negative_elbo",
                      "importance_weighted_nll", "mean_image", "statistician_loss", "condition_on"], ".generation"),
     **dict.fromkeys(["Generator", "Critic", "ConditionalGenerator", "ConditionalCritic", "wgan_gp_critic_loss",

@@ -195,7 +195,8 @@ class EncoderRestorer(nn.Module):
 
 
 class UnrolledRestorer(nn.Module):
-    """Unrolled iterative minimisation of ``0.5 ||A x - y||^2 + regulariser(x)``.
+    """Unrolled iterative minimisation of ``0.5 ||A x - y||^2 + regulariser(x)``: the source material's CIR
+    (循环迭代最小化); meta-learned (its step sizes included) it is one of the source's MetaNNs.
 
     ``x_0 = y`` (mask, blur) or the bicubic upsampling of ``y`` (sr); then for ``k < iterations``::
 

@@ -17,9 +17,11 @@ _EXPORTS = {
     **dict.fromkeys(["RestorationConfig", "restoration_config", "RESTORATION_EXPERIMENTS"], ".restoration_configs"),
     **dict.fromkeys(["GenerationConfig", "generation_config"], ".generation"),
     "restoration_mse": ".tutorial",
+    **dict.fromkeys(["ThreadConfig", "thread_config", "thread_tasks", "build_thread_model", "thread_loss",
+                     "train_thread_model", "save_thread_model", "load_or_train_thread_model"], ".thread"),
     **dict.fromkeys(["OperatorRecipeConfig", "FAMILY_RECIPES"], ".operator_recipe"),
 }
-_SUBMODULES = ("experiments", "generation", "parts", "restoration", "restoration_configs", "tutorial",
+_SUBMODULES = ("experiments", "generation", "parts", "restoration", "restoration_configs", "thread", "tutorial",
                "operator_recipe", "tone_curve", "colour_cast", "stripe_noise", "directional_blur", "channel_shift")
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES)

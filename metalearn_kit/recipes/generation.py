@@ -1,6 +1,6 @@
 """What trains each shipped generation model: the typed config, the model builders, the three trainers
-(meta-learned or joint VAE, Neural-Statistician-lite, FIGR) and the meta-training parts, for the seven
-``generation_*`` checkpoints. The benchmark that evaluates them is :mod:`metalearn_kit.evaluation.generation`.
+(meta-learned or joint VAE, Neural-Statistician-lite, FIGR; CAVIA and the CGAN in their own recipes) and the
+meta-training parts, for the ``generation_*`` checkpoints; :mod:`metalearn_kit.evaluation.generation` runs them.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from .parts import MetaTrainingParts
 
 __all__ = ["CHECKPOINT_NAMES", "GANPair", "GenerationConfig", "build_checkpoint", "checkpoint_entry",
            "gan_train_steps", "generation_config", "load_sources", "make_statistician", "make_vae",
-           "meta_training_parts", "seeded_rng", "train_checkpoint", "train_figr", "train_statistician", "train_vae",
-           "training_record"]
+           "meta_training_parts", "recipe_config", "seeded_rng", "train_checkpoint", "train_figr",
+           "train_statistician", "train_vae", "training_record"]
 
-CHECKPOINT_NAMES = ("featnet", "maml", "fomaml", "reptile", "joint", "statistician", "figr")
+CHECKPOINT_NAMES = ("featnet", "maml", "fomaml", "reptile", "joint", "statistician", "figr", "cavia", "cgan")
 
 
 @dataclass
@@ -70,13 +70,15 @@ class GenerationConfig:
     steps: list[int]
     iw_samples: int
     sample_count: int
+    cavia_iterations: int
+    cgan_iterations: int
     profile: str
 
     def check(self) -> GenerationConfig:
         """Raise ``ValueError``/``TypeError`` naming the first bad field."""
         for key in ("feature_steps", "meta_iterations", "meta_batch", "train_shots", "train_queries", "eval_tasks",
                     "statistician_iterations", "figr_iterations", "figr_inner_steps", "iw_samples", "sample_count",
-                    "critic_steps", "eval_queries"):
+                    "critic_steps", "eval_queries", "cavia_iterations", "cgan_iterations"):
             check_int(key, getattr(self, key), minimum=1)
         check_int("inner_steps", self.inner_steps, minimum=0)
         check_int("ways", self.ways, minimum=2)
@@ -94,14 +96,16 @@ class GenerationConfig:
 # Sizes per profile (the only place that differs between the CPU "fast" run and the GPU "full" run).
 SIZES = {
     "fast": {
-        "feature_steps": 500, "meta_iterations": 300, "meta_batch": 4, "train_shots": 5, "train_queries": 5,
+        "feature_steps": 4000, "meta_iterations": 300, "meta_batch": 4, "train_shots": 5, "train_queries": 5,
         "inner_steps": 5, "statistician_iterations": 1200, "figr_iterations": 300, "figr_inner_steps": 5,
-        "eval_tasks": 8, "shots": [1, 5, 10], "steps": [0, 1, 5, 10, 50], "iw_samples": 16, "sample_count": 32,
+        "eval_tasks": 16, "shots": [1, 5, 10], "steps": [0, 1, 5, 10, 50], "iw_samples": 16, "sample_count": 32,
+        "cavia_iterations": 1500, "cgan_iterations": 5000,
     },
     "full": {
-        "feature_steps": 3000, "meta_iterations": 3000, "meta_batch": 8, "train_shots": 5, "train_queries": 5,
+        "feature_steps": 12000, "meta_iterations": 3000, "meta_batch": 8, "train_shots": 5, "train_queries": 5,
         "inner_steps": 5, "statistician_iterations": 6000, "figr_iterations": 1500, "figr_inner_steps": 10,
         "eval_tasks": 40, "shots": [1, 5, 10], "steps": [0, 1, 5, 10, 50], "iw_samples": 64, "sample_count": 64,
+        "cavia_iterations": 15000, "cgan_iterations": 40000,
     },
 }
 # Settings shared by both profiles. The inner gradient clip guards against the rare task whose inner steps
@@ -142,7 +146,19 @@ def training_record(name: str, config: GenerationConfig) -> dict[str, Any]:
         keys += ["gan_latent", "width", "hidden", "gan_lr", "gan_betas", "gp_weight", "critic_steps",
                  "figr_epsilon", "figr_iterations", "figr_inner_steps", "train_shots", "train_queries"]
     values = asdict(config)
-    return {"name": name, **{k: values[k] for k in keys}}
+    record = {"name": name, **{k: values[k] for k in keys}}
+    if name in ("cavia", "cgan"):  # the new recipes: their typed config decides the weights
+        record.update(recipe_config(name, config).as_dict())
+    return record
+
+
+def recipe_config(name: str, config: GenerationConfig):
+    """The typed recipe config of the ``cavia`` or ``cgan`` checkpoint built from ``config``."""
+    from .generation_cavia import CaviaConfig
+    from .generation_cgan import CGANConfig
+
+    check_choice("name", name, ("cavia", "cgan"))
+    return (CaviaConfig if name == "cavia" else CGANConfig).from_generation_config(config)
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -217,6 +233,15 @@ def build_checkpoint(name: str, config: GenerationConfig, state: dict | None = N
         return make_statistician(config)
     if name == "figr":
         return GANPair(config)
+    if name == "cavia":
+        from .generation_cavia import make_context_vae
+
+        return make_context_vae(recipe_config(name, config), config.image_size)
+    if name == "cgan":  # the class count comes from the weights
+        from .generation_cgan import make_cgan
+
+        classes = None if state is None else state["generator.embed.weight"].shape[0]
+        return make_cgan(recipe_config(name, config), classes, config.image_size, with_critic=False)
     return make_vae(config)
 
 
@@ -398,6 +423,12 @@ def train_checkpoint(name: str, config: GenerationConfig, background=None, progr
         model, history = train_statistician(config, background, progress, device)
     elif name == "figr":
         model, history = train_figr(config, background, progress, device)
+    elif name in ("cavia", "cgan"):
+        from .generation_cavia import train_context_vae
+        from .generation_cgan import train_cgan
+
+        trainer = train_context_vae if name == "cavia" else train_cgan
+        model, history = trainer(recipe_config(name, config), background, config.image_size, config.seed, device)
     else:
         model, history = train_vae(name, config, background, progress, device)
     return model, {**_summary(history), "device": str(device)}

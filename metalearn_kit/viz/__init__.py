@@ -9,6 +9,8 @@ from .._lazy import lazy_exports
 _EXPORTS = {
     "plot_task": ".tasks",
     "task_title": ".tasks",
+    "plot_meta_learning_loops": ".diagrams",
+    "LOOP_DIAGRAM_LABELS": ".diagrams",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

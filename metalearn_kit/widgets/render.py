@@ -6,13 +6,14 @@ redraw neither shows a stray figure in the notebook nor keeps figures alive in p
 from __future__ import annotations
 
 import io
+import textwrap
 from typing import Any
 
 import torch
 
 from .._checks import check_images, check_int
 
-__all__ = ["DPI", "as_picture", "figure_to_png", "image_grid_png", "new_figure", "show_image"]
+__all__ = ["DPI", "as_picture", "figure_to_png", "image_grid_png", "new_figure", "show_image", "wrap_title"]
 
 DPI = 90  # small PNGs: fast to send to the browser and small in saved notebooks
 
@@ -43,6 +44,14 @@ def as_picture(image: torch.Tensor) -> tuple[Any, str | None]:
     return image.permute(1, 2, 0).numpy(), None
 
 
+def wrap_title(title: str, width: int) -> str:
+    """``title`` with each of its lines wrapped at ``width`` characters (at spaces), so
+    a long name such as "gaussian noise" shows in full under a small image instead of being cut (a word longer
+    than ``width`` stays whole on its own line)."""
+    check_int("width", width, minimum=1)
+    return "\n".join(textwrap.fill(line, width, break_long_words=False) or line for line in title.split("\n"))
+
+
 def show_image(ax: Any, image: torch.Tensor, title: str | None = None) -> None:
     """Draw one ``[C, H, W]`` image in ``ax`` without ticks, with an optional small title."""
     picture, cmap = as_picture(image)
@@ -71,7 +80,9 @@ def image_grid_png(images: torch.Tensor, columns: int = 8, titles: list[str] | N
     for i in range(rows * cols):
         ax = fig.add_subplot(rows, cols, i + 1)
         if i < n:
-            show_image(ax, images[i], titles[i] if titles is not None else None)
+            # about 11 characters of the 8-point title font fit in one inch of cell width
+            title = wrap_title(titles[i], max(6, int(11 * cell_inches))) if titles is not None else None
+            show_image(ax, images[i], title)
         else:
             ax.axis("off")
     if suptitle:
