@@ -151,7 +151,10 @@ _RUNNER = '''
 def _check_fails_on(wrong, check, namespace):
     snapshot = dict(namespace)
     try:
-        exec(wrong, namespace)
+        try:
+            exec(wrong, namespace)
+        except (ValueError, TypeError):  # the kit refuses the answer itself (a test task on training photos)
+            return True
         exec(check, namespace)
     except AssertionError:
         return True
