@@ -25,12 +25,12 @@ from torch import nn
 
 from .._checks import check_choice, check_images, check_int
 from .blocks import Deconv, check_image_size, conv_trunk
-from .generation import LIKELIHOODS, VAEOutput, mean_image, negative_elbo
+from .generation import LIKELIHOODS, ContextConditionedVAE, VAEOutput, mean_image, negative_elbo
 
 __all__ = ["ContextBound", "ContextVAE", "context_meta_loss"]
 
 
-class ContextVAE(nn.Module):
+class ContextVAE(ContextConditionedVAE):
     """Conditional VAE on ``[N, channels, S, S]`` images in [0, 1], conditioned on a task context ``c``.
 
     Parameters adapted per task: none of the modules; only the context, which starts at ``context_init``
@@ -57,19 +57,6 @@ class ContextVAE(nn.Module):
                                        nn.Linear(hidden, 2 * latent))
         self.prior = nn.Sequential(nn.Linear(context_dim, hidden), nn.ELU(), nn.Linear(hidden, 2 * latent))
         self.decoder = Deconv(latent + context_dim, channels, image_size, width, hidden)
-
-    def _prior(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.prior(c).chunk(2, dim=-1)
-        return mu, logvar.clamp(-8.0, 8.0)
-
-    def forward(self, images: torch.Tensor, c: torch.Tensor) -> VAEOutput:
-        """``images [N, C, S, S]``, ``c [N, context_dim]`` (or ``[context_dim]``, shared) -> VAEOutput."""
-        c = c.expand(images.shape[0], -1) if c.dim() == 1 else c
-        mu, logvar = self.posterior(torch.cat([self.image_encoder(images), c], -1)).chunk(2, dim=-1)
-        logvar = logvar.clamp(-8.0, 8.0)  # bounded variance keeps the inner steps from diverging
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        prior_mu, prior_logvar = self._prior(c)
-        return VAEOutput(self.decoder(torch.cat([z, c], -1)), mu, logvar, z, prior_mu, prior_logvar)
 
     def task_loss(self, images: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Negative ELBO summed over images, mean nats per image per task: ``images [T, N, C, S, S]``,

@@ -28,8 +28,8 @@ from torch import nn
 from .._checks import check_choice, check_images, check_int, check_model_input
 from .blocks import Deconv, check_image_size, conv_trunk
 
-__all__ = ["ConvVAE", "LIKELIHOODS", "LOG_2PI", "NeuralStatisticianLite", "VAEOutput", "condition_on",
-           "importance_weighted_nll", "mean_image", "negative_elbo", "reconstruction_log_likelihood",
+__all__ = ["ContextConditionedVAE", "ConvVAE", "LIKELIHOODS", "LOG_2PI", "NeuralStatisticianLite", "VAEOutput",
+           "condition_on", "importance_weighted_nll", "mean_image", "negative_elbo", "reconstruction_log_likelihood",
            "statistician_loss", "vae_loss_fn"]
 
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli")
@@ -186,7 +186,26 @@ def importance_weighted_nll(model, images: torch.Tensor, samples: int = 16,
 # ----------------------------------------------------------------------- Neural Statistician (lite)
 
 
-class NeuralStatisticianLite(nn.Module):
+class ContextConditionedVAE(nn.Module):
+    """The forward pass shared by the VAEs whose prior ``p(z | c)``, encoder ``q(z | x, c)`` and decoder
+    ``p(x | z, c)`` are conditioned on a class context ``c``; subclasses build ``prior``, ``image_encoder``,
+    ``posterior`` and ``decoder`` (and say where ``c`` comes from: a set encoder, or an inner loop)."""
+
+    def _prior(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.prior(c).chunk(2, dim=-1)
+        return mu, logvar.clamp(-8.0, 8.0)
+
+    def forward(self, images: torch.Tensor, c: torch.Tensor) -> VAEOutput:
+        """``images [N, C, H, W]``, ``c [context_dim]`` shared by all ``N`` (or ``[N, context_dim]``)."""
+        c = c.expand(images.shape[0], -1) if c.dim() == 1 else c
+        mu, logvar = self.posterior(torch.cat([self.image_encoder(images), c], -1)).chunk(2, dim=-1)
+        logvar = logvar.clamp(-8.0, 8.0)  # bounded variance keeps inner steps and sampling from diverging
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        prior_mu, prior_logvar = self._prior(c)
+        return VAEOutput(self.decoder(torch.cat([z, c], -1)), mu, logvar, z, prior_mu, prior_logvar)
+
+
+class NeuralStatisticianLite(ContextConditionedVAE):
     """A Neural-Statistician-lite: context ``c = MLP(mean_k h(x_k))`` from a support set, then a VAE with
     conditional prior ``p(z | c)``, encoder ``q(z | x, c)`` and decoder ``p(x | z, c)``.
 
@@ -220,19 +239,6 @@ class NeuralStatisticianLite(nn.Module):
             return torch.stack([self.context(s) for s in support])
         check_images("support", support)
         return self.context_head(self.set_encoder(support).mean(0))
-
-    def _prior(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.prior(c).chunk(2, dim=-1)
-        return mu, logvar.clamp(-8.0, 8.0)
-
-    def forward(self, images: torch.Tensor, c: torch.Tensor) -> VAEOutput:
-        """``images [N, C, H, W]``, ``c [context_dim]`` shared by all ``N`` (or ``[N, context_dim]``)."""
-        c = c.expand(images.shape[0], -1) if c.dim() == 1 else c
-        mu, logvar = self.posterior(torch.cat([self.image_encoder(images), c], -1)).chunk(2, dim=-1)
-        logvar = logvar.clamp(-8.0, 8.0)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        prior_mu, prior_logvar = self._prior(c)
-        return VAEOutput(self.decoder(torch.cat([z, c], -1)), mu, logvar, z, prior_mu, prior_logvar)
 
     @torch.no_grad()
     def sample(self, c: torch.Tensor, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
