@@ -126,3 +126,15 @@ def test_first_code_cell_says_how_to_opt_in_to_full(path):
     first_code = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
     assert 'os.environ["METALEARN_KIT_PROFILE"] = "full"' in first_code
     assert "`fast` sizes" in first_code and "METALEARN_KIT_PROFILE=full" in first_code
+
+
+def test_notebook_times_are_the_benchmarks():
+    # the README's CPU column and its series/peak sentence are docs/benchmarks/notebooks_cpu.json's, not retyped
+    bench = json.loads((ROOT / "docs" / "benchmarks" / "notebooks_cpu.json").read_text(encoding="utf-8"))
+    section = _section("The notebooks")
+    rows = [line for line in section.splitlines() if line.startswith("| [")]
+    shown = {re.match(r"\| \[(\w+)\]", line).group(1): line.split("|")[3].strip() for line in rows}
+    measured = {Path(entry["name"]).stem: f"{entry['seconds']:.0f} s" for entry in bench["notebooks"]}
+    assert shown == measured, "update the README's notebook table from docs/benchmarks/notebooks_cpu.json"
+    peak = max(entry["peak_memory_mb"] for entry in bench["notebooks"])
+    assert f"the series takes {bench['total_seconds']:.0f} s, the kernel peaks at {peak:.0f} MB" in section
