@@ -3,7 +3,8 @@
 What a reader does, checked end to end: open a notebook, run all cells, see no error, see the widgets (sliders,
 buttons, images) rendered by the JupyterLab widget manager, and use them -- choosing another degradation family
 in 01's task explorer redraws its picture; moving 03's adaptation-step slider changes the picture and the PSNR
-text. Screenshots go to ``artifacts/browser_<notebook>.png``.
+text; 03's family explorer is moved to its last step for the README's screenshot. Screenshots go to
+``artifacts/browser_<notebook>.png``.
 
 The server runs on a temporary copy of ``notebooks/`` (nothing in the repository changes). Selectors and widget
 descriptions this test relies on (notebook authors: keep them):
@@ -12,6 +13,10 @@ descriptions this test relies on (notebook authors: keep them):
   ``new task`` button, in the same output as an ``ipywidgets.Image`` (``TaskExplorer`` builds these);
 - adaptation explorer (03): an ``IntSlider`` described ``step`` in the same output as an ``ipywidgets.Image`` and
   an ``HTML`` whose text starts with ``step <k>:`` and names PSNRs in ``dB`` (``AdaptationExplorer``);
+- family explorer (03): a ``Dropdown`` described ``family`` (first option ``tone_curve``) in the same output as an
+  ``IntSlider`` described ``step`` (``FamilyAdaptationExplorer``); its picture at the last step is the README's
+  screenshot (``artifacts/browser_03_meta_testing_family_widget.png``, copied to
+  ``docs/images/adaptation_explorer_jupyterlab.png``);
 - the last code cell of 00 prints ``all checks passed``.
 
 DOM (JupyterLab 4, ipywidgets 8): outputs ``.jp-OutputArea-output``, widgets ``.jupyter-widgets``, sliders
@@ -257,5 +262,29 @@ def test_adaptation_step_slider_changes_image_and_psnr_text(browser_session, art
         assert moved_to != start and after.strip().startswith(f"step {moved_to}:"), (start, moved_to, after)
         check_clean_outputs(page, notebook)
         screenshot(page, area, artifacts_dir, Path(notebook).stem)
+        family_explorer_at_its_last_step(page, notebook, artifacts_dir)
     finally:
         close(lab, page)
+
+
+def family_explorer_at_its_last_step(page, notebook: str, artifacts_dir: str) -> None:
+    """03's family explorer (default family: tone curve) moved to its last step by the keyboard, its picture saved
+    as ``artifacts/browser_03_meta_testing_family_widget.png`` -- the README's
+    ``docs/images/adaptation_explorer_jupyterlab.png`` is a copy of it."""
+    area, family = widget_output(page, DROPDOWN, "family")
+    select = family.locator("select")
+    assert select.evaluate("s => s.options[s.selectedIndex].text") == "tone_curve", "the default family changed"
+    slider = area.locator(SLIDER).filter(has=page.locator(LABEL, has_text=re.compile(r"^\s*step\s*$"))).first
+    text = area.locator(HTML_TEXT).filter(has_text=re.compile(r"^\s*step \d+:")).first
+    handle = slider.locator(".noUi-handle").first
+    readout = slider.locator(".widget-readout")
+    last = int(float(handle.get_attribute("aria-valuemax")))
+    area.scroll_into_view_if_needed()
+    handle.focus()
+    for _ in range(last - int(readout.text_content())):
+        handle.press("ArrowRight")
+    _wait(lambda: text.text_content().strip().startswith(f"step {last}:"), UI_TIMEOUT_S,
+          f"the family explorer to show its last step {last}")
+    assert "meta-learned" in text.text_content() and "dB" in text.text_content(), text.text_content()
+    check_clean_outputs(page, notebook)
+    screenshot(page, area, artifacts_dir, f"{Path(notebook).stem}_family")

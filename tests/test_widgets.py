@@ -220,6 +220,30 @@ def test_adaptation_results_with_a_meta_learner_and_plain_finetuning(source):
     assert "step 3: maml" in explorer.label.value
 
 
+def test_the_input_psnr_is_computed_as_the_methods_psnr(source):
+    """The methods' PSNR is the query-set mean; the explorer's "degraded input" line is that same mean, not the
+    shown query image's PSNR (an identity method then sits exactly on the input line)."""
+    from metalearn_kit.evaluation.metrics import psnr
+
+    task = RestorationTasks(source, "gaussian_noise", shots=2, queries=4).sample(3)
+    identity = ConvRestorer(width=4, depth=2)
+    with torch.no_grad():
+        identity.head.weight.zero_()  # the residual net outputs its input
+    results = adaptation_results({"identity": (identity, 1e-9)}, task, mse_loss, steps=1, query_index=2)
+    mean_input = float(psnr(task.query[0], task.query[1]))
+    shown_input = float(psnr(task.query[0][2:3], task.query[1][2:3]))
+    assert abs(mean_input - shown_input) > 0.01  # the two ways differ on this task, so the test can tell them apart
+    assert results["degraded_psnr"] == pytest.approx(mean_input, abs=1e-6)
+    assert results["identity"]["psnr"][0] == pytest.approx(mean_input, abs=1e-4)
+    explorer = AdaptationExplorer(results)
+    assert explorer.text_at(0).endswith(f"(degraded input {mean_input:.2f} dB)")
+    # hand-built results without it: the shown image's PSNR, as before
+    plain = {k: v for k, v in results.items() if k != "degraded_psnr"}
+    assert AdaptationExplorer(plain).text_at(0).endswith(f"(degraded input {shown_input:.2f} dB)")
+    with pytest.raises(ValueError, match=r"results\['degraded_psnr'\]"):
+        AdaptationExplorer({**results, "degraded_psnr": "13 dB"})
+
+
 def test_adaptation_results_bad_input(source):
     task = RestorationTasks(source, "gaussian_noise", shots=2, queries=2).sample(0)
     model = ConvRestorer(width=4, depth=2)

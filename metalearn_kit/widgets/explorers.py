@@ -232,7 +232,9 @@ class AdaptationExplorer(_Explorer):
         self.steps = data["steps"]
         self.methods = list(data["methods"])
         self._cache: dict[int, bytes] = {}
-        self._input_psnr = self._psnr(data["degraded"])
+        # the input's PSNR computed as the methods' (mean over the query set) when the results carry it
+        self._input_psnr = (data["degraded_psnr"] if data["degraded_psnr"] is not None
+                            else self._psnr(data["degraded"]))
         # max before value: ipywidgets refuses a value above max
         for control in (self.slider, self.play):
             control.max = max(self.steps, 1)

@@ -6,7 +6,12 @@ The results dict (plain tensors and floats, so it can be built by hand or saved)
     {"maml":    {"images": [img_0, img_1, ..., img_S], "psnr": [p_0, ..., p_S]},   # img_k [C, H, W]
      "scratch": {"images": [...], "psnr": [...]},
      "degraded": [C, H, W],            # the input the methods restore
-     "clean":    [C, H, W]}            # the target (optional)
+     "clean":    [C, H, W],            # the target (optional)
+     "degraded_psnr": float}           # the input's PSNR, computed as the methods' (optional)
+
+The methods' ``psnr`` is the mean over the task's whole query set, while one query image is shown; so
+:func:`adaptation_results` also records ``degraded_psnr``, the degraded inputs' PSNR averaged over the same query
+set, and the explorer compares the methods with that (without it, with the shown image's PSNR).
 
 Step ``k`` means "after ``k`` adaptation steps"; step 0 is the output before any adaptation.
 """
@@ -23,7 +28,7 @@ from .._checks import check_float, check_images, check_int
 
 __all__ = ["RESERVED_KEYS", "adaptation_results", "check_adaptation_results"]
 
-RESERVED_KEYS = ("degraded", "clean")
+RESERVED_KEYS = ("degraded", "clean", "degraded_psnr")
 
 
 def _as_image(name: str, image: Any) -> torch.Tensor:
@@ -40,7 +45,8 @@ def _as_image(name: str, image: Any) -> torch.Tensor:
 def check_adaptation_results(results: Any) -> dict[str, Any]:
     """Check an adaptation results dict (see the module docs) and return it normalised:
     ``{"methods": {name: {"images": [S+1, C, H, W] tensor, "psnr": list[float]}}, "degraded": [C, H, W],
-    "clean": [C, H, W] | None, "steps": S}``. Raises ``ValueError``/``TypeError`` naming the bad entry."""
+    "clean": [C, H, W] | None, "degraded_psnr": float | None, "steps": S}``. Raises ``ValueError``/``TypeError``
+    naming the bad entry."""
     if not isinstance(results, Mapping):
         raise TypeError(f"results must be a dict {{method_name: {{'images': [...], 'psnr': [...]}}, 'degraded': "
                         f"image, 'clean': image}}, got {type(results).__name__}")
@@ -51,6 +57,14 @@ def check_adaptation_results(results: Any) -> dict[str, Any]:
     if clean is not None and clean.shape != degraded.shape:
         raise ValueError(f"results['clean'] has shape {tuple(clean.shape)} but results['degraded'] has "
                          f"{tuple(degraded.shape)}; they must match")
+    degraded_psnr = results.get("degraded_psnr")
+    if degraded_psnr is not None:
+        if isinstance(degraded_psnr, torch.Tensor) and degraded_psnr.numel() == 1:
+            degraded_psnr = degraded_psnr.item()
+        if isinstance(degraded_psnr, bool) or not isinstance(degraded_psnr, (int, float)) or math.isnan(degraded_psnr):
+            raise ValueError(f"results['degraded_psnr'] must be a number in dB (the degraded inputs' PSNR, "
+                             f"computed as the methods'), got {degraded_psnr!r}")
+        degraded_psnr = float(degraded_psnr)
     names = [k for k in results if k not in RESERVED_KEYS]
     if not names:
         raise ValueError("results holds no method: add at least one entry {method_name: {'images': [...], "
@@ -97,7 +111,8 @@ def check_adaptation_results(results: Any) -> dict[str, Any]:
     if len(set(lengths.values())) != 1:
         raise ValueError(f"results: every method needs the same number of steps, got {lengths}; compute them with "
                          f"the same steps")
-    return {"methods": methods, "degraded": degraded, "clean": clean, "steps": next(iter(lengths.values())) - 1}
+    return {"methods": methods, "degraded": degraded, "clean": clean, "degraded_psnr": degraded_psnr,
+            "steps": next(iter(lengths.values())) - 1}
 
 
 def _default_predict(model: Callable, degraded: torch.Tensor) -> torch.Tensor:
@@ -125,7 +140,8 @@ def adaptation_results(methods: Mapping[str, Any], task: Any, loss_fn: Callable,
 
     Returns:
         ``{name: {"images": [steps + 1 tensors [C, H, W]], "psnr": [steps + 1 floats], "support_loss": [...]},
-        "degraded": [C, H, W], "clean": [C, H, W]}``. No model's weights are changed.
+        "degraded": [C, H, W], "clean": [C, H, W], "degraded_psnr": float}``: ``degraded_psnr`` is the degraded
+        query inputs' PSNR, the mean over the query set like the methods' ``psnr``. No model's weights are changed.
     """
     from ..evaluation.metrics import psnr
     from ..meta.baselines import finetune
@@ -176,4 +192,7 @@ def adaptation_results(methods: Mapping[str, Any], task: Any, loss_fn: Callable,
                          "support_loss": list(adapted.support_losses)}
     results["degraded"] = task.query[0][query_index].detach().float().cpu()
     results["clean"] = task.query[1][query_index].detach().float().cpu()
+    # the input's PSNR as the methods' is computed (mean over the query set), not the shown image's alone
+    results["degraded_psnr"] = float(psnr(task.query[0].detach().float().clamp(0.0, 1.0),
+                                          task.query[1].detach().float()))
     return results
