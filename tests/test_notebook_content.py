@@ -135,6 +135,26 @@ WRONG_ANSWERS = {
         "e26e4188": ['answer = results["meta-learned"]["psnr"][3] + 0.5', 'answer = float("nan")'],
         "a1e6c330": ["answer = -1", 'answer = "never"'],
     },
+    "04_generation": {
+        "e32e3fd4": ["answer = 3.0",  # ||w||, the gradient norm, not the penalty
+                     "answer = 9.0",  # ||w||^2
+                     "answer = 2.0",  # ||w|| - 1, not squared
+                     "answer = 10 * (3.0 - 1.0) ** 2",  # weighted by the critic loss's lambda = 10
+                     "answer = 0.0"],  # "a linear critic needs no penalty"
+        "7e7304ef": [
+            # the explorer's class index 1 instead of the class explore_classes[1]
+            "ns_answer = ns.sample(ns.context(evaluation.images_of(1)[:5]), 8, torch.Generator().manual_seed(0))",
+            # conditioned on 1 image, not 5
+            "ns_answer = ns.sample(ns.context(support_images(1, 1)), 8, torch.Generator().manual_seed(0))",
+            # another seed
+            "ns_answer = ns.sample(ns.context(support_images(1, 5)), 8, torch.Generator().manual_seed(1))",
+            # the support images themselves, repeated (copies, not samples)
+            "ns_answer = support_images(1, 5).repeat(2, 1, 1, 1)[:8]",
+            # the MAML VAE's prior samples: not conditioned on the support set
+            "ns_answer = mean_image(models['maml'].decode(torch.randn(8, config.latent, "
+            "generator=torch.Generator().manual_seed(0))), config.likelihood)",
+        ],
+    },
     "06_meta_database_and_beyond": {
         "1e9c5bfe": ['best_sr_run = db.best_runs(family="super_resolution", metric="psnr", '
                      'step=sizes["eval_steps"])[-1]["run_id"]',
