@@ -155,6 +155,19 @@ WRONG_ANSWERS = {
             "generator=torch.Generator().manual_seed(0))), config.likelihood)",
         ],
     },
+    "05_restoration": {
+        "fc643ddb": ["answer = -answer",  # meta minus classical: the sign turned
+                     "answer = max(r['value'] for r in rows if r['experiment'] == 'denoising' and r['metric'] == "
+                     "'psnr' and r['steps'] is None and 'input' not in r['method'])"
+                     " - value('denoising', 'meta-init', 0)",
+                     "answer = max(r['value'] for r in rows if r['experiment'] == 'denoising' and r['metric'] == "
+                     "'psnr' and r['steps'] is None and 'input' not in r['method']) - value('denoising', 'joint', 5)",
+                     "answer = value('denoising', 'BM3D', None) - value('denoising', 'noisy input', None)"],
+        "0d51b95e": ["answer = restore(2, 'inpainting', 3)['meta-learned']['psnr'][3]",  # a PSNR, not the gain
+                     "_curve = restore(2, 'inpainting', 3)['joint pretrained']['psnr']\nanswer = _curve[3] - _curve[0]",
+                     "_curve = restore(3, 'inpainting', 3)['meta-learned']['psnr']\nanswer = _curve[3] - _curve[0]",
+                     "_curve = restore(2, 'gaussian_blur', 3)['meta-learned']['psnr']\nanswer = _curve[3] - _curve[0]"],
+    },
     "06_meta_database_and_beyond": {
         "1e9c5bfe": ['best_sr_run = db.best_runs(family="super_resolution", metric="psnr", '
                      'step=sizes["eval_steps"])[-1]["run_id"]',

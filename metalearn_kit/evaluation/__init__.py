@@ -9,15 +9,17 @@ _EXPORTS = {
     **dict.fromkeys(["psnr", "ssim", "WallTimer"], ".metrics"),
     **dict.fromkeys(["FeatureNet", "train_feature_net", "extract_features", "prototype_accuracy",
                      "frechet_distance"], ".features"),
-    **dict.fromkeys(["StepMetric", "adaptation_curve", "learner_curve", "tuned_curve", "ResultTable"], ".curves"),
+    **dict.fromkeys(["StepMetric", "adaptation_curve", "learner_curve", "tuned_curve", "support_lr", "ResultTable",
+                     "BASELINE_LRS"], ".curves"),
     **dict.fromkeys(["few_shot_denoising", "zero_shot_super_resolution", "few_shot_deblurring_inpainting",
                      "image_fitting", "self_supervised_denoising", "run_experiments"], ".restoration"),
     **dict.fromkeys(["evaluate_generation", "check_targets", "format_table", "save_sample_grid"],
                     ".generation"),
     **dict.fromkeys(["comparisons"], ".bench_restoration"),
+    **dict.fromkeys(["add_roles", "find_row", "role_of"], ".restoration_targets"),
     **dict.fromkeys(["paired_verdict", "PairedComparison", "VERDICTS"], ".paired"),
 }
 _SUBMODULES = ("bench_meta_step", "bench_restoration", "classical", "curves", "features", "generation", "metrics",
-               "paired", "restoration")
+               "paired", "restoration", "restoration_targets")
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES)

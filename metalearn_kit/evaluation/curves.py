@@ -5,7 +5,8 @@ tables the restoration benchmark averages them into.
   wanted step counts (both benchmarks use it: PSNR/SSIM for restoration, NLL and samples for generation).
 - :func:`adaptation_curve` (one optimizer and learning rate), :func:`learner_curve` (a learner's own inner
   loop, e.g. Meta-SGD's learned rates), :func:`tuned_curve` (the best of several learning rates per step
-  count, chosen by the *support* loss only).
+  count, chosen by the *support* loss only), :func:`support_lr` (the same choice at one step count, without a
+  query: what an explorer fine-tunes its baselines with).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..config import make_generator
 from .metrics import psnr, ssim
 
 __all__ = ["BASELINE_LRS", "ResultTable", "StepMetric", "adaptation_curve", "learner_curve", "render_images",
-           "sample_test_tasks", "timed", "tuned_curve"]
+           "sample_test_tasks", "support_lr", "timed", "tuned_curve"]
 
 BASELINE_LRS = (3e-4, 1e-3, 3e-3)
 
@@ -122,6 +123,32 @@ def tuned_curve(model: nn.Module, support, query, loss_fn: Callable, steps: Sequ
         best = runs[best_i]
         out["psnr"][k], out["ssim"][k], out["lr"][k] = best["psnr"][k], best["ssim"][k], kept[best_i]
     return out
+
+
+def support_lr(model: nn.Module, support, loss_fn: Callable, steps: int, lrs: Sequence[float] = BASELINE_LRS,
+               optimizer: str = "adam", extra: Sequence[tuple[str, float]] = ()) -> tuple[str, float]:
+    """The ``(optimizer, lr)`` among ``optimizer`` at each of ``lrs`` and each ``(optimizer, lr)`` of ``extra``
+    whose fine-tuning of ``model`` on ``support`` reaches the lowest *support* loss after ``steps`` steps: the rule
+    of :func:`tuned_curve` at one step count, with no query at all. ``model`` is unchanged."""
+    from .._checks import check_int
+    from ..meta import DivergenceError, finetune
+
+    check_int("steps", steps, minimum=1)
+    candidates = [(optimizer, float(lr)) for lr in lrs] + [(opt, float(lr)) for opt, lr in extra]
+    if not candidates:
+        raise ValueError("lrs and extra are both empty: give at least one learning rate, e.g. lrs=BASELINE_LRS")
+    best, best_loss = None, math.inf
+    for opt, lr in candidates:
+        try:
+            adapted = finetune(model, support, loss_fn, steps + 1, lr, opt)  # support_losses[steps]: after steps
+        except DivergenceError:  # too large for this start: not a candidate
+            continue
+        loss = float(adapted.support_losses[steps])
+        if math.isfinite(loss) and (best is None or loss < best_loss):
+            best, best_loss = (opt, lr), loss
+    if best is None:
+        raise DivergenceError(f"every learning rate diverged on the support set: {candidates}")
+    return best
 
 
 class ResultTable:

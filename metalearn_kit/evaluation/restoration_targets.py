@@ -19,6 +19,8 @@ import math
 import statistics
 from typing import Any
 
+__all__ = ["add_roles", "find_row", "issue_targets", "paired_difference", "role_of"]
+
 # method name prefix -> role, for the rows of the five original experiments (the operator experiments set
 # their role themselves); the first matching prefix wins
 _ROLE_PREFIXES = (("meta-init", "meta"), ("joint", "joint"), ("bicubic-pretrained", "joint"),
@@ -53,12 +55,19 @@ def _t_quantile(df: int) -> float:
         return 1.959964
 
 
-def _find(rows, experiment: str, role: str, steps: int | None, method_prefix: str = "") -> dict | None:
+def find_row(rows, experiment: str, role: str, steps: int | None, method_prefix: str = "",
+             metric: str = "psnr") -> dict | None:
+    """The first row of ``rows`` with this ``experiment``, ``role``, ``steps`` (``None``: step-free methods),
+    ``metric`` and a method name starting with ``method_prefix``; ``None`` if there is none. Its ``per_task``
+    values (same task order for every method) feed :func:`~metalearn_kit.evaluation.paired_verdict`."""
     for row in rows:
         if (row["experiment"] == experiment and row.get("role") == role and row["steps"] == steps
-                and row["metric"] == "psnr" and row["method"].startswith(method_prefix)):
+                and row["metric"] == metric and row["method"].startswith(method_prefix)):
             return row
     return None
+
+
+_find = find_row
 
 
 def paired_difference(a: dict, b: dict, margin: float = 0.0) -> dict[str, Any] | None:

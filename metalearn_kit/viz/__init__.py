@@ -8,6 +8,7 @@ from .._lazy import lazy_exports
 # public name -> submodule that defines it; submodules load on first use.
 _EXPORTS = {
     "plot_task": ".tasks",
+    "plot_benchmark_curves": ".benchmark",
     "task_title": ".tasks",
     "plot_meta_learning_loops": ".diagrams",
     "LOOP_DIAGRAM_LABELS": ".diagrams",

@@ -13,7 +13,9 @@ matplotlib; each name loads its module on first use.
 - :class:`SirenFitExplorer`: a photograph fitted step by step from a meta-learned and the standard SIREN init;
   :func:`siren_fit_results` runs the fits.
 - :class:`LiveMetaTrainingPlot`: a ``meta_train(callbacks=[plot])`` callback that redraws a loss plot in place.
-- :class:`GenerationExplorer`, :class:`RestorationExplorer`: generic front-ends for user-given functions.
+- :class:`GenerationExplorer`, :class:`RestorationExplorer`: generic front-ends for user-given functions;
+  :func:`restoration_results` is notebook 05's ``restore_fn`` (one task of a degradation family and its methods,
+  :func:`restoration_methods`, baselines' learning rates chosen on the support set only).
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ _EXPORTS = {
     "siren_fit_results": ".siren",
     "FamilyAdaptationExplorer": ".families",
     "family_methods": ".families",
+    "RESTORATION_FAMILIES": ".explorer_tasks",
+    "explorer_task": ".explorer_tasks",
+    "restoration_methods": ".explorer_tasks",
+    "restoration_results": ".explorer_tasks",
     "adaptation_results": ".results",
     "check_adaptation_results": ".results",
     "figure_to_png": ".render",

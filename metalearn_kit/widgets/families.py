@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import ipywidgets as widgets
-import torch
 
 from .._checks import check_choice, check_int
 from . import render
@@ -23,22 +22,6 @@ WHITE_NOISE = "white_noise"
 WHITE_NOISE_WHY = ("white noise: one noisy picture already tells a blind denoiser the noise level, so one jointly "
                    "trained model serves every task and a meta-learned init has nothing to add")
 DEFAULT_FAMILIES = ("tone_curve", "colour_cast", "stripe_noise", WHITE_NOISE)
-
-
-def _support_lr(model: torch.nn.Module, support, loss_fn, steps: int, lrs: Sequence[float]) -> float:
-    """The Adam learning rate of ``lrs`` with the lowest *support* loss after ``steps`` steps (no query)."""
-    from ..meta import DivergenceError, finetune
-
-    best, best_loss = lrs[0], float("inf")
-    for lr in lrs:
-        try:
-            adapted = finetune(model, support, loss_fn, steps + 1, lr, "adam")
-        except DivergenceError:
-            continue
-        loss = float(adapted.support_losses[steps])
-        if loss < best_loss:
-            best, best_loss = lr, loss
-    return best
 
 
 def family_methods(family: str, seed: int = 0, steps: int = 10, patch: int = 64) -> dict[str, Any]:
@@ -54,7 +37,7 @@ def family_methods(family: str, seed: int = 0, steps: int = 10, patch: int = 64)
     from dataclasses import replace
 
     from ..config import make_generator
-    from ..evaluation.curves import BASELINE_LRS
+    from ..evaluation.curves import support_lr
     from ..recipes import operator_recipe as recipes
 
     check_choice("family", family, (*recipes.FAMILY_RECIPES, WHITE_NOISE))
@@ -84,7 +67,7 @@ def family_methods(family: str, seed: int = 0, steps: int = 10, patch: int = 64)
         joint, _ = recipes.load_model(names["joint"], "joint", config)
         task = recipes.task_distribution(config, "test").sample(generator)
         name, why = "meta-learned", module.WHY
-    lr = _support_lr(joint, task.support, recipes.restoration_loss, steps, BASELINE_LRS)
+    _, lr = support_lr(joint, task.support, recipes.restoration_loss, steps)  # Adam, BASELINE_LRS, support only
     return {"task": task, "methods": {name: learner, "joint pretrained": (joint, lr, "adam")},
             "loss_fn": recipes.restoration_loss, "why": why, "joint_lr": lr,
             "meta_learner": "MAML" if family == WHITE_NOISE else "Meta-SGD"}
