@@ -208,3 +208,37 @@ def test_bad_inputs_name_the_argument():
         importance_weighted_nll(ConvVAE(latent=2, width=4, hidden=8), torch.rand(2, 1, 28, 28) * 3)
     with pytest.raises(ValueError, match="count"):
         ConvVAE(latent=2, width=4, hidden=8).sample(0)
+
+
+def test_cgan_ema_ships_the_moving_average_of_the_generator_iterates():
+    from dataclasses import replace
+
+    from test_generation_metrics import fake_class_source  # tests/ is on sys.path under pytest
+
+    from metalearn_kit.recipes.generation_cgan import CGANConfig, make_cgan, pca_class_codes, train_cgan
+
+    source = fake_class_source(4, 6, seed=0)
+    recipe = CGANConfig(latent=4, embedding=3, width=8, hidden=16, iterations=5, batch=8, embed_steps=1,
+                        reptile_classes=2, ema_decay=0.5)
+    with torch.random.fork_rng(devices=[]):  # the trainer's start: its seeded init, PCA class codes
+        torch.manual_seed(0)
+        start = make_cgan(recipe, source.num_classes)
+    images = torch.cat([source.images_of(c)[:4] for c in range(4)])  # 6 per class, the last 2 held out
+    start.generator.embed.weight.data.copy_(pca_class_codes(images, torch.arange(4).repeat_interleave(4), 4, 3))
+    average = {name: w.detach().clone() for name, w in start.generator.named_parameters()}
+    seen: list[int] = []
+
+    def callback(iteration, model):  # the average recomputed from the iterates the trainer reports
+        seen.append(iteration)
+        for name, weight in model.generator.named_parameters():
+            average[name] = 0.5 * average[name] + 0.5 * weight.detach()
+
+    shipped, _ = train_cgan(recipe, source, seed=0, callback=callback)
+    assert seen == [1, 2, 3, 4, 5]
+    for name, weight in shipped.generator.named_parameters():
+        torch.testing.assert_close(weight, average[name])
+    last, _ = train_cgan(replace(recipe, ema_decay=0.0), source, seed=0)  # the same run, last iterate shipped
+    assert not torch.allclose(last.generator.embed.weight, shipped.generator.embed.weight)
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="ema_decay"):
+            CGANConfig(ema_decay=bad)

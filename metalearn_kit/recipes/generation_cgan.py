@@ -10,7 +10,9 @@ feature network's), then meta-learns the new-class embedding init by Reptile ove
 
 from __future__ import annotations
 
+import copy
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -58,6 +60,12 @@ class CGANConfig:
     embed_code_weight: float = 0.1
     reptile_classes: int = 40
     reptile_epsilon: float = 0.1
+    # 0.999 because, at the same 5000 iterations, the background samples' feature-net accuracy went from 68.7%
+    # (last iterate) to 72.8% (0.9995: 71.7%); scripts/screens/cgan_ema_screen.py, docs/benchmarks/README.md
+    ema_decay: float = 0.999
+    """Exponential moving average of the generator weights (``0``: off, the last iterate is shipped): after
+    each generator step ``ema <- decay * ema + (1 - decay) * weights``; the average is what is shipped and
+    sampled. It smooths the iterate's oscillation around the critic's moving target (no extra training)."""
 
     def __post_init__(self) -> None:
         check_choice("loss", self.loss, LOSSES)
@@ -70,11 +78,15 @@ class CGANConfig:
         for key in ("gp_weight", "ac_weight", "embed_code_weight"):
             check_float(key, getattr(self, key), minimum=0.0)
         check_float("reptile_epsilon", self.reptile_epsilon, minimum=0.0, maximum=1.0)
+        check_float("ema_decay", self.ema_decay, minimum=0.0, maximum=1.0)
+        if self.ema_decay == 1.0:
+            raise ValueError("ema_decay must be < 1 (1 would never move the average); use e.g. 0.999, or 0 for off")
 
     @classmethod
     def from_generation_config(cls, config) -> CGANConfig:
         """The CGAN of a generation experiment config: its GAN sizes (``gan_latent``, ``width``, ``hidden``),
-        ``gp_weight`` and ``cgan_iterations``; the optimiser is the CGAN's own (chosen on background classes)."""
+        ``gp_weight`` and ``cgan_iterations``; the optimiser and ``ema_decay`` are the CGAN's own (chosen on
+        background classes)."""
         return cls(latent=config.gan_latent, width=config.width, hidden=config.hidden, gp_weight=config.gp_weight,
                    iterations=config.cgan_iterations)
 
@@ -112,10 +124,13 @@ def pca_class_codes(images: torch.Tensor, labels: torch.Tensor, num_classes: int
 
 
 def train_cgan(recipe: CGANConfig, background, image_size: int = 28, seed: int = 0,
-               device: torch.device | str | None = None) -> tuple[CGAN, dict]:
+               device: torch.device | str | None = None,
+               callback: Callable[[int, CGAN], None] | None = None) -> tuple[CGAN, dict]:
     """Train the CGAN on every background class, then meta-learn ``embedding_init``. Returns (the model on
     the CPU without its critic, history with ``critic_loss``/``generator_loss`` per iteration and
-    ``wall_time_s``)."""
+    ``wall_time_s``). With ``recipe.ema_decay > 0`` the returned generator is the weights' moving average.
+    ``callback(iteration, model)``, if given, runs after each generator step (1-based ``iteration``; the
+    model in training, its ``generator`` the last iterate): screens use it to score the run as it goes."""
     device = torch.device(device or "cpu")
     images, labels = _split(background, recipe.holdout_per_class)
     gen = torch.Generator().manual_seed(seed)
@@ -127,13 +142,14 @@ def train_cgan(recipe: CGANConfig, background, image_size: int = 28, seed: int =
                 model.generator.embed.weight.copy_(pca_class_codes(images, labels, background.num_classes,
                                                                    recipe.embedding))
         model = model.to(device)
+    ema = copy.deepcopy(model.generator).requires_grad_(False) if recipe.ema_decay > 0 else None
     opt_g = torch.optim.Adam(model.generator.parameters(), lr=recipe.lr, betas=recipe.betas)
     opt_c = torch.optim.Adam(model.critic.parameters(), lr=recipe.lr, betas=recipe.betas)
     images, labels = images.to(device), labels.to(device)
     history: dict[str, list] = {"critic_loss": [], "generator_loss": [], "wall_time_s": []}
     start = time.perf_counter()
     num_classes = background.num_classes
-    for _ in range(recipe.iterations):
+    for iteration in range(1, recipe.iterations + 1):
         for _ in range(recipe.critic_steps):
             index = torch.randint(0, images.shape[0], (recipe.batch,), generator=gen).to(device)
             z = torch.randn(recipe.batch, recipe.latent, generator=gen).to(device)
@@ -151,9 +167,17 @@ def train_cgan(recipe: CGANConfig, background, image_size: int = 28, seed: int =
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
+        if ema is not None:
+            with torch.no_grad():
+                for average, weight in zip(ema.parameters(), model.generator.parameters()):
+                    average.lerp_(weight, 1.0 - recipe.ema_decay)
+        if callback is not None:
+            callback(iteration, model)
         history["critic_loss"].append(float(loss_c.detach()))
         history["generator_loss"].append(float(loss_g.detach()))
         history["wall_time_s"].append(time.perf_counter() - start)
+    if ema is not None:
+        model.generator.load_state_dict(ema.state_dict())
     model = model.cpu().eval()
     classes = torch.randperm(num_classes, generator=gen)[:recipe.reptile_classes].tolist()
     shots = min(5, background.images_per_class)

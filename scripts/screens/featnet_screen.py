@@ -26,4 +26,4 @@ for steps, width, fd in [(int(a) for a in s.split(",")) for s in sys.argv[1:]]:
         time.perf_counter() - t,
         flush=True,
     )
-    torch.save(net.state_dict(), f"featnet_{steps}.pt")
+    torch.save(net.state_dict(), f"featnet_{steps}_{width}_{fd}.pt")
