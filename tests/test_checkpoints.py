@@ -1,5 +1,6 @@
 """Checkpoints are safetensors + JSON, written atomically; pickles are refused (and never run)."""
 
+import json
 import os
 import pickle
 import signal
@@ -99,5 +100,7 @@ def test_killed_while_saving_leaves_the_previous_checkpoint(tmp_path):
         state, meta = checkpoints.load(path)  # whatever moment it died, a complete checkpoint is there
         assert (meta["version"], state["w"].numel()) in {(1, 10), (2, 4_000_000)}  # weights and meta agree
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-    # a killed writer can leave its temporary file, but never under the checkpoint's name
-    assert all(name.startswith(".ckpt.safetensors.") for name in leftovers)
+    # a killed writer can leave a temporary file (of the weights or of their JSON copy, written second), but
+    # never a partial file under either final name
+    assert all(name.startswith((".ckpt.safetensors.", ".ckpt.json.")) for name in leftovers), leftovers
+    json.loads((tmp_path / "ckpt.json").read_text())

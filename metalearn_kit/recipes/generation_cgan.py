@@ -46,7 +46,8 @@ class CGANConfig:
     width: int = 24
     # hidden 256 and ac_weight 3 (were 96, from the generation config, and 1): with EMA 0.999 each alone gave
     # 75.5% / 74.8% of background samples classified correctly at 6000 iterations (the old recipe: 74.8%) and
-    # 77.3% / 76.1% at 7000; together, trained for 10000 iterations, 79.6% in the benchmark (issue 17 asks 80%)
+    # 77.3% / 76.1% at 7000; together 79.6% in the benchmark after 10000 iterations, 83.5% after the fast
+    # profile's 16000 (issue 17 asks 80%)
     # (scripts/screens/cgan_ema_screen.py; docs/benchmarks/README.md, "CGAN background accuracy: attempts")
     hidden: int = 256
     loss: str = "wgan_gp"
