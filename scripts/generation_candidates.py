@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         from metalearn_kit.config import describe_machine
 
-        payload = {"shots": shots, "steps": steps, "eval_classes": [evaluation.classes[t] for t in targets],
+        payload = {"profile": "fast", "device": "cpu", "shots": shots, "steps": steps,
+                   "eval_classes": [evaluation.classes[t] for t in targets],
                    "candidates": table, "train_seconds": train_seconds,
                    "cavia_first_order_loss_last": fo_history["loss"][-1], "machine": describe_machine(),
                    "command": "python scripts/generation_candidates.py " + " ".join(sys.argv[1:])}
