@@ -135,3 +135,46 @@ def test_references_live_in_evaluation_and_refuse_unknown_families():
         assert "evaluation" not in source.split('"""', 2)[2], family
     with pytest.raises(ValueError, match="family must be one of"):
         operator_references.classical_methods("white_noise", (torch.zeros(1, 1, 8, 8),) * 2, torch.zeros(1, 1, 8, 8))
+
+
+def test_test_ranges_move_the_test_tasks_outside_the_training_range():
+    config = recipe("tone_curve").CONFIGS["fast"]
+    outside = task_distribution(config, "test", ranges={"log2_gamma": [(-2.0, -1.6), (1.6, 2.0)]})
+    degradation = outside.degradation("tone_curve")
+    assert degradation.ranges["contrast"] == task_distribution(config, "test").degradation("tone_curve").ranges[
+        "contrast"]  # only the named parameter moves
+    for seed in range(6):
+        assert 1.6 <= abs(outside.sample(seed).info["params"]["log2_gamma"]) <= 2.0
+    rows = operator_experiment("tone_curve", "fast", sizes=TINY, classical=False,
+                               test_ranges={"log2_gamma": (1.6, 2.0)})
+    assert {r["experiment"] for r in rows} == {"tone_curve@log2_gamma"}
+    assert all(r["test_ranges"]["log2_gamma"] == (1.6, 2.0) for r in rows)
+    assert {r["role"] for r in rows} == {"meta", "joint", "scratch", "input"}
+
+
+def test_test_ranges_refuse_bad_input():
+    config = recipe("tone_curve").CONFIGS["fast"]
+    with pytest.raises(TypeError, match="ranges must be a dict"):
+        task_distribution(config, "test", ranges=[(1.6, 2.0)])
+    with pytest.raises(ValueError, match="gamma_typo"):
+        task_distribution(config, "test", ranges={"gamma_typo": (1.6, 2.0)})
+
+
+def test_outside_range_script_summarises_and_refuses_unknown_families(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "restoration_outside_range.py"
+    spec = importlib.util.spec_from_file_location("restoration_outside_range", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert set(script.OUTSIDE) == set(OPERATOR_EXPERIMENTS)  # every benchmarked family has its outside range
+    rows = operator_experiment("tone_curve", "fast", sizes=TINY, classical=False,
+                               test_ranges=script.OUTSIDE["tone_curve"])
+    summary = script.summarise(rows, [1, 5])
+    assert [line["steps"] for line in summary["by_steps"]] == [1, 5] and math.isfinite(summary["input_psnr"])
+    for line in summary["by_steps"]:
+        assert line["tasks"] == 2 and line["meta_minus_joint"] == pytest.approx(line["meta_psnr"] - line["joint_psnr"])
+    with pytest.raises(SystemExit):
+        script.main(["--families", "white_noise"])
+    assert "--families must be among" in capsys.readouterr().err

@@ -70,9 +70,12 @@ def standard_error(values: list[float]) -> float | None:
 
 
 def operator_experiment(family: str, profile: str | None = None, seed: int = 0, sizes: dict | None = None,
-                        classical: bool = True) -> list[dict[str, Any]]:
+                        classical: bool = True, test_ranges: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Run one family's experiment (see the module docs); ``sizes`` overrides config fields (e.g.
-    ``{"test_tasks": 4}``). Returns its rows."""
+    ``{"test_tasks": 4}``); ``test_ranges`` (``{param: (low, high) or [bands]}``) replaces the test split's
+    parameter ranges, e.g. with values outside the training range (the rows then carry the test split's
+    ``test_ranges`` and the experiment is named ``<family>@<params>``, e.g. ``tone_curve@log2_gamma``). Returns
+    its rows."""
     from dataclasses import replace
 
     from ..config import make_generator
@@ -94,10 +97,10 @@ def operator_experiment(family: str, profile: str | None = None, seed: int = 0, 
     names = checkpoint_names(family)
     learner, meta_source = load_model(names["meta"], "meta", config, seed)
     joint, joint_source = load_model(names["joint"], "joint", config, seed)
-    test = task_distribution(config, "test")
+    test = task_distribution(config, "test", ranges=test_ranges)
     degradation = test.degradation(family)
     same_as_meta = [("sgd", config.inner_lr)]  # the baselines may also use the meta-init's starting inner rate
-    results = _Results(family)
+    results = _Results(f"{family}@{','.join(sorted(test_ranges))}" if test_ranges else family)
     generator = make_generator(seed + 10_000)  # test draws never share a seed with training draws
     steps = list(config.steps)
     for i in range(config.test_tasks):
@@ -119,8 +122,9 @@ def operator_experiment(family: str, profile: str | None = None, seed: int = 0, 
         for label, restored in references.oracles(family, task.info["params"], degradation, query[0],
                                                   support).items():
             results.add_images(label, "oracle", None, restored, query[1])
+    extra = {"test_ranges": degradation.ranges} if test_ranges else {}
     return results.rows(sources={"meta": meta_source, "joint": joint_source}, channels=config.channels,
-                        test_patch=config.test_patch)
+                        test_patch=config.test_patch, **extra)
 
 
 def run_operator_experiments(names: list[str] | None = None, profile: str | None = None, seed: int = 0,

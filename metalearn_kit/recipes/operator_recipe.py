@@ -126,17 +126,21 @@ def restoration_loss(model: Any, batch: tuple[torch.Tensor, ...]) -> torch.Tenso
     return F.mse_loss(model(batch[0]), batch[1])
 
 
-def task_distribution(config: OperatorRecipeConfig, split: str):
+def task_distribution(config: OperatorRecipeConfig, split: str, ranges: dict[str, Any] | None = None):
     """Tasks of ``config.family``: ``"train"`` (training photographs, training parameter bands, training
     patches), ``"val"`` (held-out photographs, training bands) or ``"test"`` (held-out photographs *and* the
-    held-out parameter bands, ``test_patch`` pixels)."""
+    held-out parameter bands, ``test_patch`` pixels). ``ranges`` (``{param: (low, high) or [bands]}``)
+    replaces the split's ranges of those parameters, e.g. to test outside the training range."""
     from ..data import photos
     from ..tasks.restoration import RestorationTasks
 
     check_choice("split", split, ("train", "val", "test"))
+    if ranges is not None and not isinstance(ranges, dict):
+        raise TypeError(f"ranges must be a dict {{param: (low, high)}}, got {type(ranges).__name__}")
     patch = config.test_patch if split == "test" else config.train_patch
     source = photos("train" if split == "train" else "test", patch_size=patch, channels=config.channels)
-    return RestorationTasks(source, config.family, config.shots, config.queries, split=split)
+    family = {config.family: ranges} if ranges else config.family
+    return RestorationTasks(source, family, config.shots, config.queries, split=split)
 
 
 def make_learner(model: nn.Module, config: OperatorRecipeConfig):
