@@ -4,8 +4,8 @@ beyond every value meta-training (and joint pretraining) saw, next to the usual 
 The shipped fast checkpoints of each family are tested twice on held-out photographs: on the test split's bands
 (interleaved with the training bands, as in ``bench restoration``) and on ``OUTSIDE`` ranges that lie beyond the
 whole training interval of one parameter (the other parameters keep their test ranges). Each run reports the
-paired difference meta-init - joint pretraining after the same fine-tuning steps, per-task, with its standard
-error, and the gain of each over its own start. Writes JSON (``--json``).
+degraded input's PSNR and, per step count, the paired difference meta-init - joint pretraining after the same
+fine-tuning steps, with its standard error over tasks. Writes JSON (``--json``).
 
     python scripts/restoration_outside_range.py --json docs/benchmarks/restoration_outside_range_fast.json
 """
@@ -23,23 +23,20 @@ OUTSIDE = {
     "colour_cast": {"hue": [(-180.0, -130.0), (130.0, 180.0)]},  # trained within [-120, 120] degrees
     "stripe_noise": {"period": (11.0, 16.0)},  # trained on periods 3-10 pixels
 }
-META, JOINT = "meta-init (Meta-SGD)", "joint pretrained + finetune"
-
-
 def summarise(rows: list[dict], steps: list[int]) -> dict:
     """The degraded input's PSNR and, per step count, meta and joint PSNR and their paired difference
     (meta - joint)."""
     from metalearn_kit.evaluation.paired import paired_verdict
 
-    psnr = {(r["method"], r["steps"]): r for r in rows if r["metric"] == "psnr"}
+    psnr = {(r["role"], r["steps"]): r for r in rows if r["metric"] == "psnr"}
     out = []
     for k in steps:
-        meta, joint = psnr[(META, k)], psnr[(JOINT, k)]
+        meta, joint = psnr[("meta", k)], psnr[("joint", k)]
         diff = paired_verdict(meta["per_task"], joint["per_task"])
         out.append({"steps": k, "meta_psnr": meta["value"], "joint_psnr": joint["value"],
                     "meta_minus_joint": diff.mean, "std_error": diff.se, "tasks": diff.n,
                     "verdict": f"meta-init {diff.verdict} joint"})
-    return {"input_psnr": psnr[("degraded input", None)]["value"], "by_steps": out}
+    return {"input_psnr": psnr[("input", None)]["value"], "by_steps": out}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [f for f in families if f not in OUTSIDE]
     if unknown or not families:
         parser.error(f"--families must be among {list(OUTSIDE)}, got {args.families!r}")
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
 
     import torch
 

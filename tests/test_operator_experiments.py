@@ -178,3 +178,6 @@ def test_outside_range_script_summarises_and_refuses_unknown_families(capsys):
     with pytest.raises(SystemExit):
         script.main(["--families", "white_noise"])
     assert "--families must be among" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.main(["--threads", "0"])
+    assert "--threads must be at least 1" in capsys.readouterr().err
