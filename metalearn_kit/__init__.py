@@ -4,7 +4,7 @@
 import metalearn_kit as mk
 learner = mk.MAML(mk.ConvRestorer(), inner_lr=0.05, inner_steps=5)
 tasks = mk.RestorationTasks(mk.photos("train", patch_size=32), "gaussian_noise", shots=5, queries=5)
-history = mk.meta_train(learner, tasks, loss_fn, iterations=100, meta_batch=4)
+history = mk.meta_train(learner, tasks, loss_fn, mk.MetaTrainConfig(iterations=100, meta_batch=4))
 model, meta = mk.load_pretrained("restoration_denoise_maml")
 ```
 
@@ -22,8 +22,9 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     # meta-learning engine
-    **dict.fromkeys(["MAML", "FOMAML", "MetaSGD", "ANIL", "Reptile", "meta_train", "finetune", "adapt_module",
-                     "adapt_then_query", "joint_pretrain", "scratch_baseline", "DivergenceError"], ".meta"),
+    **dict.fromkeys(["MAML", "FOMAML", "MetaSGD", "ANIL", "Reptile", "meta_train", "MetaTrainConfig", "FuncBackend",
+                     "HigherBackend", "finetune", "adapt_module", "adapt_then_query", "joint_pretrain",
+                     "scratch_baseline", "DivergenceError"], ".meta"),
     # tasks and task distributions
     **dict.fromkeys(["Task", "TaskBatch", "TaskDistribution", "RestorationTasks", "FewShotGenerationTasks",
                      "OperatorTasks", "ZeroShotSRTasks", "BicubicSRTasks", "SelfSupervisedDenoisingTasks",

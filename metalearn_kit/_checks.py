@@ -4,10 +4,12 @@ the value it got and how to fix it, so no raw error from deep inside torch reach
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 
-__all__ = ["check_choice", "check_float", "check_images", "check_int", "check_model_input"]
+__all__ = ["check_choice", "check_float", "check_float_fields", "check_images", "check_int", "check_int_fields",
+           "check_model_input"]
 
 
 def check_int(name: str, value, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -32,6 +34,21 @@ def check_float(name: str, value, minimum: float | None = None, maximum: float |
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return value
+
+
+def check_int_fields(obj, names: Iterable[str], minimum: int | None = None, maximum: int | None = None) -> None:
+    """:func:`check_int` on each attribute ``names`` of ``obj`` (a config's fields), in order: the first bad one
+    raises, named by its field."""
+    for name in names:
+        check_int(name, getattr(obj, name), minimum, maximum)
+
+
+def check_float_fields(obj, names: Iterable[str], minimum: float | None = None, maximum: float | None = None,
+                       strict_min: bool = False) -> None:
+    """:func:`check_float` on each attribute ``names`` of ``obj`` (a config's fields), in order: the first bad one
+    raises, named by its field."""
+    for name in names:
+        check_float(name, getattr(obj, name), minimum, maximum, strict_min)
 
 
 def check_choice(name: str, value, choices) -> str:

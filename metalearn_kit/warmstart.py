@@ -30,6 +30,7 @@ from torch import nn
 
 from ._checks import check_choice, check_float, check_int
 from .meta import finetune
+from .meta.step import LossFn
 from .store.db import ArtefactIntegrityError, MetaDatabase
 from .store.recorder import StoreRecorder
 from .store.similarity import (
@@ -44,7 +45,6 @@ from .store.similarity import (
 __all__ = ["Candidate", "WarmStartResult", "compare_warm_start", "evaluate_tasks", "restoration_psnr", "warm_start"]
 
 Batch = tuple[torch.Tensor, ...]
-LossFn = Callable[[Callable, Batch], torch.Tensor]
 
 
 @dataclass
@@ -130,6 +130,88 @@ def _candidates(db: MetaDatabase, backbone: str | None, family: str | None,
     return out
 
 
+def _check_warm_start(db: MetaDatabase, model_factory: Callable[[], nn.Module], k_candidates: int, by: str,
+                      finetune_steps: int, lr: float, optimizer: str) -> None:
+    if not isinstance(db, MetaDatabase):
+        raise TypeError(f"db must be a MetaDatabase, got {type(db).__name__}")
+    if not callable(model_factory):
+        raise TypeError(f"model_factory must be a callable returning a fresh nn.Module, got {model_factory!r}")
+    check_choice("by", by, ("descriptor", "support_loss", "both"))
+    check_int("k_candidates", k_candidates, minimum=1)
+    check_int("finetune_steps", finetune_steps, minimum=0)
+    check_float("lr", lr, minimum=0.0, strict_min=True)
+    check_choice("optimizer", optimizer, ("sgd", "adam"))
+
+
+def _ranked_candidates(db: MetaDatabase, support: Batch, by: str, backbone: str | None, family: str | None
+                       ) -> tuple[torch.Tensor | None, list[Candidate]]:
+    """The new task's descriptor (restoration supports only) and the stored models to consider, nearest first
+    when ``by`` ranks by descriptor."""
+    descriptor = None
+    if is_restoration_support(support):
+        descriptor = task_descriptor(support)
+    elif by in ("descriptor", "both"):
+        raise ValueError(f"by={by!r} needs a restoration support (degraded, clean) to compute a descriptor; "
+                         f"use by='support_loss' for other tasks")
+    candidates = _candidates(db, backbone, family, descriptor)
+    if by in ("descriptor", "both"):
+        # a stored model without a comparable descriptor cannot be ranked by descriptor: not considered
+        candidates = sorted((c for c in candidates if c.distance is not None),
+                            key=lambda c: (c.distance, c.artefact_id))
+    return descriptor, candidates
+
+
+def _try_load(db: MetaDatabase, cand: Candidate, model_factory: Callable[[], nn.Module]) -> nn.Module | None:
+    """A fresh model holding ``cand``'s stored weights, or ``None`` (``cand.skipped`` says why)."""
+    model = _fresh(model_factory, 0)  # its weights are replaced by the stored ones
+    try:
+        db.load_artefact(cand.artefact_id, model=model)
+    except ArtefactIntegrityError as err:  # a changed file is worth a word, then the next candidate
+        cand.skipped = str(err)
+        # the warning points at warm_start's caller (warm_start -> _choose_* -> here)
+        warnings.warn(str(err), RuntimeWarning, stacklevel=4)
+        return None
+    except (ValueError, FileNotFoundError) as err:  # weights of another architecture, a missing file
+        cand.skipped = str(err)
+        return None
+    return model
+
+
+Choice = tuple[tuple[Candidate, nn.Module] | None, int, int]  # (candidate and its model, loaded, evaluated)
+
+
+def _choose_nearest(db: MetaDatabase, candidates: list[Candidate], model_factory: Callable[[], nn.Module]) -> Choice:
+    """The first usable candidate (they come nearest first)."""
+    loaded = 0
+    for cand in candidates:
+        model = _try_load(db, cand, model_factory)
+        loaded += 1
+        if model is not None:
+            return (cand, model), loaded, 0
+    return None, loaded, 0
+
+
+def _choose_by_support_loss(db: MetaDatabase, candidates: list[Candidate], budget: int, support: Batch,
+                            loss_fn: LossFn, model_factory: Callable[[], nn.Module]) -> Choice:
+    """The lowest support loss among the first ``budget`` usable candidates (unusable ones take no place)."""
+    loaded = evaluated = 0
+    chosen: tuple[Candidate, nn.Module] | None = None
+    best_loss = math.inf
+    for cand in candidates:
+        if evaluated >= budget:
+            break
+        model = _try_load(db, cand, model_factory)
+        loaded += 1
+        if model is None:
+            continue
+        cand.support_loss = support_loss(model, _to(support, _model_device(model)), loss_fn)
+        evaluated += 1
+        if chosen is None or cand.support_loss < best_loss:
+            best_loss = cand.support_loss
+            chosen = (cand, model)  # keep only the best model in memory
+    return chosen, loaded, evaluated
+
+
 def warm_start(db: MetaDatabase, task: Any, model_factory: Callable[[], nn.Module], loss_fn: LossFn,
                k_candidates: int = 5, by: str = "both", finetune_steps: int = 10, lr: float = 1e-3,
                optimizer: str = "adam", backbone: str | None = None, family: str | None = None,
@@ -144,70 +226,15 @@ def warm_start(db: MetaDatabase, task: Any, model_factory: Callable[[], nn.Modul
     (initialised under ``seed``) is fine-tuned (``result.source is None``, with a warning). torch's global RNG
     is left where it was.
     """
-    if not isinstance(db, MetaDatabase):
-        raise TypeError(f"db must be a MetaDatabase, got {type(db).__name__}")
-    if not callable(model_factory):
-        raise TypeError(f"model_factory must be a callable returning a fresh nn.Module, got {model_factory!r}")
-    check_choice("by", by, ("descriptor", "support_loss", "both"))
-    check_int("k_candidates", k_candidates, minimum=1)
-    check_int("finetune_steps", finetune_steps, minimum=0)
-    check_float("lr", lr, minimum=0.0, strict_min=True)
-    check_choice("optimizer", optimizer, ("sgd", "adam"))
+    _check_warm_start(db, model_factory, k_candidates, by, finetune_steps, lr, optimizer)
     support = _support_of(task)
     started = time.perf_counter()
-
-    descriptor = None
-    if is_restoration_support(support):
-        descriptor = task_descriptor(support)
-    elif by in ("descriptor", "both"):
-        raise ValueError(f"by={by!r} needs a restoration support (degraded, clean) to compute a descriptor; "
-                         f"use by='support_loss' for other tasks")
-    candidates = _candidates(db, backbone, family, descriptor)
-    if by in ("descriptor", "both"):
-        # a stored model without a comparable descriptor cannot be ranked by descriptor: not considered
-        candidates = sorted((c for c in candidates if c.distance is not None),
-                            key=lambda c: (c.distance, c.artefact_id))
-
-    loaded = evaluated = 0
-    chosen: tuple[Candidate, nn.Module] | None = None
-
-    def try_load(cand: Candidate) -> nn.Module | None:
-        nonlocal loaded
-        model = _fresh(model_factory, 0)  # its weights are replaced by the stored ones
-        loaded += 1
-        try:
-            db.load_artefact(cand.artefact_id, model=model)
-        except ArtefactIntegrityError as err:  # a changed file is worth a word, then the next candidate
-            cand.skipped = str(err)
-            warnings.warn(str(err), RuntimeWarning, stacklevel=3)
-            return None
-        except (ValueError, FileNotFoundError) as err:  # weights of another architecture, a missing file
-            cand.skipped = str(err)
-            return None
-        return model
-
+    descriptor, candidates = _ranked_candidates(db, support, by, backbone, family)
     if by == "descriptor":
-        for cand in candidates:
-            model = try_load(cand)
-            if model is not None:
-                chosen = (cand, model)
-                break
+        chosen, loaded, evaluated = _choose_nearest(db, candidates, model_factory)
     else:
-        # "both": the k nearest usable models (unusable ones do not take a place); "support_loss": all
         budget = k_candidates if by == "both" else len(candidates)
-        best_loss = math.inf
-        for cand in candidates:
-            if evaluated >= budget:
-                break
-            model = try_load(cand)
-            if model is None:
-                continue
-            cand.support_loss = support_loss(model, _to(support, _model_device(model)), loss_fn)
-            evaluated += 1
-            if chosen is None or cand.support_loss < best_loss:
-                best_loss = cand.support_loss
-                chosen = (cand, model)  # keep only the best model in memory
-
+        chosen, loaded, evaluated = _choose_by_support_loss(db, candidates, budget, support, loss_fn, model_factory)
     choosing = time.perf_counter() - started
     if chosen is None:
         warnings.warn(f"no usable stored model in {db.path} (considered {len(candidates)}); fine-tuning the "
@@ -259,6 +286,47 @@ def _init_model(name: str, init: Any, model_factory: Callable[[], nn.Module], se
                     f"dict, got {type(init).__name__}")
 
 
+def _check_comparison(tasks: Sequence[Any], inits: Mapping[str, Any], finetune_steps: int, seed: int) -> list:
+    if not isinstance(inits, Mapping):
+        raise TypeError(f"inits must be a dict name -> initialisation, got {type(inits).__name__}")
+    if "store" in inits:
+        raise ValueError("inits must not use the name 'store'; it is the warm start from db")
+    tasks = list(tasks)
+    if not tasks:
+        raise ValueError("tasks must hold at least one unseen task")
+    for i, task in enumerate(tasks):
+        if not hasattr(task, "support") or not hasattr(task, "query"):
+            raise TypeError(f"tasks[{i}] must be a Task with support and query, got {type(task).__name__}")
+    check_int("finetune_steps", finetune_steps, minimum=0)
+    check_int("seed", seed, minimum=0)
+    return tasks
+
+
+def _store_start(db: MetaDatabase, task: Any, index: int, model_factory: Callable[[], nn.Module], loss_fn: LossFn,
+                 **choose: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """The stored model :func:`warm_start` chooses for ``task`` (not fine-tuned), and what it chose."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        choice = warm_start(db, task, model_factory, loss_fn, finetune_steps=0, **choose)
+    source = choice.source
+    return choice.model, {
+        "task": index, "source_artefact": None if source is None else source.artefact_id,
+        "source_family": None if source is None else source.family,
+        "distance": None if source is None else source.distance,
+        "models_evaluated": choice.models_evaluated, "seconds_choosing": choice.seconds_choosing}
+
+
+def _summary(per_task: list[dict[str, Any]], methods: list[str]) -> dict[str, dict[str, Any]]:
+    """Per method, the mean and standard deviation over tasks of the metric after each step."""
+    summary = {}
+    for method in methods:
+        curves = torch.tensor([r["metric"] for r in per_task if r["method"] == method], dtype=torch.float64)
+        std = curves.std(0) if len(curves) > 1 else torch.zeros(curves.shape[1])
+        summary[method] = {"metric_mean": curves.mean(0).tolist(), "metric_std": std.tolist(),
+                           "final_mean": float(curves[:, -1].mean())}
+    return summary
+
+
 def compare_warm_start(db: MetaDatabase, tasks: Sequence[Any], model_factory: Callable[[], nn.Module],
                        loss_fn: LossFn, inits: Mapping[str, Any],
                        metric_fn: Callable[[Callable, Batch], float] | None = None, finetune_steps: int = 20,
@@ -279,38 +347,16 @@ def compare_warm_start(db: MetaDatabase, tasks: Sequence[Any], model_factory: Ca
     "final_mean"}}, "store": [{"task", "source_artefact", "source_family", "distance", "models_evaluated",
     "seconds_choosing"}]}`` (``metric`` has ``finetune_steps + 1`` values, after 0, 1, ... steps).
     """
-    if not isinstance(inits, Mapping):
-        raise TypeError(f"inits must be a dict name -> initialisation, got {type(inits).__name__}")
-    if "store" in inits:
-        raise ValueError("inits must not use the name 'store'; it is the warm start from db")
-    tasks = list(tasks)
-    if not tasks:
-        raise ValueError("tasks must hold at least one unseen task")
-    for i, task in enumerate(tasks):
-        if not hasattr(task, "support") or not hasattr(task, "query"):
-            raise TypeError(f"tasks[{i}] must be a Task with support and query, got {type(task).__name__}")
-    check_int("finetune_steps", finetune_steps, minimum=0)
-    check_int("seed", seed, minimum=0)
+    tasks = _check_comparison(tasks, inits, finetune_steps, seed)
     metric_fn = metric_fn or restoration_psnr
     methods = ["store", *inits]
     per_task, store_info = [], []
-
     for index, task in enumerate(tasks):
         for method in methods:
-            if method == "store":
-                # choose only (0 steps); the fine-tuning below is the same call for every method
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    choice = warm_start(db, task, model_factory, loss_fn, k_candidates=k_candidates, by=by,
-                                        finetune_steps=0, lr=lr, optimizer=optimizer, backbone=backbone,
-                                        seed=seed)
-                model = choice.model
-                store_info.append({
-                    "task": index,
-                    "source_artefact": None if choice.source is None else choice.source.artefact_id,
-                    "source_family": None if choice.source is None else choice.source.family,
-                    "distance": None if choice.source is None else choice.source.distance,
-                    "models_evaluated": choice.models_evaluated, "seconds_choosing": choice.seconds_choosing})
+            if method == "store":  # choose only; the fine-tuning below is the same call for every method
+                model, info = _store_start(db, task, index, model_factory, loss_fn, k_candidates=k_candidates,
+                                           by=by, lr=lr, optimizer=optimizer, backbone=backbone, seed=seed)
+                store_info.append(info)
             else:
                 model = _init_model(method, inits[method], model_factory, seed)
             device = _model_device(model)
@@ -320,15 +366,8 @@ def compare_warm_start(db: MetaDatabase, tasks: Sequence[Any], model_factory: Ca
             per_task.append({"task": index, "method": method, "metric": [float(v) for v in adapted.query_metrics],
                              "support_losses": list(adapted.support_losses),
                              "query_loss": support_loss(adapted, query, loss_fn)})
-
-    summary = {}
-    for method in methods:
-        curves = torch.tensor([r["metric"] for r in per_task if r["method"] == method], dtype=torch.float64)
-        std = curves.std(0) if len(curves) > 1 else torch.zeros(curves.shape[1])
-        summary[method] = {"metric_mean": curves.mean(0).tolist(), "metric_std": std.tolist(),
-                           "final_mean": float(curves[:, -1].mean())}
     return {"steps": list(range(finetune_steps + 1)), "methods": methods, "per_task": per_task,
-            "summary": summary, "store": store_info}
+            "summary": _summary(per_task, methods), "store": store_info}
 
 
 def evaluate_tasks(recorder: StoreRecorder, learner_or_model: Any, tasks: Sequence[Any], loss_fn: Callable,

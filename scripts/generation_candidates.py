@@ -1,4 +1,4 @@
-"""Screen the candidate inner-loop generators of issue 17 on the same unseen glyph classes, K = 5, k = 10.
+"""Screen the candidate inner-loop generators on the same unseen glyph classes, K = 5, k = 10.
 
 Candidates (every one measured is reported, the choice is by these numbers):
 

@@ -1,7 +1,7 @@
 """How often a draw of photo patches holds two identical patches (flat, saturated regions of a photograph).
 
-Since issue 20, a task redraws such a repeat so its query never equals a support image; this counts how many
-draws that touches, i.e. how many seeded tasks of the photo-based experiments changed. Usage:
+A task redraws such a repeat so its query never equals a support image; this counts how many draws that
+touches, i.e. how many seeded tasks of the photo-based experiments the redraw changes. Usage:
 ``python scripts/photo_patch_repeats.py [--draws 1000]`` (grey photographs, as the restoration experiments).
 """
 

@@ -1,4 +1,4 @@
-"""Quick probe used to choose the task families of issue 16 (kept so the choice can be re-measured).
+"""Quick probe used to choose the operator families (kept so the choice can be re-measured).
 
 For one family and one model: Meta-SGD meta-training on small training patches, joint pretraining with at least
 the same gradient evaluations, then on held-out photographs and held-out task parameters (64x64 patches): the
@@ -20,7 +20,7 @@ import torch
 def main() -> None:
     from metalearn_kit.data import photos
     from metalearn_kit.evaluation.restoration import learner_curve, mse_loss, tuned_curve
-    from metalearn_kit.meta import MAML, MetaSGD, joint_pretrain, meta_train
+    from metalearn_kit.meta import MAML, MetaSGD, MetaTrainConfig, joint_pretrain, meta_train
     from metalearn_kit.models.operator_nets import FilterRestorer, PointwiseRestorer
     from metalearn_kit.models.restoration import ResidualRestorer
     from metalearn_kit.tasks import RestorationTasks
@@ -63,9 +63,9 @@ def main() -> None:
         learner = MAML(model, inner_lr=args.inner_lr, inner_steps=args.inner_steps,
                        first_order=args.algorithm == "fomaml" or args.first_order)
     start = time.perf_counter()
-    history = meta_train(learner, train, mse_loss, iterations=args.iterations, meta_batch=args.meta_batch,
-                         meta_lr=args.meta_lr, generator=args.seed, progress=False, grad_clip=1.0,
-                         meta_lr_schedule="cosine")
+    settings = MetaTrainConfig(iterations=args.iterations, meta_batch=args.meta_batch, meta_lr=args.meta_lr,
+                               progress=False, grad_clip=1.0, meta_lr_schedule="cosine")
+    history = meta_train(learner, train, mse_loss, settings, generator=args.seed)
     meta_s = time.perf_counter() - start
     torch.manual_seed(args.seed)
     joint = build()

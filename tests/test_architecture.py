@@ -88,6 +88,29 @@ def test_no_module_above_the_size_limit():
     assert not too_long, f"modules above {MAX_LINES} lines (split them by idea): {too_long}"
 
 
+MAX_FUNCTION_LINES = 60
+
+
+def long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> dict[str, int]:
+    """``{function name: lines}`` for every function (methods and nested ones too) longer than ``limit`` lines,
+    counted from its ``def`` to its last line (decorators excluded)."""
+    return {node.name: node.end_lineno - node.lineno + 1 for node in ast.walk(ast.parse(source))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > limit}
+
+
+def test_the_length_check_counts_lines():
+    body = "\n".join(f"    x{i} = {i}" for i in range(60))
+    assert long_functions(f"def long():\n{body}\n") == {"long": 61}
+    assert long_functions(f"def fits():\n{body[:-len(body.splitlines()[-1]) - 1]}\n") == {}
+
+
+def test_no_function_above_the_length_limit():
+    found = {f"{name}.{fn}": n for name, path in _modules().items()
+             for fn, n in long_functions(path.read_text()).items()}
+    assert not found, f"functions above {MAX_FUNCTION_LINES} lines (split them by step): {found}"
+
+
 def test_the_public_face():
     from metalearn_kit import FOMAML, MAML, MetaSGD, Reptile, Task, meta_train  # noqa: F401
 

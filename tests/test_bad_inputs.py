@@ -17,7 +17,16 @@ from metalearn_kit import checkpoints
 from metalearn_kit.cli import main as cli_main
 from metalearn_kit.data import ClassImageSource, fashion_mnist, glyphs, mnist, omniglot, photos
 from metalearn_kit.evaluation.metrics import psnr, ssim
-from metalearn_kit.meta import MAML, MetaSGD, Reptile, finetune, joint_pretrain, meta_train, scratch_baseline
+from metalearn_kit.meta import (
+    MAML,
+    MetaSGD,
+    MetaTrainConfig,
+    Reptile,
+    finetune,
+    joint_pretrain,
+    meta_train,
+    scratch_baseline,
+)
 from metalearn_kit.models.conv import ConvRestorer
 from metalearn_kit.models.gan import ConditionalGenerator, Critic, Generator
 from metalearn_kit.models.generation import ConvVAE
@@ -88,7 +97,7 @@ class _Tasks:
 def _train(**kwargs):
     settings = dict(iterations=1, meta_batch=1, progress=False)
     settings.update(kwargs)
-    return meta_train(_learner(), _Tasks(), _mse, **settings)
+    return meta_train(_learner(), _Tasks(), _mse, MetaTrainConfig(**settings))
 
 
 def _nan_support():
@@ -366,8 +375,8 @@ CASES = [
     ("train-meta_lr", lambda p: _train(meta_lr=0.0), ValueError, r"meta_lr must be > 0"),
     ("train-meta_lr-nan", lambda p: _train(meta_lr=float("nan")), ValueError, r"meta_lr must be finite"),
     ("train-grad_clip", lambda p: _train(grad_clip=0.0), ValueError, r"grad_clip must be > 0"),
-    ("train-sampler", lambda p: meta_train(_learner(), object(), _mse, iterations=1, progress=False), TypeError,
-     r"task_sampler must have a .sample_batch"),
+    ("train-sampler", lambda p: meta_train(_learner(), object(), _mse, MetaTrainConfig(iterations=1, progress=False)),
+     TypeError, r"task_sampler must have a .sample_batch"),
     ("train-resume", lambda p: _train(resume=True), ValueError, r"resume=True needs checkpoint_dir"),
 
     # --- metrics
@@ -448,9 +457,9 @@ CASES = [
     ("pretrained-profile", lambda p: load_pretrained("restoration_denoise_maml", profile="gpu"), ValueError,
      r"profile must be one of \['fast', 'full'\] for checkpoint 'restoration_denoise_maml', got 'gpu'"),
     ("meta-lr-schedule", lambda p: meta_train(MAML(ConvRestorer(1, 8, 2)), lambda n, g: None, lambda m, b: 0,
-                                              iterations=1, meta_lr_schedule="linear", progress=False), ValueError,
+                                              MetaTrainConfig(iterations=1, meta_lr_schedule="linear")), ValueError,
      r"meta_lr_schedule must be one of \('constant', 'cosine'\), got 'linear'"),
-    # --- issue 20: tasks hold their query out, splits do not lie
+    # --- tasks hold their query out, splits do not lie
     ("tasks-source-too-small", lambda p: RestorationTasks(torch.rand(8, 1, 16, 16), "gaussian_noise", 4, 5),
      ValueError, r"source holds 8 images, fewer than shots \+ queries = 4 \+ 5 = 9.*lower shots or queries"),
     ("tasks-class-source-too-small", lambda p: RestorationTasks(_class_source(2, 3), "gaussian_noise", 4, 4),
@@ -462,7 +471,7 @@ CASES = [
     ("tasks-split-vs-both", lambda p: RestorationTasks(photos("test", patch_size=16), GaussianNoise("train"), 2, 2,
                                                        split="test"),
      ValueError, r"split='test' but degradation GaussianNoise.* split='train'"),
-    # --- issue 20: a user's degradation is checked where it is applied
+    # --- a user's degradation is checked where it is applied
     ("degradation-nan", lambda p: _apply_user(_NaNs), ValueError, r"_NaNs.degrade returned NaN or Inf values"),
     ("degradation-uint8", lambda p: _apply_user(_Bytes), TypeError,
      r"_Bytes.degrade returned dtype torch.uint8 for torch.float32 images; work on the \[0, 1\] float images"),
@@ -478,14 +487,14 @@ CASES = [
      r"GlobalNoise.degrade gave different outputs for the same generator.*generator=\.\.\."),
     ("degradation-params-unknown", lambda p: _apply(_images(), {"sigma": 0.1, "sigmaa": 0.2}), ValueError,
      r"params has unknown name\(s\) \['sigmaa'\] for GaussianNoise; its parameters are \['sigma'\]"),
-    # --- issue 20: resume that does not resume
+    # --- resume that would not resume
     ("train-resume-missing-folder", lambda p: _train(resume=True, checkpoint_dir=p / "typo"), ValueError,
      r"resume=True but checkpoint_dir '.*typo' does not exist.*resume='if_present'"),
     ("train-resume-empty-folder", lambda p: _train(resume=True, checkpoint_dir=_empty_folder(p)), ValueError,
      r"resume=True but checkpoint_dir '.*run' holds no checkpoint"),
     ("train-resume-value", lambda p: _train(resume="yes", checkpoint_dir=p), ValueError,
      r"resume must be False, True or 'if_present', got 'yes'"),
-    # --- issue 20: obscure errors from deep inside torch, named at the public function
+    # --- what torch would report deep inside, named at the public function
     ("adapt-float64", lambda p: _learner().adapt(tuple(t.double() for t in _task().support), _mse), TypeError,
      r"support\[0\] has dtype torch.float64 but the model's parameters are torch.float32"),
     ("adapt-uint8", lambda p: _learner().adapt(((_task().support[0] * 255).to(torch.uint8), _task().support[1]),
@@ -512,7 +521,7 @@ CASES = [
      ValueError, r"loss_fn must return a scalar tensor"),
     ("scratch-model-instance", lambda p: scratch_baseline(ConvRestorer(1, 4, 2), _task().support, _mse, 1, 0.01),
      TypeError, r"model_factory must be a callable returning a fresh nn.Module .*got an instance of ConvRestorer"),
-    # --- issue 20: the meta-database stays inside its folder
+    # --- the meta-database stays inside its folder
     ("db-artefact-escapes", _planted_artefact, ValueError,
      r"refusing artefact 1: its recorded path '../../elsewhere/w.safetensors' resolves to .* outside the artefact "
      r"folder"),

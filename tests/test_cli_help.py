@@ -65,16 +65,24 @@ def test_train_help_shows_a_complete_multi_machine_example():
     assert "--rdzv-backend c10d" in line and "--rdzv-endpoint" in line and "--rdzv-id" in line, line
 
 
-def test_the_command_prints_its_help():
+def test_the_command_prints_its_help(monkeypatch):
+    """The console command prints the parser's help, listing every subcommand of ``cli.COMMANDS``."""
+    import os
+
+    from metalearn_kit.cli import COMMANDS as SUBCOMMANDS
+
+    monkeypatch.setenv("COLUMNS", "100")  # the same line width here and in the child process
     done = subprocess.run([sys.executable, "-m", "metalearn_kit.cli", "--help"], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0 and "``" not in done.stdout and done.stderr == "", done.stderr
-    assert done.stdout.startswith("usage: metalearn-kit")
+                          timeout=120, env={**os.environ, "COLUMNS": "100"})
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout == build_parser().format_help()
+    listed = {"metalearn-kit " + " ".join(path) for path in SUBCOMMANDS}
+    assert listed <= set(COMMANDS) and all(path[0] in done.stdout for path in SUBCOMMANDS)
 
 
 def test_running_a_notebook_prints_no_transport_warning(tmp_path):
-    """`notebooks execute` and `bench notebooks` run each notebook on a kernel of their own; over TCP each kernel
-    warned 'Kernel is running over TCP without encryption' on the terminal."""
+    """`notebooks execute` and `bench notebooks` run each notebook on a kernel of their own, over IPC: a kernel over
+    TCP warns 'Kernel is running over TCP without encryption' on the user's terminal."""
     import nbformat
 
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])

@@ -152,8 +152,8 @@ def test_checkpoint_experiments_use_the_benchmark_configs():
         config = restoration_config("image_fitting", profile)
         assert setup.details["config"] == config.as_dict()
         assert (setup.learner.inner_lr, setup.learner.inner_steps) == (config.inner_lr, config.inner_steps)
-        assert setup.settings.iterations == config.meta_iterations
-        assert setup.settings.meta_batch == config.meta_batch and setup.settings.meta_lr == config.meta_lr
+        assert setup.train.iterations == config.meta_iterations
+        assert setup.train.meta_batch == config.meta_batch and setup.train.meta_lr == config.meta_lr
         assert len(setup.model.body) == config.hidden_layers and setup.model.head.in_features == config.width
     # every full-size experiment builds (its patches fit the photographs, its samplers draw), not only the fast ones
     for name in sorted(set(restoration.META_TRAINED) - {"restoration_sr_mzsr"}):  # SR would pretrain first
@@ -168,7 +168,7 @@ def test_checkpoint_experiments_use_the_benchmark_configs():
     config = generation.generation_config("fast")
     assert setup.algorithm == "reptile" and setup.learner.train_on == "support+query"
     assert setup.learner.inner_grad_clip == config.inner_grad_clip
-    assert setup.settings.grad_clip == config.meta_grad_clip and setup.settings.query_before is False
+    assert setup.train.grad_clip == config.meta_grad_clip and setup.train.query_before is False
     assert build_experiment("restoration_n2s_maml", profile="fast").algorithm == "fomaml"
 
 

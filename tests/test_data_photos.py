@@ -110,3 +110,27 @@ def test_patch_picture(artifacts_dir):
     fig.savefig(path, dpi=80)
     plt.close(fig)
     assert os.path.getsize(path) > 10_000
+
+
+def test_a_source_over_given_photographs():
+    images = [torch.rand(3, 20, 30), torch.rand(3, 30, 20)]
+    source = PhotoSource.from_images("mine", ["wide", "tall"], images, patch_size=16)
+    assert source.names == ["wide", "tall"] and source.channels == 3 and len(source) == 2
+    assert source.sample_patches(4, 0).shape == (4, 3, 16, 16)
+    assert torch.equal(source.sample_patches(4, 7), source.sample_patches(4, 7))
+    with pytest.raises(ValueError, match="patch_size must be at most 20"):
+        PhotoSource.from_images("mine", ["wide", "tall"], images, patch_size=24)
+    with pytest.raises(ValueError, match="one C in"):
+        PhotoSource.from_images("mine", ["a", "b"], [torch.rand(3, 20, 20), torch.rand(1, 20, 20)])
+    with pytest.raises(ValueError, match="equal length"):
+        PhotoSource.from_images("mine", ["a"], images)
+
+
+def test_luma_is_bt601():
+    from metalearn_kit.data.photo_source import luma
+
+    rgb = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1).expand(3, 2, 2)
+    assert torch.allclose(luma(rgb), torch.full((1, 2, 2), 0.299))
+    assert luma(torch.rand(5, 3, 4, 4)).shape == (5, 1, 4, 4)
+    with pytest.raises(ValueError, match=r"\[\.\.\., 3, H, W\]"):
+        luma(torch.rand(1, 4, 4))

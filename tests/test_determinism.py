@@ -20,7 +20,7 @@ from metalearn_kit.data import ClassImageSource, photos
 from metalearn_kit.evaluation import restoration as R
 from metalearn_kit.evaluation.generation import evaluate_generation
 from metalearn_kit.evaluation.metrics import psnr
-from metalearn_kit.meta import MAML, Reptile, meta_train
+from metalearn_kit.meta import MAML, MetaTrainConfig, Reptile, meta_train
 from metalearn_kit.models.conv import ConvRestorer
 from metalearn_kit.recipes import build_experiment, generation_config
 from metalearn_kit.tasks import FewShotGenerationTasks, RestorationTasks
@@ -109,8 +109,8 @@ def _short_meta_training(seed: int, algorithm: str) -> dict:
     learner = (MAML(model, inner_lr=0.05, inner_steps=2, backend="func") if algorithm == "maml"
                else Reptile(model, inner_lr=0.05, inner_steps=2, backend="higher"))
     _disturb_global_rng(seed + 100)  # training must not depend on the global RNG either
-    history = meta_train(learner, sampler, _mse, iterations=4, meta_batch=2, meta_lr=1e-3, generator=seed,
-                         val_sampler=sampler, val_every=2, val_tasks=2, progress=False)
+    config = MetaTrainConfig(iterations=4, meta_batch=2, meta_lr=1e-3, val_every=2, val_tasks=2, progress=False)
+    history = meta_train(learner, sampler, _mse, config, generator=seed, val_sampler=sampler)
     test = sampler.sample_batch(2, generator=seed + 1)
     scores = []
     for task in test:

@@ -17,7 +17,7 @@ import torch
 import torch.multiprocessing as mp
 
 from metalearn_kit import checkpoints
-from metalearn_kit.meta import MAML, MetaSGD, Reptile, meta_train
+from metalearn_kit.meta import MAML, MetaSGD, MetaTrainConfig, Reptile, meta_train
 from metalearn_kit.meta.distributed import (
     DistributedContext,
     ShardedLearner,
@@ -70,8 +70,8 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     try:
         for algorithm, backend in CASES:
             learner, sampler = make_run(algorithm, backend)
-            history = distributed_meta_train(learner, sampler, mse, ctx, iterations=STEPS, meta_batch=META_BATCH,
-                                             meta_lr=0.01, generator=5, progress=False)
+            config = MetaTrainConfig(iterations=STEPS, meta_batch=META_BATCH, meta_lr=0.01, progress=False)
+            history = distributed_meta_train(learner, sampler, mse, config, ctx, generator=5)
             if ctx.is_main:
                 checkpoints.save(Path(out_dir) / f"{algorithm}-{backend}.safetensors", learner.state_dict(),
                                  {"meta_loss": history["meta_loss"], "grad_norm": history["grad_norm"]})
@@ -86,8 +86,9 @@ def test_two_ranks_equal_one_process(tmp_path):
     torch.set_num_threads(1)
     for algorithm, backend in CASES:
         learner, sampler = make_run(algorithm, backend)
-        history = meta_train(learner, sampler, mse, iterations=STEPS, meta_batch=META_BATCH, meta_lr=0.01,
-                             generator=5, progress=False)
+        history = meta_train(learner, sampler, mse,
+                             MetaTrainConfig(iterations=STEPS, meta_batch=META_BATCH, meta_lr=0.01, progress=False),
+                             generator=5)
         state, meta = checkpoints.load(tmp_path / f"{algorithm}-{backend}.safetensors")
         reference = learner.state_dict()
         assert set(state) == set(reference)
@@ -143,7 +144,8 @@ def test_time_budget_refused_with_several_ranks():
     learner, sampler = make_run("maml", "func")
     ctx = DistributedContext(rank=0, world_size=2, backend="gloo")
     with pytest.raises(ValueError, match="time_budget_s cannot be used with several ranks"):
-        distributed_meta_train(learner, sampler, mse, ctx, iterations=2, meta_batch=4, time_budget_s=5.0)
+        distributed_meta_train(learner, sampler, mse, MetaTrainConfig(iterations=2, meta_batch=4, time_budget_s=5.0),
+                               ctx)
 
 
 # ---------------------------------------------------------------- a rank dies

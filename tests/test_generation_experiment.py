@@ -105,6 +105,35 @@ def test_config_and_method_errors_name_the_argument(tiny):
         load_or_train("generation_vae9", config, 0)
 
 
+def test_more_ways_than_evaluation_classes_is_a_value_error_naming_ways(tiny):
+    config, sources = tiny  # 6 evaluation classes
+    with pytest.raises(ValueError, match=r"ways = 7 exceeds the 6 evaluation classes; lower ways"):
+        evaluate_generation(replace(config, ways=7), ["scratch"], sources=sources)
+
+
+def test_every_method_has_one_runner_in_table_order():
+    from metalearn_kit.evaluation.generation_methods import RUNNERS
+
+    assert tuple(RUNNERS) == METHODS
+
+
+def test_seeded_rng_seeds_the_block_and_restores_the_callers_stream():
+    from metalearn_kit.recipes.generation import seeded_rng
+
+    torch.manual_seed(3)
+    with seeded_rng(7):
+        inside = torch.rand(3)
+    after = torch.rand(3)
+    with pytest.raises(RuntimeError), seeded_rng(7):
+        torch.rand(5)
+        raise RuntimeError("the caller's stream comes back on an error too")
+    after_error = torch.rand(3)
+    torch.manual_seed(7)
+    assert torch.equal(inside, torch.rand(3))
+    torch.manual_seed(3)
+    assert torch.equal(after, torch.rand(3)) and torch.equal(after_error, torch.rand(3))
+
+
 def test_shipped_checkpoints_load_without_training():
     from metalearn_kit import checkpoints
     from metalearn_kit.recipes.generation import CHECKPOINT_NAMES

@@ -142,7 +142,7 @@ def test_a_new_class_embedding_fitted_from_its_shots_reconstructs_them_better():
 def test_background_quality_counts_the_feature_nets_labels():
     from test_generation_metrics import fake_class_source  # tests/ is on sys.path under pytest
 
-    from metalearn_kit.evaluation.features import train_feature_net
+    from metalearn_kit.recipes.feature_net import train_feature_net
 
     source = fake_class_source(5, 8, seed=0)
     net, _ = train_feature_net(source, steps=5, width=8, feature_dim=8)

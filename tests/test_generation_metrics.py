@@ -5,13 +5,9 @@ import pytest
 import torch
 
 from metalearn_kit.data.base import ClassImageSource
-from metalearn_kit.evaluation.features import (
-    FeatureNet,
-    extract_features,
-    frechet_distance,
-    prototype_accuracy,
-    train_feature_net,
-)
+from metalearn_kit.evaluation.features import extract_features, frechet_distance, prototype_accuracy
+from metalearn_kit.models.feature_net import FeatureNet
+from metalearn_kit.recipes.feature_net import train_feature_net
 
 torch.set_num_threads(1)
 

@@ -9,7 +9,9 @@ from metalearn_kit.meta import (
     FOMAML,
     MAML,
     DivergenceError,
+    FuncBackend,
     FunctionalAdam,
+    HigherBackend,
     MetaSGD,
     Reptile,
     finetune,
@@ -23,7 +25,7 @@ BACKENDS = ("func", "func-loop", "higher")
 
 def engine(backend):
     """Learner kwargs: the func backend with vmap over tasks, the same with a loop over tasks, or higher."""
-    return {"func": {"backend": "func", "vmap_tasks": True}, "func-loop": {"backend": "func", "vmap_tasks": False},
+    return {"func": {"backend": FuncBackend(vmap=True)}, "func-loop": {"backend": FuncBackend(vmap=False)},
             "higher": {"backend": "higher"}}[backend]
 
 
@@ -251,7 +253,7 @@ def test_meta_step_on_batch_is_mean_of_per_task_meta_steps(backend):
     per_task = torch.stack([meta_grad(learner, [t]) for t in tasks]).mean(0)
     assert torch.allclose(batched, per_task, rtol=1e-9, atol=1e-13)
     if backend == "func":  # vmap in chunks of 3 tasks: same meta-gradient
-        learner.chunk_size = 3
+        learner.backend = FuncBackend(vmap=True, chunk_size=3)
         assert torch.allclose(meta_grad(learner, stack_tasks(tasks)), batched, rtol=1e-12, atol=1e-15)
 
 
@@ -300,11 +302,11 @@ def test_random_forward_with_tuple_outputs(backend):
     # "different": each task draws its own noise, so two identical tasks get different losses
     same = [tasks[0], tasks[0]]
     if backend == "func":
-        out = MAML(vae, inner_lr=0.01, inner_steps=1, vmap_randomness="different",
-                   vmap_tasks=True).meta_objective(same, elbo)
+        out = MAML(vae, inner_lr=0.01, inner_steps=1,
+                   backend=FuncBackend(vmap=True, randomness="different")).meta_objective(same, elbo)
         assert out.query_after[0] != out.query_after[1]
-        out = MAML(vae, inner_lr=0.01, inner_steps=1, vmap_randomness="same",
-                   vmap_tasks=True).meta_objective(same, elbo)
+        out = MAML(vae, inner_lr=0.01, inner_steps=1,
+                   backend=FuncBackend(vmap=True, randomness="same")).meta_objective(same, elbo)
         assert out.query_after[0] == out.query_after[1]
 
 
@@ -314,8 +316,11 @@ def test_batchnorm_is_refused_with_a_clear_message():
         MAML(net, backend="func")
     message = str(info.value)
     assert "vmap" in message and "GroupNorm" in message and "backend='higher'" in message
-    assert MAML(net, backend="auto").backend == "higher"
-    assert MAML(ConvRestorer(norm="group"), backend="auto").backend == "func"
+    with pytest.raises(ValueError, match="BatchNorm"):
+        MAML(net, backend=FuncBackend(vmap=False))
+    assert MAML(net, backend="auto").backend == HigherBackend()
+    assert MAML(net, backend="auto").config()["backend"] == "higher"
+    assert MAML(ConvRestorer(norm="group"), backend="auto").backend == FuncBackend()
 
 
 def test_nan_guard_names_step_and_learning_rate():
@@ -340,16 +345,20 @@ def test_bad_inputs_name_the_argument():
     cases = [
         (dict(inner_steps=-1), "inner_steps"), (dict(inner_lr=0.0), "inner_lr"), (dict(inner_lr=-0.1), "inner_lr"),
         (dict(backend="jax"), "backend"), (dict(inner_optimizer="lbfgs"), "inner_optimizer"),
-        (dict(adapt_params=["nope"]), "adapt_params"), (dict(vmap_randomness="x"), "vmap_randomness"),
-        (dict(chunk_size=0), "chunk_size"),
+        (dict(adapt_params=["nope"]), "adapt_params"),
     ]
     for kwargs, name in cases:
         with pytest.raises(ValueError, match=name):
             MAML(net, **kwargs)
     with pytest.raises(TypeError, match="inner_steps"):
         MAML(net, inner_steps=2.5)
-    with pytest.raises(TypeError, match="vmap_tasks"):
-        MAML(net, vmap_tasks="yes")
+    with pytest.raises(TypeError, match="backend must be"):
+        MAML(net, backend=object())
+    for kwargs, name in [(dict(randomness="x"), "randomness"), (dict(chunk_size=0), "chunk_size")]:
+        with pytest.raises(ValueError, match=name):
+            FuncBackend(**kwargs)
+    with pytest.raises(TypeError, match="vmap must be"):
+        FuncBackend(vmap="yes")
     learner = MAML(net)
     with pytest.raises(ValueError, match="tasks"):
         learner.meta_loss([], mse)

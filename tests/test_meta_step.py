@@ -9,6 +9,7 @@ from metalearn_kit.meta import (
     ANIL,
     FOMAML,
     MAML,
+    FuncBackend,
     FunctionalSGD,
     InnerLoop,
     MetaSGD,
@@ -84,7 +85,7 @@ def direct_meta_loss(learner, tasks):
 @pytest.mark.parametrize("variant", ["maml", "fomaml", "metasgd", "anil"])
 def test_every_learner_is_a_configuration_of_the_per_task_step(variant, monkeypatch):
     tasks = make_tasks(3, seed=1)
-    reference = make_learner(variant, small_net(seed=3), backend="func", vmap_tasks=False)
+    reference = make_learner(variant, small_net(seed=3), backend=FuncBackend(vmap=False))
     by_hand = gradient(direct_meta_loss(reference, tasks), reference)
 
     calls = []
@@ -96,8 +97,8 @@ def test_every_learner_is_a_configuration_of_the_per_task_step(variant, monkeypa
 
     monkeypatch.setattr(step, "adapt_then_query", counted)
     grads = {}
-    for mode, engine in {"loop": dict(backend="func", vmap_tasks=False),
-                         "vmap": dict(backend="func", vmap_tasks=True)}.items():
+    for mode, engine in {"loop": dict(backend=FuncBackend(vmap=False)),
+                         "vmap": dict(backend=FuncBackend(vmap=True))}.items():
         calls.clear()
         learner = make_learner(variant, small_net(seed=3), **engine)
         grads[mode] = gradient(learner.meta_loss(tasks, mse), learner)
@@ -119,7 +120,7 @@ def test_every_learner_is_a_configuration_of_the_per_task_step(variant, monkeypa
 
 def test_reptile_moves_toward_the_per_task_adapted_weights():
     tasks = make_tasks(2, seed=4)
-    learner = Reptile(small_net(seed=2), inner_lr=0.2, inner_steps=3, backend="func", vmap_tasks=False)
+    learner = Reptile(small_net(seed=2), inner_lr=0.2, inner_steps=3, backend=FuncBackend(vmap=False))
     inner = InnerLoop(learner.inner_optimizer, 3, first_order=True)
     named = dict(learner.model.named_parameters())
     with torch.no_grad():

@@ -1,7 +1,9 @@
 """meta_train (history, validation, callbacks, store hook, guards, exact resume) and the baselines."""
 
+import inspect
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ from metalearn_kit.meta import (
     MAML,
     DivergenceError,
     MetaSGD,
+    MetaTrainConfig,
     Reptile,
     finetune,
     joint_pretrain,
@@ -66,9 +69,9 @@ def test_meta_train_history_validation_callbacks_and_store(backend):
             stored.append(fields)
 
     learner = MAML(net(), inner_lr=0.1, inner_steps=2, backend=backend)
-    history = meta_train(learner, NoiseTasks(), mse, iterations=6, meta_batch=3, meta_lr=3e-3, val_sampler=NoiseTasks(),
-                         val_every=4, val_tasks=3, callbacks=[lambda i, r: calls.append((i, r))], store=Store(),
-                         progress=False)
+    config = MetaTrainConfig(iterations=6, meta_batch=3, meta_lr=3e-3, val_every=4, val_tasks=3, progress=False)
+    history = meta_train(learner, NoiseTasks(), mse, config, val_sampler=NoiseTasks(),
+                         callbacks=[lambda i, r: calls.append((i, r))], store=Store())
     assert history["iteration"] == [1, 2, 3, 4, 5, 6]
     assert history["val_iteration"] == [4, 6]
     for key in ("meta_loss", "query_loss_before", "query_loss_after", "grad_norm", "wall_time_s",
@@ -82,6 +85,10 @@ def test_meta_train_history_validation_callbacks_and_store(backend):
     assert history["val_query_loss_after"][-1] < history["val_query_loss_before"][-1]
     assert len(stored) == 1 and stored[0]["kind"] == "meta_train"
     assert stored[0]["config"]["learner"]["backend"] == backend and stored[0]["final"]["iteration"] == 6
+    # the loop's record keeps its keys, so checkpoints and meta-database rows stay comparable across versions
+    assert stored[0]["config"]["loop"] == {
+        "meta_batch": 3, "meta_lr": 3e-3, "meta_optimizer": "adam", "grad_clip": None, "iterations": 6,
+        "time_budget_s": None, "val_every": 4, "val_tasks": 3, "val_steps": None, "meta_lr_schedule": "constant"}
     json.dumps(history)  # the history is plain data
 
 
@@ -90,7 +97,7 @@ def test_meta_train_lowers_the_query_loss():
     sampler = NoiseTasks()
     val = sampler.sample_batch(8, torch.Generator().manual_seed(99))
     before = learner.evaluate(val, mse)["query_loss_after"]
-    meta_train(learner, sampler, mse, iterations=25, meta_batch=4, meta_lr=1e-2, progress=False)
+    meta_train(learner, sampler, mse, MetaTrainConfig(iterations=25, meta_batch=4, meta_lr=1e-2, progress=False))
     after = learner.evaluate(val, mse)["query_loss_after"]
     assert after < 0.8 * before
 
@@ -98,9 +105,9 @@ def test_meta_train_lowers_the_query_loss():
 def test_resume_is_bit_identical(tmp_path):
     def run(iterations, checkpoint_dir=None, resume=False, learner=None):
         learner = learner or MetaSGD(net(seed=1), inner_lr=0.05, inner_steps=2)
-        history = meta_train(learner, NoiseTasks(), mse, iterations=iterations, meta_batch=2, meta_lr=1e-2,
-                             generator=7, checkpoint_dir=checkpoint_dir, checkpoint_every=3, resume=resume,
-                             val_sampler=NoiseTasks(), val_every=5, val_tasks=2, progress=False)
+        config = MetaTrainConfig(iterations=iterations, meta_batch=2, meta_lr=1e-2, checkpoint_dir=checkpoint_dir,
+                                 checkpoint_every=3, resume=resume, val_every=5, val_tasks=2, progress=False)
+        history = meta_train(learner, NoiseTasks(), mse, config, val_sampler=NoiseTasks(), generator=7)
         return learner, history
 
     straight, straight_history = run(8)
@@ -125,36 +132,60 @@ def test_reptile_through_meta_train_with_sgd_is_the_reptile_update():
     names = [n for n, _ in learner.model.named_parameters()]
     adapted = torch.stack([torch.nn.utils.parameters_to_vector([learner.adapt(t.support, mse).params[n] for n in names])
                            for t in tasks]).mean(0)
-    meta_train(learner, lambda n, g: tasks, mse, iterations=1, meta_batch=3, meta_lr=0.5, meta_optimizer="sgd",
-               progress=False)
+    meta_train(learner, lambda n, g: tasks, mse,
+               MetaTrainConfig(iterations=1, meta_batch=3, meta_lr=0.5, meta_optimizer="sgd", progress=False))
     assert torch.allclose(params_of(learner.model), initial + 0.5 * (adapted - initial), atol=1e-6)
 
 
 def test_time_budget_and_divergence_guard():
     learner = MAML(net(), inner_lr=0.05, inner_steps=1)
-    history = meta_train(learner, NoiseTasks(), mse, time_budget_s=0.5, meta_batch=2, progress=False)
+    history = meta_train(learner, NoiseTasks(), mse, MetaTrainConfig(time_budget_s=0.5, meta_batch=2, progress=False))
     assert history["stopped"] == "time_budget" and len(history["iteration"]) >= 1
     assert history["wall_time_s"][-1] < 5
     diverging = MAML(net(), inner_lr=1e9, inner_steps=3)
     with pytest.raises(DivergenceError, match=r"meta iteration 1 .*inner step \d.*inner_lr=1000000000.0"):
-        meta_train(diverging, NoiseTasks(), mse, iterations=3, progress=False)
+        meta_train(diverging, NoiseTasks(), mse, MetaTrainConfig(iterations=3, progress=False))
     with pytest.raises(DivergenceError, match=r"meta iteration 2 \(meta_lr=1e\+20\)"):
-        meta_train(MAML(net(), inner_lr=0.05, inner_steps=1), NoiseTasks(), mse, iterations=3, meta_lr=1e20,
-                   meta_optimizer="sgd", progress=False)
+        meta_train(MAML(net(), inner_lr=0.05, inner_steps=1), NoiseTasks(), mse,
+                   MetaTrainConfig(iterations=3, meta_lr=1e20, meta_optimizer="sgd", progress=False))
 
 
 def test_meta_train_bad_inputs():
     learner = MAML(net(), inner_steps=1)
     with pytest.raises(ValueError, match="iterations or time_budget_s"):
-        meta_train(learner, NoiseTasks(), mse)
+        MetaTrainConfig()
     with pytest.raises(ValueError, match="meta_batch"):
-        meta_train(learner, NoiseTasks(), mse, iterations=1, meta_batch=0)
+        MetaTrainConfig(iterations=1, meta_batch=0)
     with pytest.raises(ValueError, match="meta_optimizer"):
-        meta_train(learner, NoiseTasks(), mse, iterations=1, meta_optimizer="rmsprop")
+        MetaTrainConfig(iterations=1, meta_optimizer="rmsprop")
     with pytest.raises(ValueError, match="checkpoint_dir"):
-        meta_train(learner, NoiseTasks(), mse, iterations=1, resume=True)
+        MetaTrainConfig(iterations=1, resume=True)
     with pytest.raises(TypeError, match="task_sampler"):
-        meta_train(learner, object(), mse, iterations=1)
+        meta_train(learner, object(), mse, MetaTrainConfig(iterations=1))
+    with pytest.raises(ValueError, match=r"resume=True but checkpoint_dir .* does not exist"):
+        meta_train(learner, NoiseTasks(), mse, MetaTrainConfig(iterations=1, checkpoint_dir="no/such/run", resume=True))
+    # the loop settings live in the config: loose keyword arguments are refused with the call that works
+    with pytest.raises(TypeError, match=r"MetaTrainConfig\(iterations=\.\.\., meta_batch=\.\.\.\)"):
+        meta_train(learner, NoiseTasks(), mse, iterations=1, meta_batch=2)
+    with pytest.raises(TypeError, match=r"config must be a MetaTrainConfig.*got int"):
+        meta_train(learner, NoiseTasks(), mse, 100)
+
+
+def test_meta_train_takes_one_settings_object():
+    assert len(inspect.signature(meta_train).parameters) <= 8
+    assert set(MetaTrainConfig(iterations=1).describe()) == {
+        "meta_batch", "meta_lr", "meta_optimizer", "grad_clip", "iterations", "time_budget_s", "val_every",
+        "val_tasks", "val_steps", "meta_lr_schedule"}
+
+
+@pytest.mark.parametrize("field, value", [
+    ("iterations", 0), ("time_budget_s", -1.0), ("meta_batch", 0), ("meta_lr", 0.0), ("meta_optimizer", "rmsprop"),
+    ("meta_lr_schedule", "step"), ("grad_clip", 0.0), ("query_before", "yes"), ("val_every", 0), ("val_tasks", 0),
+    ("val_steps", -1), ("val_seed", -1), ("checkpoint_every", 0), ("resume", "maybe"), ("progress", None),
+])
+def test_meta_train_config_refuses_a_bad_value_naming_the_field(field, value):
+    with pytest.raises((TypeError, ValueError), match=field):
+        replace(MetaTrainConfig(iterations=10), **{field: value})
 
 
 def test_grad_clip_bounds_the_meta_gradient():
@@ -164,7 +195,8 @@ def test_grad_clip_bounds_the_meta_gradient():
     def callback(i, record):
         seen.append(max(p.grad.norm() for p in learner.parameters()))
 
-    meta_train(learner, NoiseTasks(), mse, iterations=2, grad_clip=1e-3, callbacks=callback, progress=False)
+    meta_train(learner, NoiseTasks(), mse, MetaTrainConfig(iterations=2, grad_clip=1e-3, progress=False),
+               callbacks=callback)
     total = torch.sqrt(sum(p.grad.norm() ** 2 for p in learner.parameters()))
     assert total <= 1e-3 * 1.0001
 
@@ -207,9 +239,10 @@ def test_cosine_meta_lr_schedule_steps_and_resumes(tmp_path):
 
     def run(iterations, checkpoint_dir=None, resume=False, callbacks=()):
         learner = MAML(net(seed=3), inner_lr=0.05, inner_steps=1)
-        meta_train(learner, NoiseTasks(), mse, iterations=iterations, meta_batch=2, meta_lr=0.1,
-                   meta_optimizer=RecordingSGD, meta_lr_schedule="cosine", generator=4, checkpoint_dir=checkpoint_dir,
-                   checkpoint_every=2, resume=resume, progress=False, callbacks=callbacks)
+        config = MetaTrainConfig(iterations=iterations, meta_batch=2, meta_lr=0.1, meta_optimizer=RecordingSGD,
+                                 meta_lr_schedule="cosine", checkpoint_dir=checkpoint_dir, checkpoint_every=2,
+                                 resume=resume, progress=False)
+        meta_train(learner, NoiseTasks(), mse, config, generator=4, callbacks=callbacks)
         return learner
 
     def schedule(steps):
@@ -231,8 +264,7 @@ def test_cosine_meta_lr_schedule_steps_and_resumes(tmp_path):
 
 
 def test_meta_lr_schedule_bad_inputs():
-    learner = MAML(net(), inner_lr=0.05, inner_steps=1)
     with pytest.raises(ValueError, match=r"meta_lr_schedule must be one of \('constant', 'cosine'\), got 'step'"):
-        meta_train(learner, NoiseTasks(), mse, iterations=2, meta_lr_schedule="step", progress=False)
+        MetaTrainConfig(iterations=2, meta_lr_schedule="step")
     with pytest.raises(ValueError, match=r"meta_lr_schedule='cosine' needs iterations"):
-        meta_train(learner, NoiseTasks(), mse, time_budget_s=1.0, meta_lr_schedule="cosine", progress=False)
+        MetaTrainConfig(time_budget_s=1.0, meta_lr_schedule="cosine")

@@ -13,7 +13,7 @@ NOTEBOOK_DIR = Path(__file__).parent.parent / "notebooks"
 NOTEBOOKS = list_notebooks(NOTEBOOK_DIR)
 STALE_OUTPUTS = ("no docs/benchmarks", "no benchmark table ships")
 
-# every term of the source material (docs: /work/shared/SOURCE.md, issue 18), in English and Chinese
+# every term of the source material the kit teaches from, in English and Chinese
 GLOSSARY_TERMS = [
     "meta-learning", "元学习", "task", "support set", "query set", "inner loop", "outer loop",
     "meta-training", "元训练", "meta-testing", "元测试", "meta-label", "元标签", "meta-database", "元数据库",

@@ -9,12 +9,11 @@ import torch
 from metalearn_kit.evaluation.operator_experiments import OPERATOR_EXPERIMENTS, operator_experiment
 from metalearn_kit.evaluation.restoration_targets import add_roles, issue_targets, paired_difference, role_of
 from metalearn_kit.models.operator_nets import FilterRestorer, PointwiseRestorer, opponent_basis
+from metalearn_kit.recipes.operator_families import OPERATOR_FAMILIES, checkpoint_entry, operator_family
 from metalearn_kit.recipes.operator_recipe import (
-    FAMILY_RECIPES,
     OperatorRecipeConfig,
     build_checkpoint,
     checkpoint_names,
-    recipe,
     task_distribution,
     train_joint,
     train_meta,
@@ -24,19 +23,22 @@ TINY = {"meta_iterations": 2, "joint_iterations": 12, "test_tasks": 2, "train_pa
         "width": 8, "depth": 2}
 
 
-@pytest.mark.parametrize("family", list(FAMILY_RECIPES))
+@pytest.mark.parametrize("family", list(OPERATOR_FAMILIES))
 def test_every_family_has_fast_and_full_configs_with_a_fair_joint_budget(family):
-    module = recipe(family)
+    row = operator_family(family)
+    assert row.name == family
     for profile in ("fast", "full"):
-        config = module.CONFIGS[profile]
+        config = row.configs[profile]
         assert config.family == family and config.test_patch >= 64 and config.test_tasks >= 16
         assert config.joint_iterations >= config.meta_iterations * (config.inner_steps + 1)
         assert OperatorRecipeConfig.from_dict(config.as_dict()) == config
-    assert module.WHY and callable(module.checkpoint_entry)
+    assert row.why
+    for name in checkpoint_names(family).values():
+        assert checkpoint_entry(name, "full", "").config == row.configs["full"]
 
 
 def test_config_refuses_an_unfair_joint_budget_and_bad_fields():
-    config = recipe("tone_curve").CONFIGS["fast"]
+    config = operator_family("tone_curve").configs["fast"]
     with pytest.raises(ValueError, match="joint_iterations must be >= meta_iterations"):
         replace(config, joint_iterations=config.meta_iterations)
     with pytest.raises(ValueError, match="model"):
@@ -44,11 +46,11 @@ def test_config_refuses_an_unfair_joint_budget_and_bad_fields():
     with pytest.raises(ValueError, match="unknown config keys"):
         OperatorRecipeConfig.from_dict({**config.as_dict(), "lr": 1.0})
     with pytest.raises(ValueError, match="family must be one of"):
-        recipe("white_noise")
+        operator_family("white_noise")
 
 
 def test_task_distributions_use_held_out_photos_and_bands_for_test():
-    config = recipe("colour_cast").CONFIGS["fast"]
+    config = operator_family("colour_cast").configs["fast"]
     train, test = task_distribution(config, "train"), task_distribution(config, "test")
     assert train.source.split == "train" and test.source.split == "test"
     task = test.sample(0)
@@ -71,7 +73,8 @@ def test_models_have_no_batchnorm_and_start_near_the_identity():
 
 
 def test_meta_and_joint_training_count_their_budget():
-    config = replace(recipe("tone_curve").CONFIGS["fast"], **{k: v for k, v in TINY.items() if k != "test_tasks"})
+    config = replace(operator_family("tone_curve").configs["fast"],
+                     **{k: v for k, v in TINY.items() if k != "test_tasks"})
     learner, meta_metrics = train_meta(config, seed=0)
     model, joint_metrics = train_joint(config, seed=0)
     assert joint_metrics["image_passes"] >= meta_metrics["image_passes"]
@@ -128,17 +131,18 @@ def test_references_live_in_evaluation_and_refuse_unknown_families():
     from pathlib import Path
 
     from metalearn_kit.evaluation import operator_references
+    from metalearn_kit.recipes import operator_families, operator_recipe
 
-    assert set(operator_references.CLASSICAL) == set(FAMILY_RECIPES) == set(operator_references.ORACLES)
-    for family in FAMILY_RECIPES:  # recipes build and train; the benchmark's references are evaluation's
-        source = Path(recipe(family).__file__).read_text()
-        assert "evaluation" not in source.split('"""', 2)[2], family
+    assert set(operator_references.CLASSICAL) == set(OPERATOR_FAMILIES) == set(operator_references.ORACLES)
+    for module in (operator_families, operator_recipe):  # recipes build and train; the references are evaluation's
+        code = Path(module.__file__).read_text().split('"""', 2)[2]
+        assert "from ..evaluation" not in code and "metalearn_kit.evaluation" not in code, module.__name__
     with pytest.raises(ValueError, match="family must be one of"):
         operator_references.classical_methods("white_noise", (torch.zeros(1, 1, 8, 8),) * 2, torch.zeros(1, 1, 8, 8))
 
 
 def test_test_ranges_move_the_test_tasks_outside_the_training_range():
-    config = recipe("tone_curve").CONFIGS["fast"]
+    config = operator_family("tone_curve").configs["fast"]
     outside = task_distribution(config, "test", ranges={"log2_gamma": [(-2.0, -1.6), (1.6, 2.0)]})
     degradation = outside.degradation("tone_curve")
     assert degradation.ranges["contrast"] == task_distribution(config, "test").degradation("tone_curve").ranges[
@@ -153,31 +157,23 @@ def test_test_ranges_move_the_test_tasks_outside_the_training_range():
 
 
 def test_test_ranges_refuse_bad_input():
-    config = recipe("tone_curve").CONFIGS["fast"]
+    config = operator_family("tone_curve").configs["fast"]
     with pytest.raises(TypeError, match="ranges must be a dict"):
         task_distribution(config, "test", ranges=[(1.6, 2.0)])
     with pytest.raises(ValueError, match="gamma_typo"):
         task_distribution(config, "test", ranges={"gamma_typo": (1.6, 2.0)})
 
 
-def test_outside_range_script_summarises_and_refuses_unknown_families(capsys):
-    import importlib.util
-    from pathlib import Path
+def test_outside_range_summarises_and_refuses_unknown_families():
+    from metalearn_kit.evaluation.outside_range import OUTSIDE, outside_range, summarise
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "restoration_outside_range.py"
-    spec = importlib.util.spec_from_file_location("restoration_outside_range", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    assert set(script.OUTSIDE) == set(OPERATOR_EXPERIMENTS)  # every benchmarked family has its outside range
-    rows = operator_experiment("tone_curve", "fast", sizes=TINY, classical=False,
-                               test_ranges=script.OUTSIDE["tone_curve"])
-    summary = script.summarise(rows, [1, 5])
+    assert set(OUTSIDE) == set(OPERATOR_EXPERIMENTS)  # every benchmarked family has its outside range
+    rows = operator_experiment("tone_curve", "fast", sizes=TINY, classical=False, test_ranges=OUTSIDE["tone_curve"])
+    summary = summarise(rows, [1, 5])
     assert [line["steps"] for line in summary["by_steps"]] == [1, 5] and math.isfinite(summary["input_psnr"])
     for line in summary["by_steps"]:
         assert line["tasks"] == 2 and line["meta_minus_joint"] == pytest.approx(line["meta_psnr"] - line["joint_psnr"])
-    with pytest.raises(SystemExit):
-        script.main(["--families", "white_noise"])
-    assert "--families must be among" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        script.main(["--threads", "0"])
-    assert "--threads must be at least 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="families must be among"):
+        outside_range(["white_noise"])
+    with pytest.raises(ValueError, match="families must be among"):
+        outside_range([])

@@ -71,10 +71,23 @@ def test_import_is_lazy_and_jupyter_free():
     assert not eager, f"importing metalearn_kit loaded {eager}; sub-packages load on first use"
 
 
-def test_cli_info_runs():
-    out = subprocess.run([sys.executable, "-m", "metalearn_kit.cli", "info", "--json"], capture_output=True,
-                         text=True, check=True).stdout
-    assert '"profile"' in out and '"device"' in out
+def test_cli_info_reports_this_install():
+    """``metalearn-kit info`` reports the profile and device the environment chooses, and the versions installed."""
+    import torch
+
+    import metalearn_kit
+
+    env = {**os.environ, "METALEARN_KIT_PROFILE": "full", "METALEARN_KIT_DEVICE": "cpu"}
+    command = [sys.executable, "-m", "metalearn_kit.cli", "info"]
+    info = json.loads(subprocess.run([*command, "--json"], capture_output=True, text=True, check=True,
+                                     env=env).stdout)
+    assert (info["profile"], info["device"]) == ("full", "cpu")
+    assert info["metalearn_kit"] == metalearn_kit.__version__ and info["torch"] == torch.__version__
+    assert info["cpu_count"] == os.cpu_count()
+    text = subprocess.run(command, capture_output=True, text=True, check=True,
+                          env={**env, "METALEARN_KIT_PROFILE": "fast"}).stdout
+    lines = dict(line.strip().split(": ", 1) for line in text.splitlines())
+    assert set(lines) == set(info) and (lines["profile"], lines["device"]) == ("fast", "cpu")
 
 
 def test_benchmark_table_reads_the_shipped_tables():

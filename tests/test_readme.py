@@ -1,5 +1,6 @@
-"""The README tells a newcomer the truth: the paths of every file the kit writes, the profile default, the torch the
-set-up installs, and what each notebook's first cell says. The README is parsed; the values come from the code."""
+"""The README and the docs it sends readers to tell the truth: the paths of every file the kit writes, the profile
+default, the torch the set-up installs, what each notebook's first cell says, and benchmark tables equal to the
+benchmark JSONs. The text is parsed; the values come from the code and the JSONs."""
 
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+INSTALL = (ROOT / "docs" / "install.md").read_text(encoding="utf-8")
+RESULTS = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
 KIT = (ROOT / "scripts" / "kit").read_text(encoding="utf-8")
+BENCHMARKS = ROOT / "docs" / "benchmarks"
 
 
-def _section(title: str) -> str:
-    start = README.index(f"## {title}\n")
-    end = README.find("\n## ", start + 1)
-    return README[start:end if end >= 0 else None]
+def _section(title: str, text: str = README) -> str:
+    """The ``## title`` section of ``text`` (the README by default), up to the next ``## `` heading."""
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end >= 0 else None]
 
 
 def _table(section: str) -> dict[str, tuple[str, str]]:
@@ -107,8 +112,8 @@ def test_readme_profile_default_is_the_code_default(monkeypatch):
 
 def test_readme_torch_version_is_the_kits_pin():
     pin = re.search(r"^KIT_TORCH_VERSION=(\S+)$", KIT, re.M).group(1)
-    assert f"torch {pin}" in _section("Quick start")
-    torch_rows = _section("Devices and profiles")
+    assert f"torch {pin}" in _section("Quick start") and f"torch {pin}" in _section("Set-up", INSTALL)
+    torch_rows = _section("Picking the torch build", INSTALL)
     assert f"torch {pin}, CPU build" in torch_rows and f"torch {pin} from the default index" in torch_rows
     assert "https://download.pytorch.org/whl/cpu" in KIT and "--timeout 5 --retries 0" in KIT
 
@@ -138,3 +143,56 @@ def test_notebook_times_are_the_benchmarks():
     assert shown == measured, "update the README's notebook table from docs/benchmarks/notebooks_cpu.json"
     peak = max(entry["peak_memory_mb"] for entry in bench["notebooks"])
     assert f"the series takes {bench['total_seconds']:.0f} s, the kernel peaks at {peak:.0f} MB" in section
+
+
+def test_readme_stays_an_overview_with_the_ci_command():
+    """The README is the overview (details live in docs/), and it keeps the test command CI runs."""
+    assert len(README.splitlines()) < 250
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "bash scripts/kit test\n" in ci and "bash scripts/kit test\n" in _section("Quick start")
+    assert "bash scripts/kit lab\n" in _section("Quick start")
+    assert "](docs/install.md)" in README and "](docs/results.md)" in _section("Results, honestly")
+
+
+@pytest.mark.parametrize("name", ["README.md", "docs/install.md", "docs/results.md"])
+def test_relative_links_lead_to_files(name):
+    path = ROOT / name
+    links = re.findall(r"\]\(([^)\s]+)\)", path.read_text(encoding="utf-8"))
+    local = [link.split("#")[0] for link in links if not re.match(r"[a-z]+:", link) and not link.startswith("#")]
+    missing = [link for link in local if not (path.parent / link).exists()]
+    assert not missing, f"{name} links to missing files: {missing}"
+
+
+def test_generation_table_is_the_benchmarks():
+    """docs/results.md's generation table is what ``scripts/generation_readme_table.py`` prints from the JSON."""
+    import contextlib
+    import importlib.util
+    import io
+
+    spec = importlib.util.spec_from_file_location("generation_readme_table",
+                                                  ROOT / "scripts" / "generation_readme_table.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert script.main([str(BENCHMARKS / "generation_fast.json")]) == 0
+    printed = [line for line in out.getvalue().splitlines() if line.startswith("|")]
+    shown = [line for line in RESULTS.splitlines() if line.startswith("|")]
+    start = shown.index(printed[0])
+    assert shown[start:start + len(printed)] == printed, "update docs/results.md from the script's output"
+
+
+def test_meta_step_table_is_the_benchmarks():
+    bench = json.loads((BENCHMARKS / "meta_step_cpu.json").read_text(encoding="utf-8"))
+    measured = {(r["algorithm"], r["backend"]): f"{r['tasks_per_s']:.1f} tasks/s" for r in bench["rows"]
+                if r["meta_batch"] == 32 and "tasks_per_s" in r}
+    header = "| algorithm, meta-batch 32 | `higher` loop | `torch.func` + `vmap` | `torch.func`, loop over tasks |"
+    lines = RESULTS.splitlines()
+    start = lines.index(header)
+    algorithms = {"second-order MAML": "maml", "first-order MAML": "fomaml", "Reptile": "reptile"}
+    rows = lines[start + 2:start + 5]
+    assert [r.split("|")[1].strip() for r in rows] == list(algorithms)
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        algorithm = algorithms[cells[0]]
+        assert cells[1:] == [measured[(algorithm, b)] for b in ("higher", "func", "func-loop")], row

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metalearn_kit.meta import MAML, finetune, meta_train
+from metalearn_kit.meta import MAML, MetaTrainConfig, finetune, meta_train
 from metalearn_kit.models.conv import ConvRestorer
 from metalearn_kit.tasks import (
     Degradation,
@@ -135,8 +135,9 @@ def test_resume_if_present_starts_fresh_then_continues(tmp_path):
     def run(iterations, resume):
         torch.manual_seed(0)
         learner = MAML(ConvRestorer(1, 4, 2), inner_lr=0.05, inner_steps=1)
-        return meta_train(learner, _NoiseTasks(), _mse, iterations=iterations, meta_batch=2, progress=False,
-                          checkpoint_dir=tmp_path / "run", checkpoint_every=1, resume=resume)
+        return meta_train(learner, _NoiseTasks(), _mse,
+                          MetaTrainConfig(iterations=iterations, meta_batch=2, progress=False,
+                                          checkpoint_dir=tmp_path / "run", checkpoint_every=1, resume=resume))
 
     with pytest.raises(ValueError, match="holds no checkpoint|does not exist"):
         run(2, True)

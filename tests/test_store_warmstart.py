@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metalearn_kit.meta import MAML, meta_train
+from metalearn_kit.meta import MAML, MetaTrainConfig, meta_train
 from metalearn_kit.store import (
     DESCRIPTOR_NAMES,
     MetaDatabase,
@@ -301,8 +301,8 @@ def test_recorder_with_meta_train_and_evaluation(tmp_path):
         torch.manual_seed(0)
         learner = MAML(Tiny(), inner_lr=0.05, inner_steps=2, first_order=True)
         recorder = StoreRecorder(db, "fomaml", "tiny", config={"inner_steps": 2}, seed=0)
-        history = meta_train(learner, _sampler, mse_loss, iterations=3, meta_batch=2, meta_lr=1e-3,
-                             store=recorder, progress=False)
+        history = meta_train(learner, _sampler, mse_loss,
+                             MetaTrainConfig(iterations=3, meta_batch=2, meta_lr=1e-3, progress=False), store=recorder)
         run = db.run(recorder.run_id)
         assert run["status"] == "finished" and recorder.finished
         assert run["history"]["meta_loss"] == history["meta_loss"]

@@ -289,16 +289,31 @@ def test_plot_task_saves_a_picture_per_family(family, artifacts_dir):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.figure import Figure
+    import numpy as np
 
     from metalearn_kit.viz import plot_task
 
     tasks = RestorationTasks(FakePhotoSource(32, 3), family, shots=4, queries=3, split="test")
     task = tasks.sample(0)
     fig = plot_task(task, max_images=4)
-    assert isinstance(fig, Figure)
-    title = fig.axes[0].get_title()
+    (ax,) = fig.axes
+    title = ax.get_title()
     assert title.startswith(family) and "test" in title
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["support\ndegraded", "support\nclean", "query\ndegraded",
+                                                           "query\nclean"]
+    # the picture is the task's images on a grid (2-pixel white gaps), one row per set, blank where a set ends
+    picture = np.asarray(ax.images[0].get_array())
+    picture = picture[..., None] if picture.ndim == 2 else picture  # [H, W, C], grey or colour
+    step = task.support[0].shape[-1] + 2
+    for row, (part, index) in enumerate([("support", 0), ("support", 1), ("query", 0), ("query", 1)]):
+        images = getattr(task, part)[index].clamp(0, 1)
+        for column in range(4):
+            block = picture[row * step: row * step + step - 2, column * step: column * step + step - 2]
+            if column < images.shape[0]:
+                np.testing.assert_allclose(block, images[column].permute(1, 2, 0).numpy(), atol=1e-6,
+                                           err_msg=f"{part}[{index}][{column}]")
+            else:
+                assert (block == 1).all(), f"{part} has {images.shape[0]} images, column {column} must be blank"
     path = os.path.join(artifacts_dir, f"tasks_{family}.png")
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -311,12 +311,12 @@ def test_live_plot_final_picture_with_total_and_validation_points():
 
 
 def test_live_plot_as_a_meta_train_callback(source):
-    from metalearn_kit.meta.train import meta_train
+    from metalearn_kit.meta.train import MetaTrainConfig, meta_train
 
     tasks = RestorationTasks(source, "gaussian_noise", shots=2, queries=2)
     plot = LiveMetaTrainingPlot(every=2, min_seconds=0.0, show=False)
-    history = meta_train(MAML(ConvRestorer(width=4, depth=2), inner_steps=1), tasks, mse_loss, iterations=5,
-                         meta_batch=2, callbacks=[plot], progress=False)
+    history = meta_train(MAML(ConvRestorer(width=4, depth=2), inner_steps=1), tasks, mse_loss,
+                         MetaTrainConfig(iterations=5, meta_batch=2, progress=False), callbacks=[plot])
     assert plot.history["query_loss_after"] == history["query_loss_after"]
     assert plot.draw_count == 3  # iterations 1, 3, 5
 
@@ -406,7 +406,7 @@ def test_siren_fit_explorer_from_a_meta_learner_and_the_standard_init():
 
 
 def test_family_explorer_defaults_to_a_winning_family_and_offers_white_noise(monkeypatch):
-    from metalearn_kit.recipes import operator_recipe
+    from metalearn_kit.recipes import operator_families, operator_recipe
     from metalearn_kit.widgets import FamilyAdaptationExplorer
     from metalearn_kit.widgets import families as module
 
@@ -418,7 +418,7 @@ def test_family_explorer_defaults_to_a_winning_family_and_offers_white_noise(mon
         torch.manual_seed(0)
         return operator_recipe.build_checkpoint(role, small), "trained"
 
-    monkeypatch.setattr(operator_recipe, "load_model", tiny)
+    monkeypatch.setattr(operator_families, "load_model", tiny)
     explorer = FamilyAdaptationExplorer(families=("tone_curve", "colour_cast"), steps=2)
     assert explorer.family.value == "tone_curve" and explorer.explorer.steps == 2
     assert "Why:" in explorer.why.value and "tone curve" in explorer.why.value

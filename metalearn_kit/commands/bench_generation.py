@@ -72,11 +72,74 @@ def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def main(args: argparse.Namespace) -> int:
-    from ..config import describe_machine, get_device
-    from ..evaluation.generation import check_targets, evaluate_generation, format_table, save_sample_grid
+def _make_checkpoints(name: str, config) -> int:
+    """Retrain checkpoint ``name`` (or ``"all"``) with ``config`` and write its shipped file."""
     from ..pretrained import CHECKPOINT_DIR, load_or_train
-    from ..recipes.generation import CHECKPOINT_NAMES, generation_config, load_sources, recipe_config
+    from ..recipes.generation import CHECKPOINT_NAMES
+
+    for short in CHECKPOINT_NAMES if name == "all" else (name,):
+        path = CHECKPOINT_DIR / f"generation_{short}_{config.profile}.safetensors"
+        _, info = load_or_train(f"generation_{short}", config, config.seed, retrain=True, save_to=path, log=_log)
+        size_mb = os.path.getsize(path) / 2**20
+        _log(f"wrote {path} ({size_mb:.2f} MB) in {info['seconds']:.1f} s: {info['metrics']}")
+    return 0
+
+
+def _print_targets(targets: list[dict]) -> None:
+    print("\nTargets:")
+    for t in targets:
+        verdict = {True: "HOLDS", False: "DOES NOT HOLD", None: "NOT MEASURED"}[t["holds"]]
+        print(f"  [{verdict}] {t['target']}: {t['detail']}")
+
+
+def _write_json(path: str, payload: dict) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as handle:
+        json.dump(payload, handle, indent=1, default=str)
+
+
+def _print_table(result: dict, config, test_name: str) -> None:
+    """The table, what its columns mean, the CGAN's background-class check and where each model came from."""
+    from ..evaluation.generation import format_table
+
+    steps_note = ("" if config.steps == [0, 1, 5, 10, 50] else f" (subset of k: {config.steps})")
+    print(f"\nFew-shot generation on {len(result['info']['eval_classes'])} unseen classes of {test_name}, "
+          f"profile {config.profile}{steps_note}; mean +- standard error over classes")
+    print(format_table(result["rows"]))
+    print("statistician has no inner loop (k = 0 only); figr and cgan are GANs: no likelihood, samples only. "
+          "novelty: samples' feature distance to the nearest support image / real query images' (0 = copies).")
+    if "cgan_background" in result["info"]:
+        q = result["info"]["cgan_background"]
+        print(f"cgan on its {q['classes']} background classes: {q['accuracy']:.1%} of samples classified as the class "
+              f"asked for by the feature net (its accuracy on real held-out images: {q['holdout_accuracy']:.1%}), "
+              f"novelty ratio vs the training images {q['novelty_ratio']:.2f}")
+    for name, info in result["info"]["checkpoints"].items():
+        print(f"  {name}: {info['source']} ({info['seconds']:.1f} s)")
+
+
+def _payload(config, device, result: dict, targets: list[dict], wall: float, test_name: str) -> dict:
+    """What ``--json`` writes."""
+    from ..config import describe_machine
+    from ..recipes.generation import recipe_config
+
+    info = result["info"]
+    return {"experiment": "generation", "profile": config.profile, "device": str(device),
+            "config": asdict(config), "rows": result["rows"], "targets": targets, "wall_time_s": wall,
+            "eval_seconds": info["eval_seconds"], "eval_classes": info["eval_classes"],
+            "checkpoints": info["checkpoints"], "method_seconds": info["method_seconds"],
+            "per_task": info["per_task"], "machine": describe_machine(),
+            "test_source": test_name, "cgan_background": info.get("cgan_background"),
+            "feature_net": {"holdout_accuracy": info["checkpoints"].get("featnet", {}).get(
+                "metrics", {}).get("holdout_accuracy"), "holdout": "the last 2 images of every background class",
+                "steps": config.feature_steps},
+            "recipes": {name: recipe_config(name, config).as_dict() for name in ("cavia", "cgan")},
+            "command": "metalearn-kit " + " ".join(sys.argv[1:])}
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..config import get_device
+    from ..evaluation.generation import check_targets, evaluate_generation, format_table, save_sample_grid
+    from ..recipes.generation import generation_config, load_sources
 
     if args.threads is not None:
         if args.threads < 1:
@@ -89,14 +152,7 @@ def main(args: argparse.Namespace) -> int:
     config = generation_config(args.profile, **overrides)
     start = time.perf_counter()
     if args.make_checkpoint:
-        names = CHECKPOINT_NAMES if args.make_checkpoint == "all" else (args.make_checkpoint,)
-        for name in names:
-            path = CHECKPOINT_DIR / f"generation_{name}_{config.profile}.safetensors"
-            _, info = load_or_train(f"generation_{name}", config, config.seed, retrain=True, save_to=path, log=_log)
-            size_mb = os.path.getsize(path) / 2**20
-            _log(f"wrote {path} ({size_mb:.2f} MB) in {info['seconds']:.1f} s: {info['metrics']}")
-        return 0
-
+        return _make_checkpoints(args.make_checkpoint, config)
     _log(f"generation benchmark, profile {config.profile}, device {device}, {os.cpu_count()} CPUs visible, "
          f"{torch.get_num_threads()} torch threads (the CPU may be shared: timings include contention)")
     background, _ = load_sources(config)
@@ -106,43 +162,15 @@ def main(args: argparse.Namespace) -> int:
     result = evaluate_generation(config, args.methods, sources=(background, test), progress=args.progress, log=_log,
                                  keep_samples=args.grid is not None, device=device)
     wall = time.perf_counter() - start
-    steps_note = ("" if config.steps == [0, 1, 5, 10, 50] else f" (subset of k: {config.steps})")
-    print(f"\nFew-shot generation on {len(result['info']['eval_classes'])} unseen classes of {test.name}, "
-          f"profile {config.profile}{steps_note}; mean +- standard error over classes")
-    print(format_table(result["rows"]))
-    print("statistician has no inner loop (k = 0 only); figr and cgan are GANs: no likelihood, samples only. "
-          "novelty: samples' feature distance to the nearest support image / real query images' (0 = copies).")
-    if "cgan_background" in result["info"]:
-        q = result["info"]["cgan_background"]
-        print(f"cgan on its {q['classes']} background classes: {q['accuracy']:.1%} of samples classified as the class "
-              f"asked for by the feature net (its accuracy on real held-out images: {q['holdout_accuracy']:.1%}), "
-              f"novelty ratio vs the training images {q['novelty_ratio']:.2f}")
-    for name, info in result["info"]["checkpoints"].items():
-        print(f"  {name}: {info['source']} ({info['seconds']:.1f} s)")
+    _print_table(result, config, test.name)
     targets = check_targets(result, shots=5, steps=10 if 10 in config.steps else max(config.steps))
-    print("\nTargets:")
-    for t in targets:
-        verdict = {True: "HOLDS", False: "DOES NOT HOLD", None: "NOT MEASURED"}[t["holds"]]
-        print(f"  [{verdict}] {t['target']}: {t['detail']}")
+    _print_targets(targets)
     print(f"\ntotal wall time {wall:.1f} s")
     if args.grid:
         grid_steps = [k for k in (0, 10, max(config.steps)) if k in config.steps]
         _log(f"sample grid: {save_sample_grid(result['samples'], args.grid, shots=[5], steps=grid_steps)}")
     if args.json:
-        payload = {"experiment": "generation", "profile": config.profile, "device": str(device),
-                   "config": asdict(config), "rows": result["rows"], "targets": targets, "wall_time_s": wall,
-                   "eval_seconds": result["info"]["eval_seconds"], "eval_classes": result["info"]["eval_classes"],
-                   "checkpoints": result["info"]["checkpoints"], "method_seconds": result["info"]["method_seconds"],
-                   "per_task": result["info"]["per_task"], "machine": describe_machine(),
-                   "test_source": test.name, "cgan_background": result["info"].get("cgan_background"),
-                   "feature_net": {"holdout_accuracy": result["info"]["checkpoints"].get("featnet", {}).get(
-                       "metrics", {}).get("holdout_accuracy"), "holdout": "the last 2 images of every background class",
-                       "steps": config.feature_steps},
-                   "recipes": {name: recipe_config(name, config).as_dict() for name in ("cavia", "cgan")},
-                   "command": "metalearn-kit " + " ".join(sys.argv[1:])}
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as handle:
-            json.dump(payload, handle, indent=1, default=str)
+        _write_json(args.json, _payload(config, device, result, targets, wall, test.name))
         _log(f"wrote {args.json}")
     return 0
 
@@ -178,10 +206,7 @@ def _merge(args: argparse.Namespace, check_targets, format_table) -> int:
     targets = check_targets(result, shots=5, steps=10 if 10 in config["steps"] else max(config["steps"]))
     print(f"Merged {len(parts)} runs ({sorted(set(methods), key=METHODS.index)}), profile {first['profile']}")
     print(format_table(rows))
-    print("\nTargets:")
-    for t in targets:
-        verdict = {True: "HOLDS", False: "DOES NOT HOLD", None: "NOT MEASURED"}[t["holds"]]
-        print(f"  [{verdict}] {t['target']}: {t['detail']}")
+    _print_targets(targets)
     if args.json:
         payload = {**first, "rows": rows, "targets": targets, "per_task": per_task, "cgan_background": background,
                    "checkpoints": {k: v for part in parts for k, v in part.get("checkpoints", {}).items()},
@@ -189,7 +214,6 @@ def _merge(args: argparse.Namespace, check_targets, format_table) -> int:
                    "eval_seconds": sum(part.get("eval_seconds", 0.0) for part in parts),
                    "wall_time_s": {path: part.get("wall_time_s") for path, part in zip(args.merge, parts, strict=True)},
                    "merged_from": [part.get("command") for part in parts]}
-        with open(args.json, "w") as handle:
-            json.dump(payload, handle, indent=1, default=str)
+        _write_json(args.json, payload)
         print(f"wrote {args.json}")
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..checkpoints import atomic_write_bytes
 from ..config import PROFILE_HELP, PROFILES, describe_machine, get_profile
-from ..recipes.operator_recipe import FAMILY_RECIPES
+from ..recipes.operator_families import OPERATOR_FAMILIES
 from ..recipes.restoration_configs import RESTORATION_EXPERIMENTS
 
 __all__ = ["configure_parser", "main"]
@@ -24,7 +24,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=PROFILES, default=None, help=PROFILE_HELP)
     parser.add_argument("--json", default=None, metavar="PATH", help="write the rows and machine info here")
     parser.add_argument("--experiments", nargs="*", default=None,
-                        choices=RESTORATION_EXPERIMENTS + tuple(FAMILY_RECIPES),
+                        choices=RESTORATION_EXPERIMENTS + tuple(OPERATOR_FAMILIES),
                         help="run only these experiments (default: the five original ones and the operator families "
                              "of evaluation.operator_experiments.OPERATOR_EXPERIMENTS)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the test tasks and of every model (default 0)")
@@ -40,7 +40,7 @@ def main(args: argparse.Namespace) -> int:
     from ..evaluation.restoration_targets import add_roles, issue_targets
 
     chosen = list(RESTORATION_EXPERIMENTS + OPERATOR_EXPERIMENTS) if args.experiments is None else args.experiments
-    operators = tuple(e for e in chosen if e in FAMILY_RECIPES)
+    operators = tuple(e for e in chosen if e in OPERATOR_FAMILIES)
     rows = run_experiments([e for e in chosen if e in RESTORATION_EXPERIMENTS], profile=profile, seed=args.seed,
                            classical=not args.no_classical)
     rows += run_operator_experiments(list(operators), profile=profile, seed=args.seed,

@@ -9,13 +9,16 @@ in the CPU ``fast`` profile, so a reader on GitHub sees real figures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..config import PROFILE_HELP, PROFILES, get_profile
 
@@ -68,6 +71,52 @@ def error_outputs(notebook) -> list[str]:
     return found
 
 
+@contextlib.contextmanager
+def _kernel_environment(profile: str | None) -> Iterator[None]:
+    """The environment a notebook's kernel inherits (the kit's profile, no progress bars, the inline
+    matplotlib backend), restored afterwards."""
+    saved_env = {k: os.environ.get(k) for k in ("METALEARN_KIT_PROFILE", "TQDM_DISABLE", "MPLBACKEND")}
+    if profile is not None:
+        os.environ["METALEARN_KIT_PROFILE"] = profile
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.pop("MPLBACKEND", None)  # let the kernel use the inline backend, so figures are saved
+    try:
+        yield
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _kernel_config() -> Iterator[Any]:
+    """The kernel manager's traitlets ``Config``: Unix sockets where there are some (over TCP every kernel
+    warns that its traffic is not encrypted), in a folder of this run's own (the default socket names are
+    relative to the notebook's folder and shared by all), removed afterwards. Set through config, so the client
+    still creates (and shuts down) the kernel itself."""
+    from traitlets.config import Config
+
+    sockets = tempfile.mkdtemp(prefix="metalearn-kit-kernel-") if os.name == "posix" else None
+    try:
+        yield Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}}) if sockets \
+            else Config()
+    finally:
+        if sockets:
+            shutil.rmtree(sockets, ignore_errors=True)
+
+
+def _peak_mb(measure_cell: Any) -> float | None:
+    """The kernel's peak memory (MB) printed by the measuring cell, ``None`` if it printed none."""
+    peak = None
+    for output in measure_cell.get("outputs", []):
+        text = output.get("text", "")
+        if "__METALEARN_KIT_PEAK__" in text:
+            peak = float(text.split("__METALEARN_KIT_PEAK__")[1].strip())
+    return peak
+
+
 def execute_notebook(path: str | os.PathLike, *, timeout: int = 900, save: bool = False,
                      profile: str | None = "fast", kernel_name: str = "python3") -> NotebookRun:
     """Run ``path`` on a fresh kernel (in ``profile``, default ``fast``) and report errors, time and memory.
@@ -82,11 +131,6 @@ def execute_notebook(path: str | os.PathLike, *, timeout: int = 900, save: bool 
         raise FileNotFoundError(f"no notebook at {str(path)!r}")
     notebook = nbformat.read(path, as_version=4)
     notebook.cells.append(nbformat.v4.new_code_cell(_MEASURE_SOURCE))
-    saved_env = {k: os.environ.get(k) for k in ("METALEARN_KIT_PROFILE", "TQDM_DISABLE", "MPLBACKEND")}
-    if profile is not None:
-        os.environ["METALEARN_KIT_PROFILE"] = profile
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    os.environ.pop("MPLBACKEND", None)  # let the kernel use the inline backend, so figures are saved
     failed_replies: list[str] = []
 
     def on_cell_executed(cell, cell_index, execute_reply, **_):
@@ -94,34 +138,13 @@ def execute_notebook(path: str | os.PathLike, *, timeout: int = 900, save: bool 
         if execute_reply.get("content", {}).get("status") == "error":
             failed_replies.append(f"cell {cell_index}: the kernel reported status 'error'")
 
-    from traitlets.config import Config
-
-    # Unix sockets where there are some (over TCP every kernel warns that its traffic is not encrypted), in a
-    # folder of this run's own: the default socket names are relative to the notebook's folder and shared by all.
-    # Set through config, so the client still creates (and shuts down) the kernel itself.
-    sockets = tempfile.mkdtemp(prefix="metalearn-kit-kernel-") if os.name == "posix" else None
-    config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}}) if sockets \
-        else Config()
-    client = NotebookClient(notebook, timeout=timeout, kernel_name=kernel_name, allow_errors=True, config=config,
-                            resources={"metadata": {"path": str(path.parent)}}, on_cell_executed=on_cell_executed)
-    start = time.perf_counter()
-    try:
+    with _kernel_environment(profile), _kernel_config() as config:
+        client = NotebookClient(notebook, timeout=timeout, kernel_name=kernel_name, allow_errors=True, config=config,
+                                resources={"metadata": {"path": str(path.parent)}}, on_cell_executed=on_cell_executed)
+        start = time.perf_counter()
         client.execute()
-    finally:
-        if sockets:
-            shutil.rmtree(sockets, ignore_errors=True)
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     seconds = time.perf_counter() - start
-    measure_cell = notebook.cells.pop()
-    peak = None
-    for output in measure_cell.get("outputs", []):
-        text = output.get("text", "")
-        if "__METALEARN_KIT_PEAK__" in text:
-            peak = float(text.split("__METALEARN_KIT_PEAK__")[1].strip())
+    peak = _peak_mb(notebook.cells.pop())
     errors = error_outputs(notebook)
     errors += [e for e in failed_replies if e.split(":")[0] not in {x.split(":")[0] for x in errors}]
     run = NotebookRun(path.name, seconds, peak, errors)

@@ -20,6 +20,7 @@ import math
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -177,19 +178,28 @@ def _preflight(args: argparse.Namespace, out: Path, ctx) -> None:
         raise ValueError(problem)
 
 
+class _Run:
+    """What the failure paths of :func:`main` need: the run folder, the process's context, the log so far and the
+    meta-database recorder (``None`` without ``--store`` and on the ranks other than 0)."""
+
+    def __init__(self, out: Path, ctx) -> None:
+        self.out, self.ctx = out, ctx
+        self.log: dict[str, Any] = {}
+        self.recorder = None
+
+    def fail(self, status: str | None = None, error: str | None = None) -> None:
+        """Write ``status`` and ``error`` into rank 0's log (when given) and mark the store's run failed."""
+        if status is not None and self.ctx.is_main and self.log:
+            self.log.update(status=status, error=error)
+            _write_log(self.out, self.log)
+        if self.recorder is not None and not self.recorder.finished:
+            self.recorder.finish(status="failed")
+
+
 def main(args: argparse.Namespace) -> int:
-    from ..meta import DivergenceError, MetaSGD
-    from ..meta.distributed import (
-        RankLostError,
-        checkpoint_iteration,
-        distributed_meta_train,
-        init_distributed,
-        shutdown_distributed,
-        world_from_env,
-    )
-    from ..meta.train import CHECKPOINT_NAME
-    from ..meta.train_state import RESUME_IF_PRESENT
-    from ..recipes.experiments import build_experiment, get_experiment
+    from ..meta import DivergenceError
+    from ..meta.distributed import RankLostError, init_distributed, shutdown_distributed, world_from_env
+    from ..recipes.experiments import get_experiment
 
     _, world_size, _ = world_from_env()
     _validate(args, world_size)
@@ -202,94 +212,102 @@ def main(args: argparse.Namespace) -> int:
                             f"stops every rank when one of them fails)")
 
     previous_handler = signal.signal(signal.SIGTERM, stopped_by_launcher) if ctx.distributed else None
-    recorder = None
-    log: dict[str, Any] = {}
+    run = _Run(out, ctx)
     try:
-        _preflight(args, out, ctx)
-        seed_everything(args.seed)
-        setup = build_experiment(args.experiment, profile=args.profile, algorithm=args.algorithm,
-                                 backend=args.backend, device=ctx.device, seed=args.seed)
-        settings = setup.settings
-        if args.iterations is not None:
-            settings.iterations = args.iterations
-        if args.meta_batch is not None:
-            settings.meta_batch = args.meta_batch
-        if args.meta_lr is not None:
-            settings.meta_lr = args.meta_lr
-        if args.checkpoint_every is not None:
-            settings.checkpoint_every = args.checkpoint_every
-        if settings.meta_batch % world_size:
-            raise _fail("--meta-batch", f"is needed: the experiment's meta-batch {settings.meta_batch} is not "
-                                        f"divisible by the world size {world_size}")
-        resume = True if args.resume else RESUME_IF_PRESENT if args.resume_if_present else False
-        resumed_from = checkpoint_iteration(out) if (resume and ctx.is_main) else None
-        log = {"experiment": setup.describe(), "command": sys.argv, "world_size": world_size,
-               "device": str(ctx.device), "backend_distributed": ctx.backend, "out": str(out),
-               "resumed_from": resumed_from, "status": "running"}
-        callbacks, observers = [], []
-        if args.store is not None and ctx.is_main:
-            recorder = _open_store(args.store, setup)
-            tasks = _TaskRecorder(recorder, args.store_every, setup.learner.inner_steps)
-            callbacks.append(tasks.callback)
-            observers.append(tasks.observe)
-            log["store"] = {"path": str(args.store), "run_id": recorder.run_id}
-        start = time.perf_counter()
-        history = distributed_meta_train(
-            setup.learner, setup.task_sampler, setup.loss_fn, ctx, iterations=settings.iterations,
-            meta_batch=settings.meta_batch, meta_lr=settings.meta_lr, meta_optimizer=settings.meta_optimizer,
-            val_sampler=setup.val_sampler, val_every=settings.val_every, val_tasks=settings.val_tasks,
-            grad_clip=settings.grad_clip, checkpoint_dir=out, checkpoint_every=settings.checkpoint_every,
-            resume=resume, generator=args.seed, progress=not args.no_progress, callbacks=callbacks,
-            observers=observers, store=recorder)
-        if not ctx.is_main:
-            return 0
-        done = history["iteration"][-1] if history["iteration"] else 0
-        model_meta = {"kind": "meta_learned_init", "experiment": setup.name, "algorithm": setup.algorithm,
-                      "iteration": done, "learner": setup.learner.config(), "seed": args.seed}
-        checkpoints.save(out / MODEL_NAME, setup.model, model_meta)
-        if isinstance(setup.learner, MetaSGD):  # the learned rates are half of what Meta-SGD learnt
-            rates = {name: rate.detach() for name, rate in setup.learner.inner_learning_rates().items()}
-            checkpoints.save(out / LRS_NAME, rates, {**model_meta, "kind": "meta_learned_inner_lrs"})
-        final = {k: history[k][-1] for k in ("meta_loss", "query_loss_before", "query_loss_after",
-                                            "val_query_loss_before", "val_query_loss_after") if history.get(k)}
-        if recorder is not None:
-            # meta_train's store hook already finished the run with its config, history and final figures
-            recorder.save_model(setup.model, model_meta)
-            if not recorder.finished:
-                recorder.finish({k: v for k, v in final.items() if math.isfinite(v)})
-            recorder.db.close()
-        log.update(status="finished", iterations_done=done, stopped=history.get("stopped"), final=final,
-                   run_wall_time_s=time.perf_counter() - start, checkpoint=str(out / CHECKPOINT_NAME),
-                   model=str(out / MODEL_NAME), machine=describe_machine(),
-                   history={k: v for k, v in history.items() if k != "config"})
-        _write_log(out, log)
-        summary = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if math.isfinite(v))
-        print(f"trained {setup.name} ({setup.algorithm}, {setup.backend}) to iteration {done} on {world_size} "
-              f"rank(s): {summary}; wrote {out}")
-        return 0
+        return _train(args, run)
     except RankLostError as err:
         print(f"metalearn-kit train: {err}", file=sys.stderr, flush=True)
-        if ctx.is_main and log:
-            log.update(status="rank_lost", error=str(err))
-            _write_log(out, log)
-        if recorder is not None and not recorder.finished:
-            recorder.finish(status="failed")
+        run.fail("rank_lost", str(err))
         return EXIT_RANK_LOST
     except DivergenceError as err:
-        if ctx.is_main and log:
-            log.update(status="diverged", error=str(err))
-            _write_log(out, log)
-        if recorder is not None and not recorder.finished:
-            recorder.finish(status="failed")
+        run.fail("diverged", str(err))
         raise  # the CLI prints it as one line (exit 2): lower --meta-lr or the experiment's inner_lr
     except BaseException:
-        if recorder is not None and not recorder.finished:
-            recorder.finish(status="failed")
+        run.fail()
         raise
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
         shutdown_distributed(ctx)
+
+
+def _train(args: argparse.Namespace, run: _Run) -> int:
+    """Build the experiment, meta-train it on every rank, and (rank 0) write the model and the log."""
+    from ..meta.distributed import checkpoint_iteration, distributed_meta_train
+    from ..recipes.experiments import build_experiment
+
+    ctx = run.ctx
+    _preflight(args, run.out, ctx)
+    seed_everything(args.seed)
+    setup = build_experiment(args.experiment, profile=args.profile, algorithm=args.algorithm,
+                             backend=args.backend, device=ctx.device, seed=args.seed)
+    setup.train = _loop_settings(args, setup.train, run.out, ctx.world_size)
+    resumed_from = checkpoint_iteration(run.out) if (setup.train.resume and ctx.is_main) else None
+    run.log = {"experiment": setup.describe(), "command": sys.argv, "world_size": ctx.world_size,
+               "device": str(ctx.device), "backend_distributed": ctx.backend, "out": str(run.out),
+               "resumed_from": resumed_from, "status": "running"}
+    callbacks, observers = [], []
+    if args.store is not None and ctx.is_main:
+        run.recorder = _open_store(args.store, setup)
+        tasks = _TaskRecorder(run.recorder, args.store_every, setup.learner.inner_steps)
+        callbacks.append(tasks.callback)
+        observers.append(tasks.observe)
+        run.log["store"] = {"path": str(args.store), "run_id": run.recorder.run_id}
+    start = time.perf_counter()
+    history = distributed_meta_train(setup.learner, setup.task_sampler, setup.loss_fn, setup.train, ctx,
+                                     val_sampler=setup.val_sampler, callbacks=callbacks, store=run.recorder,
+                                     generator=args.seed, observers=observers)
+    if ctx.is_main:
+        _write_results(args, setup, history, run, start)
+    return 0
+
+
+def _loop_settings(args: argparse.Namespace, train, out: Path, world_size: int):
+    """The experiment's :class:`~metalearn_kit.meta.train.MetaTrainConfig` with the command line's overrides,
+    checkpoints in ``out`` and the resume mode."""
+    from ..meta.train_state import RESUME_IF_PRESENT
+
+    overrides = {name: value for name, value in (("iterations", args.iterations), ("meta_batch", args.meta_batch),
+                                                 ("meta_lr", args.meta_lr), ("checkpoint_every", args.checkpoint_every))
+                 if value is not None}
+    resume = True if args.resume else RESUME_IF_PRESENT if args.resume_if_present else False
+    train = replace(train, **overrides, checkpoint_dir=out, resume=resume, progress=not args.no_progress)
+    if train.meta_batch % world_size:
+        raise _fail("--meta-batch", f"is needed: the experiment's meta-batch {train.meta_batch} is not "
+                                    f"divisible by the world size {world_size}")
+    return train
+
+
+def _write_results(args: argparse.Namespace, setup, history: dict, run: _Run, start: float) -> None:
+    """Rank 0: the meta-learned weights (and Meta-SGD's learned rates), the store's artefact, the log
+    (``start``: ``time.perf_counter()`` when training began)."""
+    from ..meta import MetaSGD
+    from ..meta.train import CHECKPOINT_NAME
+
+    out, recorder = run.out, run.recorder
+    done = history["iteration"][-1] if history["iteration"] else 0
+    model_meta = {"kind": "meta_learned_init", "experiment": setup.name, "algorithm": setup.algorithm,
+                  "iteration": done, "learner": setup.learner.config(), "seed": args.seed}
+    checkpoints.save(out / MODEL_NAME, setup.model, model_meta)
+    if isinstance(setup.learner, MetaSGD):  # the learned rates are half of what Meta-SGD learnt
+        rates = {name: rate.detach() for name, rate in setup.learner.inner_learning_rates().items()}
+        checkpoints.save(out / LRS_NAME, rates, {**model_meta, "kind": "meta_learned_inner_lrs"})
+    final = {k: history[k][-1] for k in ("meta_loss", "query_loss_before", "query_loss_after",
+                                        "val_query_loss_before", "val_query_loss_after") if history.get(k)}
+    if recorder is not None:
+        # meta_train's store hook already finished the run with its config, history and final figures
+        recorder.save_model(setup.model, model_meta)
+        if not recorder.finished:
+            recorder.finish({k: v for k, v in final.items() if math.isfinite(v)})
+        recorder.db.close()
+    run.log.update(status="finished", iterations_done=done, stopped=history.get("stopped"), final=final,
+                   run_wall_time_s=time.perf_counter() - start, checkpoint=str(out / CHECKPOINT_NAME),
+                   model=str(out / MODEL_NAME), machine=describe_machine(),
+                   history={k: v for k, v in history.items() if k != "config"})
+    _write_log(out, run.log)
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if math.isfinite(v))
+    print(f"trained {setup.name} ({setup.algorithm}, {setup.backend}) to iteration {done} on {run.ctx.world_size} "
+          f"rank(s): {summary}; wrote {out}")
 
 
 def _write_log(out: Path, log: dict) -> None:

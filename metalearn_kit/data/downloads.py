@@ -99,8 +99,9 @@ def _copy_local(url: str, output_file, pooch_instance=None, check_only: bool = F
 
 
 def _fetch(dataset: str, filename: str, root: str | os.PathLike | None, download: bool,
-           base_url: str | None, known_hashes: Mapping[str, str] | None) -> Path:
-    """Path of a verified copy of ``filename``, downloading it if needed and allowed."""
+           base_url: str | None, known_hashes: Mapping[str, str] | None, alternative: str = _ALTERNATIVE) -> Path:
+    """Path of a verified copy of ``filename``, downloading it if needed and allowed; ``alternative`` is the
+    offline way out the errors suggest."""
     hashes = KNOWN_HASHES[dataset] if known_hashes is None else known_hashes
     if filename not in hashes:
         raise ValueError(f"known_hashes must give a hash for {filename!r}, got keys {sorted(hashes)}")
@@ -115,10 +116,10 @@ def _fetch(dataset: str, filename: str, root: str | os.PathLike | None, download
             raise DatasetUnavailableError(
                 f"{path} is corrupted or truncated: its hash is {_file_hash(path, known_hash)}, expected "
                 f"{known_hash}. Call with download=True to fetch it again, or delete the file. "
-                f"Offline, use {_ALTERNATIVE}.")
+                f"Offline, use {alternative}.")
         raise DatasetUnavailableError(
             f"{path} is missing and download=False. Call with download=True (needs internet), or use "
-            f"{_ALTERNATIVE}.")
+            f"{alternative}.")
     import pooch
 
     url = (base_url or BASE_URLS[dataset]).rstrip("/") + "/" + filename
@@ -131,13 +132,13 @@ def _fetch(dataset: str, filename: str, root: str | os.PathLike | None, download
     except ValueError as err:  # pooch's hash mismatch on the fresh download
         raise DatasetUnavailableError(
             f"the file downloaded from {url} does not match its pinned hash {known_hash} ({err}). The "
-            f"mirror may have changed or the transfer was cut; try again later, or use {_ALTERNATIVE}.") from err
+            f"mirror may have changed or the transfer was cut; try again later, or use {alternative}.") from err
     except Exception as err:  # network errors come from requests, urllib, ftplib...: report them all alike
         state = (f"the cached copy at {path} is corrupted and could not be replaced" if path.exists()
                  else f"could not download {filename}")
         raise DatasetUnavailableError(
             f"{dataset}: {state} from {url} ({type(err).__name__}: {err}). Check the internet connection, "
-            f"or use {_ALTERNATIVE}.") from err
+            f"or use {alternative}.") from err
     if not _hash_matches(path, known_hash):  # defensive: pooch guarantees this
         raise DatasetUnavailableError(f"{path} does not match its pinned hash {known_hash} after download")
     return path

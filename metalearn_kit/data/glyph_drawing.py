@@ -135,54 +135,54 @@ def _class_seed(seed: int, codepoint: int) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-def _draw(skeletons: list[tuple[np.ndarray, ...]], seeds: list[int], images_per_class: int,
-          image_size: int) -> torch.Tensor:
-    """Draw ``images_per_class`` images per class; returns uint8 ``[classes * images_per_class, 1, S, S]``."""
-    num_images = len(skeletons) * images_per_class
-    params = {key: [] for key in ("face", "linear", "shift", "freq", "phase", "amp", "pen")}
-    for faces, seed in zip(skeletons, seeds):
-        gen = torch.Generator().manual_seed(seed)
-        n = images_per_class
-        # Each face is used about equally often, in a random order per class.
-        order = torch.randperm(len(faces), generator=gen)
-        params["face"].append(order[torch.arange(n) % len(faces)])
-        angle = (torch.rand(n, generator=gen) - 0.5) * np.deg2rad(24)
-        shear = (torch.rand(n, generator=gen) - 0.5) * 0.4
-        scale = 0.82 + 0.22 * torch.rand(n, 2, generator=gen)
-        cos, sin = torch.cos(angle), torch.sin(angle)
-        rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
-        shear_m = torch.zeros(n, 2, 2)
-        shear_m[:, 0, 0] = 1
-        shear_m[:, 1, 1] = 1
-        shear_m[:, 0, 1] = shear  # x += shear * y: writing slanted left or right
-        params["linear"].append(rotation @ shear_m @ torch.diag_embed(scale))
-        params["shift"].append((torch.rand(n, 2, generator=gen) - 0.5) * 0.12)
-        # Elastic wobble: per output axis a sum of 3 smooth plane waves over the letter.
-        params["freq"].append((torch.rand(n, 2, 3, 2, generator=gen) - 0.5) * 2 * 2.2)
-        params["phase"].append(torch.rand(n, 2, 3, generator=gen) * 2 * np.pi)
-        params["amp"].append(torch.rand(n, 2, 3, generator=gen) * 0.05)
-        params["pen"].append(torch.rand(n, generator=gen))
-    face = torch.cat(params["face"])
-    linear, shift = torch.cat(params["linear"]), torch.cat(params["shift"])
-    freq, phase, amp = torch.cat(params["freq"]), torch.cat(params["phase"]), torch.cat(params["amp"])
-    pen = torch.cat(params["pen"])
+def _class_params(faces: int, seed: int, n: int) -> dict[str, torch.Tensor]:
+    """The random drawers of one class's ``n`` images, from its own seeded stream: face index ``[n]``, affine
+    ``linear [n, 2, 2]`` and ``shift [n, 2]``, elastic wobble ``freq [n, 2, 3, 2]``, ``phase``/``amp [n, 2, 3]``,
+    pen ``[n]`` in [0, 1)."""
+    gen = torch.Generator().manual_seed(seed)
+    # Each face is used about equally often, in a random order per class.
+    order = torch.randperm(faces, generator=gen)
+    params = {"face": order[torch.arange(n) % faces]}
+    angle = (torch.rand(n, generator=gen) - 0.5) * np.deg2rad(24)
+    shear = (torch.rand(n, generator=gen) - 0.5) * 0.4
+    scale = 0.82 + 0.22 * torch.rand(n, 2, generator=gen)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    shear_m = torch.zeros(n, 2, 2)
+    shear_m[:, 0, 0] = 1
+    shear_m[:, 1, 1] = 1
+    shear_m[:, 0, 1] = shear  # x += shear * y: writing slanted left or right
+    params["linear"] = rotation @ shear_m @ torch.diag_embed(scale)
+    params["shift"] = (torch.rand(n, 2, generator=gen) - 0.5) * 0.12
+    # Elastic wobble: per output axis a sum of 3 smooth plane waves over the letter.
+    params["freq"] = (torch.rand(n, 2, 3, 2, generator=gen) - 0.5) * 2 * 2.2
+    params["phase"] = torch.rand(n, 2, 3, generator=gen) * 2 * np.pi
+    params["amp"] = torch.rand(n, 2, 3, generator=gen) * 0.05
+    params["pen"] = torch.rand(n, generator=gen)
+    return params
 
-    # Gather every image's skeleton points into one flat list with an image index per point.
+
+def _warped_points(skeletons: list[tuple[np.ndarray, ...]], params: dict[str, torch.Tensor],
+                   images_per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image's skeleton points in one flat list, wobbled and moved by its drawer: ``xy [P, 2]`` (x, y) in
+    about [-1, 1], and the index of the image each point belongs to, ``owner [P]``."""
     points, owners = [], []
     for c, faces in enumerate(skeletons):
         for j in range(images_per_class):
             i = c * images_per_class + j
-            pts = faces[int(face[i])]
+            pts = faces[int(params["face"][i])]
             points.append(pts)
             owners.append(np.full(len(pts), i, dtype=np.int64))
     pts = torch.from_numpy(np.concatenate(points))
     owner = torch.from_numpy(np.concatenate(owners))
     xy = pts.flip(-1)  # (x, y)
-    wave = torch.sin(torch.einsum("pakd,pd->pak", freq[owner], xy) * np.pi + phase[owner])
-    xy = xy + (amp[owner] * wave).sum(-1)
-    xy = torch.einsum("pij,pj->pi", linear[owner], xy) + shift[owner]
+    wave = torch.sin(torch.einsum("pakd,pd->pak", params["freq"][owner], xy) * np.pi + params["phase"][owner])
+    xy = xy + (params["amp"][owner] * wave).sum(-1)
+    return torch.einsum("pij,pj->pi", params["linear"][owner], xy) + params["shift"][owner], owner
 
-    canvas = 2 * image_size  # draw at 2x and box-downsample: cheap anti-aliasing
+
+def _splat(xy: torch.Tensor, owner: torch.Tensor, num_images: int, canvas: int) -> torch.Tensor:
+    """Ink of the points ``xy [P, 2]`` spread bilinearly on ``num_images`` canvases ``[N, 1, canvas, canvas]``."""
     # The letter's longer side spans ~70% of the image, like Omniglot characters at 28x28.
     pos = (xy * 0.35 + 0.5) * canvas - 0.5
     x0, y0 = pos[:, 0].floor(), pos[:, 1].floor()
@@ -193,15 +193,19 @@ def _draw(skeletons: list[tuple[np.ndarray, ...]], seeds: list[int], images_per_
         inside = (x >= 0) & (x < canvas) & (y >= 0) & (y < canvas)
         index = owner[inside] * canvas * canvas + y[inside] * canvas + x[inside]
         ink.index_add_(0, index, w[inside])
-    ink = ink.view(num_images, 1, canvas, canvas).clamp_(max=1.0)
+    return ink.view(num_images, 1, canvas, canvas).clamp_(max=1.0)
 
+
+def _pen_strokes(ink: torch.Tensor, pen: torch.Tensor, image_size: int) -> torch.Tensor:
+    """The 2x canvases ``ink [N, 1, 2S, 2S]`` drawn with a round pen of the size ``pen [N]`` picks and
+    downsampled: ``[N, 1, S, S]`` in [0, 1]."""
     # Round pen: convolve with a soft disc. Pen radii (in canvas pixels) come in a few sizes so that one
     # convolution serves many images; 28x28 gives strokes about 1.5-2.5 output pixels wide (mean ink ~0.1, like MNIST).
     # The disc is pre-blurred with the 2x2 box and applied with stride 2, which downsamples in the same
     # pass (4x less work than inking the 2x canvas and pooling afterwards).
     radii = (np.array([0.9, 1.2, 1.5, 1.8]) * image_size / 28).tolist()
     which = (pen * len(radii)).long().clamp_(max=len(radii) - 1)
-    out = torch.empty(num_images, 1, image_size, image_size)
+    out = torch.empty(ink.shape[0], 1, image_size, image_size)
     for k, radius in enumerate(radii):
         chosen = torch.nonzero(which == k).flatten()
         if chosen.numel() == 0:
@@ -213,4 +217,15 @@ def _draw(skeletons: list[tuple[np.ndarray, ...]], seeds: list[int], images_per_
         # box_disc[m] = mean of disc[m - 1], disc[m] per axis: output pixel o reads canvas 2o - half ...
         box_disc = F.avg_pool2d(F.pad(disc[None, None], (1, 1, 1, 1)), 2, stride=1)
         out[chosen] = F.conv2d(ink[chosen], box_disc, stride=2, padding=half).clamp_(0, 1)
-    return (out * 255).round_().to(torch.uint8)
+    return out
+
+
+def _draw(skeletons: list[tuple[np.ndarray, ...]], seeds: list[int], images_per_class: int,
+          image_size: int) -> torch.Tensor:
+    """Draw ``images_per_class`` images per class; returns uint8 ``[classes * images_per_class, 1, S, S]``."""
+    per_class = [_class_params(len(faces), seed, images_per_class) for faces, seed in zip(skeletons, seeds)]
+    params = {key: torch.cat([p[key] for p in per_class]) for key in per_class[0]}
+    xy, owner = _warped_points(skeletons, params, images_per_class)
+    # draw at 2x and box-downsample: cheap anti-aliasing
+    ink = _splat(xy, owner, len(skeletons) * images_per_class, 2 * image_size)
+    return (_pen_strokes(ink, params["pen"], image_size) * 255).round_().to(torch.uint8)

@@ -7,6 +7,7 @@ The split is by photograph: a test photograph never lends a pixel to training.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from .._checks import check_choice, check_int
 from ..config import make_generator
 
-__all__ = ["MAX_SIDE", "PhotoSource", "SPLITS", "photo_names", "photos"]
+__all__ = ["MAX_SIDE", "PhotoSource", "SPLITS", "luma", "photo_names", "photos"]
 
 SPLITS = ("train", "test")
 MAX_SIDE = 512  # bigger photographs are downscaled so the whole set stays a few MB
@@ -43,6 +44,14 @@ def _check_channels(channels) -> None:
         raise ValueError(f"channels must be 1 (grey) or 3 (colour), got {channels}")
 
 
+def luma(image: torch.Tensor) -> torch.Tensor:
+    """ITU-R BT.601 luma, the usual colour-to-grey weights: ``[..., 3, H, W]`` -> ``[..., 1, H, W]``."""
+    if image.dim() < 3 or image.shape[-3] != 3:
+        raise ValueError(f"image must have shape [..., 3, H, W] (RGB), got {tuple(image.shape)}")
+    weights = torch.tensor([0.299, 0.587, 0.114], dtype=image.dtype, device=image.device).view(3, 1, 1)
+    return (image * weights).sum(-3, keepdim=True)
+
+
 @functools.cache
 def _load(name: str, channels: int) -> torch.Tensor:
     """One photograph as float32 ``[C, H, W]`` in [0, 1], longer side at most MAX_SIDE."""
@@ -52,9 +61,7 @@ def _load(name: str, channels: int) -> torch.Tensor:
     image = torch.from_numpy(array.astype(np.float32) / 255.0)
     image = image[None] if image.dim() == 2 else image.permute(2, 0, 1)[:3]
     if channels == 1 and image.shape[0] == 3:
-        # ITU-R BT.601 luma, the usual colour-to-grey weights.
-        weights = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
-        image = (image * weights).sum(0, keepdim=True)
+        image = luma(image)
     side = max(image.shape[-2:])
     if side > MAX_SIDE:
         size = [round(s * MAX_SIDE / side) for s in image.shape[-2:]]
@@ -66,18 +73,41 @@ class PhotoSource:
     """Photographs of one split and random square patches of them.
 
     Attributes:
-        names: the scikit-image names of the photographs.
+        split: the split's name (``"train"``, ``"test"``, or the label :meth:`from_images` was given).
+        names: the names of the photographs (scikit-image names for :func:`photos`).
         images: list of float32 ``[C, H, W]`` tensors in [0, 1].
         channels: 1 or 3.
         patch_size: side of the patches :meth:`sample_patches` returns.
     """
 
     def __init__(self, split: str, patch_size: int, channels: int):
+        names = photo_names(split, channels)
+        self._hold(split, patch_size, channels, names, [_load(name, channels) for name in names])
+
+    @classmethod
+    def from_images(cls, split: str, names: Sequence[str], images: Sequence[torch.Tensor],
+                    patch_size: int = 32) -> PhotoSource:
+        """A source over given photographs: ``images`` float32 ``[C, H, W]`` in [0, 1] (sizes may differ, the
+        channel count may not), one name each; ``split`` is only a label."""
+        check_int("patch_size", patch_size, 8)
+        images = list(images)
+        if not images or len(names) != len(images):
+            raise ValueError(f"names and images must be non-empty and of equal length, got {len(names)} names "
+                             f"and {len(images)} images")
+        shapes = [tuple(getattr(img, "shape", ())) for img in images]
+        if any(len(s) != 3 or s[0] != shapes[0][0] for s in shapes) or shapes[0][0] not in (1, 3):
+            raise ValueError(f"images must all be [C, H, W] with one C in (1, 3), got shapes {sorted(set(shapes))}")
+        source = cls.__new__(cls)
+        source._hold(split, patch_size, shapes[0][0], names, [img.float().contiguous() for img in images])
+        return source
+
+    def _hold(self, split: str, patch_size: int, channels: int, names: Sequence[str],
+              images: list[torch.Tensor]) -> None:
         self.split = split
         self.channels = channels
         self.patch_size = patch_size
-        self.names = list(photo_names(split, channels))
-        self.images = [_load(name, channels) for name in self.names]
+        self.names = list(names)
+        self.images = images
         smallest = min(min(img.shape[-2:]) for img in self.images)
         if patch_size > smallest:
             raise ValueError(f"patch_size must be at most {smallest} (the smallest {split} photograph's side "

@@ -7,8 +7,7 @@ from .._lazy import lazy_exports
 
 _EXPORTS = {
     **dict.fromkeys(["psnr", "ssim", "WallTimer"], ".metrics"),
-    **dict.fromkeys(["FeatureNet", "train_feature_net", "extract_features", "prototype_accuracy",
-                     "frechet_distance"], ".features"),
+    **dict.fromkeys(["extract_features", "prototype_accuracy", "frechet_distance"], ".features"),
     **dict.fromkeys(["StepMetric", "adaptation_curve", "learner_curve", "tuned_curve", "support_lr", "ResultTable",
                      "BASELINE_LRS"], ".curves"),
     **dict.fromkeys(["few_shot_denoising", "zero_shot_super_resolution", "few_shot_deblurring_inpainting",

@@ -6,8 +6,8 @@ Setup (fixed, the kit's standard): ConvRestorer (4 conv layers, 32 channels), 1-
 meta-batch, backward, Adam step on the model. Backends:
 
 - ``higher``: a Python loop over tasks, each inside ``higher.innerloop_ctx``;
-- ``func``: torch.func, the inner loop ``vmap``-ed over the tasks (``MAML(backend="func", vmap_tasks=True)``);
-- ``func-loop``: the same pure function in a Python loop over tasks (``vmap_tasks=False``);
+- ``func``: torch.func, the inner loop ``vmap``-ed over the tasks (``MAML(backend=FuncBackend(vmap=True))``);
+- ``func-loop``: the same pure function in a Python loop over tasks (``FuncBackend(vmap=False)``);
 - ``func+compile`` (CUDA, MAML/FOMAML): the pure-functional meta-gradient
   (:func:`~metalearn_kit.meta.step.functional_meta_grad`) under ``torch.compile``; reported with its
   error when compilation fails.
@@ -59,7 +59,7 @@ def _sync(device: torch.device) -> None:
 
 def _make_step(backend: str, algorithm: str, device: torch.device, meta_batch: int):
     """Build (step function, model); the step runs one full meta-step."""
-    from ..meta import MAML, Reptile
+    from ..meta import MAML, FuncBackend, Reptile
     from ..meta.inner import FunctionalSGD
     from ..meta.step import functional_meta_grad
     from ..models.conv import ConvRestorer
@@ -91,7 +91,7 @@ def _make_step(backend: str, algorithm: str, device: torch.device, meta_batch: i
     cls = Reptile if algorithm == "reptile" else MAML
     kwargs = {} if algorithm == "reptile" else {"first_order": algorithm == "fomaml"}
     if backend.startswith("func"):
-        kwargs.update(backend="func", vmap_tasks=backend == "func")
+        kwargs.update(backend=FuncBackend(vmap=backend == "func"))
     else:
         kwargs.update(backend=backend)
     learner = cls(model, inner_lr=INNER_LR, inner_steps=INNER_STEPS, **kwargs)

@@ -24,7 +24,7 @@ from ..config import make_generator
 from .metrics import psnr, ssim
 
 __all__ = ["BASELINE_LRS", "ResultTable", "StepMetric", "adaptation_curve", "learner_curve", "render_images",
-           "sample_test_tasks", "support_lr", "timed", "tuned_curve"]
+           "run_timed", "sample_test_tasks", "support_lr", "timed", "tuned_curve"]
 
 BASELINE_LRS = (3e-4, 1e-3, 3e-3)
 
@@ -192,3 +192,22 @@ def sample_test_tasks(sampler, n: int, seed: int) -> list:
     """``n`` test tasks from ``sampler``; test draws never share a seed with training draws."""
     g = make_generator(seed + 10_000)
     return [sampler.sample(g) for _ in range(n)]
+
+
+def run_timed(names: Sequence[str], known: Sequence[str], profile: str,
+              run: Callable[[str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """``run(name)``'s rows for each of ``names`` (each among ``known``, checked before any runs), every row
+    stamped with ``profile`` and its experiment's wall time (``experiment_wall_time_s``)."""
+    for name in names:
+        if name not in known:
+            raise ValueError(f"names must be among {list(known)}, got {name!r}")
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        start = time.perf_counter()
+        part = run(name)
+        elapsed = time.perf_counter() - start
+        for row in part:
+            row["profile"] = profile
+            row["experiment_wall_time_s"] = elapsed
+        rows += part
+    return rows

@@ -24,11 +24,12 @@ accuracy of generated samples in the background-trained feature space), ``freche
 (generated vs real query features) and ``novelty_ratio`` (:mod:`~metalearn_kit.evaluation.novelty`: the
 samples' mean feature distance to the nearest support image over the real query images'; ~1 = as new as
 real drawings, 0 = copies of the support). Trained weights come from :func:`metalearn_kit.pretrained.load_or_train`.
+Each method's adapt-and-measure step is its runner in
+:data:`metalearn_kit.evaluation.generation_methods.RUNNERS`.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -40,14 +41,11 @@ from torch import nn
 
 from .._checks import check_int
 from ..config import get_device
-from ..models.generation import condition_on, importance_weighted_nll, mean_image, vae_loss_fn
+from ..models.feature_net import FeatureNet
 from ..pretrained import load_or_train
-from ..recipes.generation import GenerationConfig, gan_train_steps, load_sources, make_vae, seeded_rng
-from ..recipes.generation_cavia import adapt_and_sample
-from ..recipes.generation_cgan import CGANConfig, fewshot_samples
-from .curves import StepMetric
-from .features import FeatureNet, extract_features, frechet_distance, prototype_accuracy
-from .novelty import novelty_ratio
+from ..recipes.generation import GenerationConfig, load_sources, seeded_rng
+from .features import extract_features
+from .generation_methods import RUNNERS, Cell, Grid
 from .paired import paired_verdict
 
 __all__ = ["EXPERIMENT", "KINDS", "METHODS", "METRICS", "VAE_METHODS", "background_quality", "check_targets",
@@ -65,17 +63,6 @@ def _trained(name: str, config: GenerationConfig, background, log: Callable[[str
              ) -> tuple[torch.nn.Module, dict]:
     """Checkpoint ``generation_<name>`` for ``config``: loaded, or trained on ``background`` now."""
     return load_or_train(f"generation_{name}", config, config.seed, log=log, options={"background": background})
-
-
-def _vae_measure(iw_samples: int, sample_z: torch.Tensor | None, likelihood: str):
-    """What the VAE methods record after each wanted step: the query NLL bound and (optionally) samples."""
-    def measure(model, query) -> dict[str, Any]:
-        out: dict[str, Any] = {"nll": float(importance_weighted_nll(model, query[0], iw_samples, likelihood).mean())}
-        if sample_z is not None:
-            with torch.no_grad():
-                out["samples"] = mean_image(model.decode(sample_z), likelihood)
-        return out
-    return measure
 
 
 def _mean_se(values: list[float]) -> tuple[float, float]:
@@ -107,7 +94,87 @@ def evaluation_episodes(evaluation, n_tasks: int, queries: int, max_shots: int, 
     return episodes
 
 
-def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, models: dict | None = None,
+def _check_methods(methods: Sequence[str]) -> None:
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {list(methods)}")
+
+
+def _check_sizes(config: GenerationConfig, evaluation) -> None:
+    """The evaluation classes must hold the support and query images and the distractor classes."""
+    max_shots, queries = max(config.shots), config.eval_queries
+    if max_shots + queries > evaluation.images_per_class:
+        raise ValueError(f"max(shots) + eval_queries = {max_shots} + {queries} exceeds the "
+                         f"{evaluation.images_per_class} images per class; lower eval_queries or shots")
+    if config.ways > evaluation.num_classes:
+        raise ValueError(f"ways = {config.ways} exceeds the {evaluation.num_classes} evaluation classes; "
+                         f"lower ways")
+
+
+def _load_models(config: GenerationConfig, methods: Sequence[str], models: dict | None,
+                 feature_net: FeatureNet | None, background, log: Callable[[str], None] | None,
+                 device: torch.device) -> tuple[FeatureNet, dict[str, nn.Module], dict[str, dict]]:
+    """The feature network and the methods' models on ``device`` (those not given loaded or trained), and the
+    checkpoint info of those loaded."""
+    checkpoints: dict[str, dict] = {}
+    if feature_net is None:
+        feature_net, checkpoints["featnet"] = _trained("featnet", config, background, log)
+    feature_net = feature_net.to(device)
+    models = dict(models or {})
+    for name in methods:
+        if name != "scratch" and name not in models:
+            models[name], checkpoints[name] = _trained(name, config, background, log)
+    return feature_net, {name: model.to(device) for name, model in models.items()}, checkpoints
+
+
+def _featured_episodes(grid: Grid, evaluation) -> list[dict[str, Any]]:
+    """The evaluation tasks, with the features of their real images (and those images kept as samples)."""
+    config = grid.config
+    tasks = evaluation_episodes(evaluation, min(config.eval_tasks, evaluation.num_classes), config.eval_queries,
+                                max(config.shots), config.ways, config.seed + 1, grid.device)
+    if grid.keep_samples:  # the first class's real images, for reference in sample grids
+        grid.samples[("real query", 0, 0)] = tasks[0]["query"].cpu()
+        for shots in config.shots:
+            grid.samples[("support", shots, 0)] = tasks[0]["pool"][:shots].cpu()
+    with torch.no_grad():
+        for task in tasks:
+            task["query_features"] = extract_features(grid.feature_net, task["query"])
+            task["pool_features"] = extract_features(grid.feature_net, task["pool"])
+            task["distractor_features"] = [extract_features(grid.feature_net, d) for d in task["distractors"]]
+    return tasks
+
+
+def _run_method(grid: Grid, method: str, tasks: list[dict[str, Any]], log: Callable[[str], None] | None) -> float:
+    """Every ``(K, task)`` cell of ``method``; returns the seconds it took."""
+    config, device = grid.config, grid.device
+    # each method draws from its own seeded stream, so its rows do not depend on which other
+    # methods ran before it (a subset run reproduces the full table's rows)
+    torch.manual_seed(config.seed + 2 + METHODS.index(method))
+    start = time.perf_counter()
+    for shots in config.shots:
+        for index, task in enumerate(tasks):
+            support = (task["pool"][:shots], torch.zeros(shots, dtype=torch.int64, device=device))
+            query = (task["query"], torch.zeros(config.eval_queries, dtype=torch.int64, device=device))
+            noise = torch.Generator().manual_seed(config.seed + 1000 * index + shots)
+            RUNNERS[method](grid, Cell(method, shots, index, task, support, query, noise))
+    seconds = time.perf_counter() - start
+    if log:
+        log(f"evaluated {method} in {seconds:.1f} s")
+    return seconds
+
+
+def _rows(results: dict[tuple, list[float]]) -> list[dict[str, Any]]:
+    """One row per ``(method, K, k, metric)``: the mean over tasks and its standard error, in table order."""
+    rows = []
+    for (method, shots, steps, metric), values in sorted(results.items(), key=lambda kv: (
+            METHODS.index(kv[0][0]), kv[0][1], kv[0][2], METRICS.index(kv[0][3]))):
+        mean, se = _mean_se(values)
+        rows.append({"experiment": EXPERIMENT, "method": method, "kind": KINDS[method], "shots": shots,
+                     "steps": steps, "metric": metric, "value": mean, "std_error": se, "tasks": len(values)})
+    return rows
+
+
+def evaluate_generation(config: GenerationConfig, methods: Sequence[str] = METHODS, *, models: dict | None = None,
                         feature_net: FeatureNet | None = None, sources=None, progress: bool = False,
                         log: Callable[[str], None] | None = None, keep_samples: bool = False,
                         device: torch.device | str | None = "cpu") -> dict[str, Any]:
@@ -120,137 +187,24 @@ def evaluate_generation(config: dict, methods: Sequence[str] = METHODS, *, model
     "samples": {(method, shots, steps): images [N, 1, H, W]} (first task; with keep_samples), "info": {...}}``;
     each row: ``experiment, method, shots, steps, metric, value, std_error, tasks``.
     """
-    from ..meta import MAML, finetune, scratch_baseline
-
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {list(methods)}")
-    config.check()
+    _check_methods(methods)
     device = get_device(device)
     background, evaluation = sources if sources is not None else load_sources(config)
-    max_shots = max(config.shots)
-    queries = config.eval_queries
-    if max_shots + queries > evaluation.images_per_class:
-        raise ValueError(f"max(shots) + eval_queries = {max_shots} + {queries} exceeds the "
-                         f"{evaluation.images_per_class} images per class; lower eval_queries or shots")
-    if config.ways > evaluation.num_classes:
-        raise ValueError(f"ways = {config['ways']} exceeds the {evaluation.num_classes} evaluation classes")
-    models = dict(models or {})
-    info: dict[str, Any] = {"checkpoints": {}}
-    if feature_net is None:
-        feature_net, info["checkpoints"]["featnet"] = _trained("featnet", config, background, log)
-    feature_net = feature_net.to(device)
-    for name in methods:
-        if name != "scratch" and name not in models:
-            models[name], info["checkpoints"][name] = _trained(name, config, background, log)
-    models = {name: model.to(device) for name, model in models.items()}
-    results: dict[tuple, list[float]] = {}
-    samples: dict[tuple, torch.Tensor] = {}
-    steps_grid = sorted(set(config.steps))
-    max_steps = max(steps_grid)
-    task_list = evaluation_episodes(evaluation, min(config.eval_tasks, evaluation.num_classes), queries, max_shots,
-                                    config.ways, config.seed + 1, device)
-    if keep_samples:  # the first class's real images, for reference in sample grids
-        samples[("real query", 0, 0)] = task_list[0]["query"].cpu()
-        for shots in config.shots:
-            samples[("support", shots, 0)] = task_list[0]["pool"][:shots].cpu()
-    with torch.no_grad():
-        for task in task_list:
-            task["query_features"] = extract_features(feature_net, task["query"])
-            task["pool_features"] = extract_features(feature_net, task["pool"])
-            task["distractor_features"] = [extract_features(feature_net, d) for d in task["distractors"]]
-
-
-    def record(method: str, shots: int, steps: int, metric: str, value: float) -> None:
-        results.setdefault((method, shots, steps, metric), []).append(value)
-
-    def quality(method: str, shots: int, steps: int, images: torch.Tensor, task: dict, first: bool) -> None:
-        feats = extract_features(feature_net, images.clamp(0, 1))
-        record(method, shots, steps, "prototype_accuracy",
-               prototype_accuracy(feats, [task["query_features"], *task["distractor_features"]], target=0))
-        record(method, shots, steps, "frechet_distance", frechet_distance(feats, task["query_features"]))
-        record(method, shots, steps, "novelty_ratio",
-               novelty_ratio(feats, task["pool_features"][:shots], task["query_features"]))
-        if first and keep_samples:
-            samples[(method, shots, steps)] = images.detach().cpu().clone()
-
-    latent = config.latent
-    fork = seeded_rng(config.seed + 2)
+    _check_sizes(config, evaluation)
+    feature_net, models, checkpoints = _load_models(config, methods, models, feature_net, background, log, device)
+    info: dict[str, Any] = {"checkpoints": checkpoints}
+    grid = Grid(config, models, feature_net, device, sorted(set(config.steps)), keep_samples)
+    tasks = _featured_episodes(grid, evaluation)
     start = time.perf_counter()
-    method_seconds: dict[str, float] = {}
-    try:
-        for method in methods:
-            # each method draws from its own seeded stream, so its rows do not depend on which other
-            # methods ran before it (a subset run reproduces the full table's rows)
-            torch.manual_seed(config.seed + 2 + METHODS.index(method))
-            t_method = time.perf_counter()
-            for shots in config.shots:
-                for index, task in enumerate(task_list):
-                    support = (task["pool"][:shots], torch.zeros(shots, dtype=torch.int64, device=device))
-                    query = (task["query"], torch.zeros(queries, dtype=torch.int64, device=device))
-                    z_gen = torch.Generator().manual_seed(config.seed + 1000 * index + shots)
-                    if method in VAE_METHODS:
-                        z = torch.randn(config.sample_count, latent, generator=z_gen).to(device)
-                        recorder = StepMetric(steps_grid, _vae_measure(config.iw_samples, z, config.likelihood))
-                        if method == "scratch":
-                            scratch_baseline(lambda: make_vae(config), support, vae_loss_fn, max_steps,
-                                             config.scratch_lr, "adam", query=query, metric=recorder,
-                                             seed=config.seed + index)
-                        elif method == "joint":
-                            finetune(models["joint"], support, vae_loss_fn, max_steps, config.inner_lr, "sgd",
-                                     query=query, metric=recorder, grad_clip=config.inner_grad_clip)
-                        else:  # the same SGD fine-tuning as joint, from the meta-learned start
-                            learner = MAML(models[method], inner_lr=config.inner_lr, inner_steps=max_steps,
-                                           inner_grad_clip=config.inner_grad_clip)
-                            learner.adapt(support, vae_loss_fn, max_steps, query=query, metric=recorder)
-                        for k in steps_grid:
-                            record(method, shots, k, "query_nll_nats", recorder.records[k]["nll"])
-                            quality(method, shots, k, recorder.records[k]["samples"], task, index == 0)
-                    elif method == "cavia":
-                        adapted = adapt_and_sample(models["cavia"], support[0], query[0], steps_grid, z_gen,
-                                                   config.sample_count, config.iw_samples)
-                        for k in steps_grid:
-                            record(method, shots, k, "query_nll_nats", adapted[k]["nll"])
-                            quality(method, shots, k, adapted[k]["samples"], task, index == 0)
-                    elif method == "cgan":  # a GAN: samples only
-                        adapted = fewshot_samples(models["cgan"], support[0], steps_grid, z_gen, config.sample_count,
-                                                  CGANConfig.from_generation_config(config))
-                        for k in steps_grid:
-                            quality(method, shots, k, adapted[k], task, index == 0)
-                    elif method == "statistician":
-                        model = models["statistician"]
-                        bound = condition_on(model, support[0])
-                        record(method, shots, 0, "query_nll_nats", float(importance_weighted_nll(
-                            bound, query[0], config.iw_samples).mean()))
-                        quality(method, shots, 0, model.sample(bound.c, config.sample_count, z_gen), task,
-                                index == 0)
-                    else:  # figr: alternate GAN steps on the support, samples after each k in the grid
-                        pair = copy.deepcopy(models["figr"]).train()
-                        z = torch.randn(config.sample_count, config.gan_latent, generator=z_gen).to(device)
-                        done = 0
-                        for k in steps_grid:
-                            gan_train_steps(pair, support[0], k - done, config, z_gen)
-                            done = k
-                            with torch.no_grad():
-                                quality(method, shots, k, pair.generator(z), task, index == 0)
-            method_seconds[method] = time.perf_counter() - t_method
-            if log:
-                log(f"evaluated {method} in {method_seconds[method]:.1f} s")
-    finally:
-        fork.__exit__(None, None, None)
-    rows = []
-    for (method, shots, steps, metric), values in sorted(results.items(), key=lambda kv: (
-            METHODS.index(kv[0][0]), kv[0][1], kv[0][2], METRICS.index(kv[0][3]))):
-        mean, se = _mean_se(values)
-        rows.append({"experiment": EXPERIMENT, "method": method, "kind": KINDS[method], "shots": shots,
-                     "steps": steps, "metric": metric, "value": mean, "std_error": se, "tasks": len(values)})
+    with seeded_rng(config.seed + 2):
+        method_seconds = {method: _run_method(grid, method, tasks, log) for method in methods}
     if "cgan" in methods:  # the CGAN's own classes: class-conditional samples of every background class
         info["cgan_background"] = background_quality(models["cgan"].cpu(), feature_net.cpu(), background,
                                                      seed=config.seed)
     info.update({"eval_seconds": time.perf_counter() - start, "method_seconds": method_seconds,
-                 "eval_classes": [t["class"] for t in task_list],
-                 "per_task": {"|".join(map(str, key)): values for key, values in results.items()}})
-    return {"rows": rows, "samples": samples, "info": info}
+                 "eval_classes": [t["class"] for t in tasks],
+                 "per_task": {"|".join(map(str, key)): values for key, values in grid.results.items()}})
+    return {"rows": _rows(grid.results), "samples": grid.samples, "info": info}
 
 
 @torch.no_grad()
@@ -292,7 +246,7 @@ def _value(rows: list[dict], method: str, shots: int, steps: int, metric: str) -
 
 
 def check_targets(result: dict, shots: int = 5, steps: int = 10) -> list[dict[str, Any]]:
-    """Whether the issue's targets hold, each as ``{"target", "holds" (True/False/None = not measured),
+    """Whether the benchmark's targets hold, each as ``{"target", "holds" (True/False/None = not measured),
     "detail"}``. "No worse than" is a paired test: the mean per-task difference is within 1.96 standard
     errors. Nothing is tuned here; whatever fails is reported as failing."""
     rows = result["rows"]
@@ -348,7 +302,7 @@ def check_targets(result: dict, shots: int = 5, steps: int = 10) -> list[dict[st
 
 
 def _inner_loop_target(rows: list[dict], paired, shots: int, steps: int) -> dict[str, Any]:
-    """Issue 17's target: some ``inner_loop`` method with prototype accuracy >= 60% and novelty ratio >= 0.8
+    """The inner-loop target: some ``inner_loop`` method with prototype accuracy >= 60% and novelty ratio >= 0.8
     at the same ``(shots, steps)``, and query NLL no worse than joint + fine-tuning (paired, 1.96 s.e.)."""
     verdicts = []
     for method in (m for m in METHODS if KINDS[m] == "inner_loop"):

@@ -1,4 +1,4 @@
-"""The restoration experiments where the support set identifies the task (issue 16): one per family of
+"""The restoration experiments where the support set identifies the task: one per family of
 :mod:`metalearn_kit.tasks.operators` with a recipe in :mod:`metalearn_kit.recipes`.
 
 Per family, on ``test_tasks`` tasks of held-out photographs *and* held-out task parameters (``test_patch``
@@ -21,7 +21,6 @@ between methods can be paired).
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Any
 
 import torch
@@ -29,7 +28,7 @@ import torch
 from ..config import get_profile
 from .metrics import psnr, ssim
 
-# the families the benchmark runs (each has a recipe in metalearn_kit/recipes/, see FAMILY_RECIPES there)
+# the families the benchmark runs (each a row of metalearn_kit.recipes.operator_families.OPERATOR_FAMILIES)
 OPERATOR_EXPERIMENTS = ("tone_curve", "colour_cast", "stripe_noise")
 ROLES = ("meta", "joint", "scratch", "classical", "oracle", "input")
 
@@ -79,19 +78,12 @@ def operator_experiment(family: str, profile: str | None = None, seed: int = 0, 
     from dataclasses import replace
 
     from ..config import make_generator
-    from ..recipes.operator_recipe import (
-        build_model,
-        checkpoint_names,
-        load_model,
-        recipe,
-        restoration_loss,
-        task_distribution,
-    )
+    from ..recipes.operator_families import load_model, operator_family
+    from ..recipes.operator_recipe import build_model, checkpoint_names, restoration_loss, task_distribution
     from . import operator_references as references
     from .curves import BASELINE_LRS, learner_curve, tuned_curve
 
-    module = recipe(family)
-    config = module.config(profile)
+    config = operator_family(family).config(profile)
     if sizes:
         config = replace(config, **sizes)
     names = checkpoint_names(family)
@@ -131,20 +123,9 @@ def run_operator_experiments(names: list[str] | None = None, profile: str | None
                              classical: bool = True) -> list[dict[str, Any]]:
     """Run the named operator experiments (default: all) and return their rows, each with ``profile`` and the
     experiment's wall time."""
-    names = list(OPERATOR_EXPERIMENTS if names is None else names)
-    from ..recipes.operator_recipe import FAMILY_RECIPES
+    from ..recipes.operator_families import OPERATOR_FAMILIES
+    from .curves import run_timed
 
-    for name in names:
-        if name not in FAMILY_RECIPES:
-            raise ValueError(f"names must be among {list(FAMILY_RECIPES)}, got {name!r}")
     profile = get_profile(profile)
-    rows: list[dict[str, Any]] = []
-    for name in names:
-        start = time.perf_counter()
-        part = operator_experiment(name, profile, seed, classical=classical)
-        elapsed = time.perf_counter() - start
-        for row in part:
-            row["profile"] = profile
-            row["experiment_wall_time_s"] = elapsed
-        rows += part
-    return rows
+    return run_timed(list(OPERATOR_EXPERIMENTS if names is None else names), list(OPERATOR_FAMILIES), profile,
+                     lambda name: operator_experiment(name, profile, seed, classical=classical))

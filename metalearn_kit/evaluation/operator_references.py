@@ -13,44 +13,43 @@ from collections.abc import Callable
 
 import torch
 
-from . import classical as reference
-from . import operator_classical as classical
+from . import classical, operator_classical
 
 Support = tuple[torch.Tensor, ...]
 WIENER_BALANCES = (0.003, 0.01, 0.03, 0.1)
 
 
 def _tone_curve(support: Support, query_input: torch.Tensor) -> dict[str, torch.Tensor]:
-    table = classical.fit_tone_lut(support[0], support[1])
-    return {"monotone LUT fitted on support": classical.apply_tone_lut(query_input, table)}
+    table = operator_classical.fit_tone_lut(support[0], support[1])
+    return {"monotone LUT fitted on support": operator_classical.apply_tone_lut(query_input, table)}
 
 
 def _colour_cast(support: Support, query_input: torch.Tensor) -> dict[str, torch.Tensor]:
-    affine = classical.fit_colour_matrix(support[0], support[1])
-    return {"grey-world white balance (blind)": classical.grey_world(query_input),
-            "affine colour matrix fitted on support": classical.apply_affine_colour(query_input, affine)}
+    affine = operator_classical.fit_colour_matrix(support[0], support[1])
+    return {"grey-world white balance (blind)": operator_classical.grey_world(query_input),
+            "affine colour matrix fitted on support": operator_classical.apply_affine_colour(query_input, affine)}
 
 
 def _stripe_noise(support: Support, query_input: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {"Fourier notch, frequency from support": classical.tuned_notch(support, query_input)}
+    return {"Fourier notch, frequency from support": operator_classical.tuned_notch(support, query_input)}
 
 
 def _wiener_tuned(support: Support, query_input: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Wiener deconvolution with ``kernel``, its balance picked by support PSNR."""
-    balance, _ = reference.tune_on_support(reference.wiener_deconvolve, support[0], support[1], "balance",
+    balance, _ = classical.tune_on_support(classical.wiener_deconvolve, support[0], support[1], "balance",
                                            WIENER_BALANCES, kernels=kernel.expand(support[0].shape[0], *kernel.shape))
-    return reference.wiener_deconvolve(query_input, kernel.expand(query_input.shape[0], *kernel.shape), balance)
+    return classical.wiener_deconvolve(query_input, kernel.expand(query_input.shape[0], *kernel.shape), balance)
 
 
 def _directional_blur(support: Support, query_input: torch.Tensor) -> dict[str, torch.Tensor]:
-    kernel = classical.estimate_kernel(support[0], support[1], size=13)
+    kernel = operator_classical.estimate_kernel(support[0], support[1], size=13)
     return {"Wiener, kernel estimated on support": _wiener_tuned(support, query_input, kernel)}
 
 
 def _channel_shift(support: Support, query_input: torch.Tensor) -> dict[str, torch.Tensor]:
-    shifts = {name: classical.estimate_plane_shift(support[0][:, c:c + 1], support[1][:, c:c + 1])
+    shifts = {name: operator_classical.estimate_plane_shift(support[0][:, c:c + 1], support[1][:, c:c + 1])
               for name, c in (("red", 0), ("blue", 2))}
-    return {"plane shifts estimated on support": classical.realign_planes(query_input, shifts)}
+    return {"plane shifts estimated on support": operator_classical.realign_planes(query_input, shifts)}
 
 
 CLASSICAL: dict[str, Callable[[Support, torch.Tensor], dict[str, torch.Tensor]]] = {
@@ -61,15 +60,15 @@ ORACLES: dict[str, Callable[..., dict[str, torch.Tensor]]] = {
     "tone_curve": lambda params, degradation, query_input, support: {
         "oracle: true inverse curve": _inverse_curve(params, query_input)},
     "colour_cast": lambda params, degradation, query_input, support: {
-        "oracle: true inverse colour matrix": classical.apply_affine_colour(
+        "oracle: true inverse colour matrix": operator_classical.apply_affine_colour(
             query_input, torch.linalg.inv(degradation.matrix(params).double()).float())},
     "stripe_noise": lambda params, degradation, query_input, support: {
         "oracle: true stripe frequency, fitted and subtracted":
-            classical.remove_known_stripes(query_input, params["angle"], params["period"])},
+            operator_classical.remove_known_stripes(query_input, params["angle"], params["period"])},
     "directional_blur": lambda params, degradation, query_input, support: {
         "oracle: Wiener with the true kernel": _wiener_tuned(support, query_input, degradation.kernel(params))},
     "channel_shift": lambda params, degradation, query_input, support: {
-        "oracle: true plane shifts undone": classical.realign_planes(query_input, degradation.shifts(params))},
+        "oracle: true plane shifts undone": operator_classical.realign_planes(query_input, degradation.shifts(params))},
 }
 
 

@@ -21,7 +21,6 @@ they were meta-trained with. Classical methods tune their one parameter on the s
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,7 +38,16 @@ from ..recipes.restoration import (
 )
 from ..recipes.restoration_configs import RESTORATION_EXPERIMENTS, restoration_config
 from . import classical as reference
-from .curves import ResultTable, adaptation_curve, learner_curve, sample_test_tasks, timed, tuned_curve
+from .curves import (
+    ResultTable,
+    adaptation_curve,
+    learner_curve,
+    render_images,
+    run_timed,
+    sample_test_tasks,
+    timed,
+    tuned_curve,
+)
 
 __all__ = ["EXPERIMENT_FUNCTIONS", "few_shot_deblurring_inpainting", "few_shot_denoising",
            "image_fitting", "run_experiments", "self_supervised_denoising", "zero_shot_super_resolution"]
@@ -50,6 +58,27 @@ def _model(name: str, config, seed: int = 0) -> tuple[torch.nn.Module, str]:
     ``"trained"``."""
     model, info = load_or_train(name, config, seed)
     return model, "trained" if info["source"] == "trained" else "loaded"
+
+
+def _meta_curve(model: torch.nn.Module, support, query, loss_fn: Callable, config,
+                render: Callable = render_images) -> dict[str, Any]:
+    """The meta-init's :func:`~metalearn_kit.evaluation.curves.adaptation_curve` with the inner loop it was
+    meta-trained with: SGD at ``config.inner_lr``, gradients clipped at ``config.inner_grad_clip``."""
+    return adaptation_curve(model, support, query, loss_fn, config.steps, config.inner_lr, "sgd", render,
+                            grad_clip=config.inner_grad_clip)
+
+
+def _same_as_meta(config) -> list[tuple[str, float]]:
+    """The ``extra`` of a fine-tuned baseline's :func:`~metalearn_kit.evaluation.curves.tuned_curve`: it may
+    also pick the meta-init's own inner optimizer, so it is never denied a setting the meta-init had."""
+    return [("sgd", config.inner_lr)]
+
+
+def _scratch(name: str, config, seed: int) -> torch.nn.Module:
+    """A freshly initialised model of checkpoint ``name``'s architecture, drawn after ``torch.manual_seed(seed)``
+    so each test task's scratch baseline starts from its own reproducible init."""
+    torch.manual_seed(seed)
+    return build_model(name, config)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -64,8 +93,7 @@ def few_shot_denoising(profile: str | None = None, seed: int = 0, sizes: dict | 
     from ..models.sparse import PatchDictionary
 
     config = restoration_config("denoising", profile, sizes)
-    clip = config.inner_grad_clip
-    same_as_meta = [("sgd", config.inner_lr)]  # baselines may also use the meta-init's own inner optimizer
+    same_as_meta = _same_as_meta(config)
     meta_model, meta_source = _model("restoration_denoise_maml", config, seed)
     joint_model, joint_source = _model("restoration_denoise_joint", config, seed)
     from ..data import photos
@@ -79,12 +107,10 @@ def few_shot_denoising(profile: str | None = None, seed: int = 0, sizes: dict | 
     for i, task in enumerate(sample_test_tasks(test, config.test_tasks, seed)):
         support, query = task.support, task.query
         table.add_images("noisy input", None, query[0], query[1], 0.0)
-        table.add_curve("meta-init (MAML)", adaptation_curve(meta_model, support, query, mse_loss, steps,
-                                                               config.inner_lr, "sgd", grad_clip=clip))
+        table.add_curve("meta-init (MAML)", _meta_curve(meta_model, support, query, mse_loss, config))
         table.add_curve("joint pretrained + finetune", tuned_curve(joint_model, support, query, mse_loss, steps,
                                                                    extra=same_as_meta))
-        torch.manual_seed(seed + i)
-        scratch = build_model("restoration_denoise_maml", config)
+        scratch = _scratch("restoration_denoise_maml", config, seed + i)
         table.add_curve("scratch", tuned_curve(scratch, support, query, mse_loss, steps, extra=same_as_meta))
         if not classical:
             continue
@@ -123,8 +149,6 @@ def zero_shot_super_resolution(profile: str | None = None, seed: int = 0, sizes:
     on the self-pairs for hundreds of steps; the meta-transfer-learned init (started from the pretrained
     network) after 1 and 10 steps."""
     config = restoration_config("super_resolution", profile, sizes)
-    clip = config.inner_grad_clip
-    same_as_meta = [("sgd", config.inner_lr)]  # baselines may also use the meta-init's own inner optimizer
     pretrained, pre_source = _model("restoration_sr_pretrained", config, seed)
     meta_model, meta_source = _model("restoration_sr_mzsr", config, seed)
     sampler = restoration_sampler(config, "sr", "test")
@@ -133,12 +157,10 @@ def zero_shot_super_resolution(profile: str | None = None, seed: int = 0, sizes:
     for i, task in enumerate(sample_test_tasks(sampler, config.test_images, seed)):
         support, query = _dihedral(task.support), task.query
         table.add_images("bicubic", None, query[0], query[1], 0.0)
-        table.add_curve("meta-init (MZSR)", adaptation_curve(meta_model, support, query, mse_loss, steps,
-                                                               config.inner_lr, "sgd", grad_clip=clip))
+        table.add_curve("meta-init (MZSR)", _meta_curve(meta_model, support, query, mse_loss, config))
         table.add_curve("bicubic-pretrained + finetune", tuned_curve(pretrained, support, query, mse_loss, steps,
-                                                                     extra=same_as_meta))
-        torch.manual_seed(seed + i)
-        scratch = build_model("restoration_sr_pretrained", config)
+                                                                     extra=_same_as_meta(config)))
+        scratch = _scratch("restoration_sr_pretrained", config, seed + i)
         table.add_curve("ZSSR-style scratch", tuned_curve(scratch, support, query, mse_loss, config.zssr_steps,
                                                           lrs=config.zssr_lrs))
     return table.rows(sources={"pretrained": pre_source, "meta": meta_source})
@@ -155,8 +177,7 @@ def few_shot_deblurring_inpainting(profile: str | None = None, seed: int = 0, si
     pixels and boxes). MAML init vs joint pretraining vs scratch, next to Wiener / Richardson-Lucy (kernel
     known, parameter tuned on the support) and biharmonic inpainting."""
     config = restoration_config("deblurring_inpainting", profile, sizes)
-    clip = config.inner_grad_clip
-    same_as_meta = [("sgd", config.inner_lr)]  # baselines may also use the meta-init's own inner optimizer
+    same_as_meta = _same_as_meta(config)
     rows: list[dict[str, Any]] = []
     steps = config.steps
     for kind, label in (("blur", "deblurring"), ("mask", "inpainting")):
@@ -168,12 +189,11 @@ def few_shot_deblurring_inpainting(profile: str | None = None, seed: int = 0, si
         for i, task in enumerate(sample_test_tasks(test, config.test_tasks, seed)):
             support, query = task.support, task.query
             table.add_images("degraded input", None, query[0], query[1], 0.0)
-            table.add_curve("meta-init (MAML, unrolled)", adaptation_curve(
-                meta_model, support, query, operator_loss, steps, config.inner_lr, "sgd", grad_clip=clip))
+            table.add_curve("meta-init (MAML, unrolled)", _meta_curve(meta_model, support, query, operator_loss,
+                                                                     config))
             table.add_curve("joint pretrained + finetune", tuned_curve(joint_model, support, query, operator_loss,
                                                                        steps, extra=same_as_meta))
-            torch.manual_seed(seed + i)
-            scratch = build_model(prefix + "_maml", config)
+            scratch = _scratch(prefix + "_maml", config, seed + i)
             table.add_curve("scratch", tuned_curve(scratch, support, query, operator_loss, steps,
                                                    extra=same_as_meta))
             if not classical:
@@ -216,7 +236,6 @@ def image_fitting(profile: str | None = None, seed: int = 0, sizes: dict | None 
     loop), from the Meta-SGD-learned one (SGD with its learned per-weight learning rates) and from SIREN's
     standard initialisation (Adam, learning rate picked per step count by the fit loss)."""
     config = restoration_config("image_fitting", profile, sizes)
-    clip = config.inner_grad_clip
     meta_model, meta_source = _model("restoration_siren_maml", config, seed)
     metasgd, metasgd_source = _model("restoration_siren_metasgd", config, seed)
     sampler = restoration_sampler(config, "fit", "test")
@@ -225,12 +244,10 @@ def image_fitting(profile: str | None = None, seed: int = 0, sizes: dict | None 
     steps = config.steps
     for i, task in enumerate(sample_test_tasks(sampler, config.test_images, seed)):
         support, query = task.support, task.query
-        table.add_curve("meta-init (MAML)", adaptation_curve(meta_model, support, query, fit_loss, steps,
-                                                               config.inner_lr, "sgd", render, grad_clip=clip))
+        table.add_curve("meta-init (MAML)", _meta_curve(meta_model, support, query, fit_loss, config, render))
         table.add_curve("meta-init + learned step sizes (Meta-SGD)",
                         learner_curve(metasgd, support, query, fit_loss, steps, render))
-        torch.manual_seed(seed + i)
-        standard = build_model("restoration_siren_maml", config)
+        standard = _scratch("restoration_siren_maml", config, seed + i)
         table.add_curve("standard init", tuned_curve(standard, support, query, fit_loss, steps,
                                                      lrs=(1e-4, 3e-4, 1e-3, 3e-3), render=render,
                                                      extra=[("sgd", 0.003), ("sgd", 0.01), ("sgd", 0.03)]))
@@ -249,8 +266,6 @@ def self_supervised_denoising(profile: str | None = None, seed: int = 0, sizes: 
     from skimage.restoration import estimate_sigma
 
     config = restoration_config("self_supervised", profile, sizes)
-    clip = config.inner_grad_clip
-    same_as_meta = [("sgd", config.inner_lr)]  # baselines may also use the meta-init's own inner optimizer
     meta_model, meta_source = _model("restoration_n2s_maml", config, seed)
     sampler = restoration_sampler(config, "n2s", "test")
     table = ResultTable("self_supervised")
@@ -258,14 +273,11 @@ def self_supervised_denoising(profile: str | None = None, seed: int = 0, sizes: 
         support, query = task.support, task.query
         noisy, clean = query[0], query[1]
         table.add_images("noisy input", None, noisy, clean, 0.0)
-        table.add_curve("meta-init + Noise2Self", adaptation_curve(meta_model, support, query, self_supervised_loss,
-                                                                  config.steps, config.inner_lr, "sgd",
-                                                                  grad_clip=clip))
-        torch.manual_seed(seed + i)
-        scratch = build_model("restoration_n2s_maml", config)
+        table.add_curve("meta-init + Noise2Self", _meta_curve(meta_model, support, query, self_supervised_loss, config))
+        scratch = _scratch("restoration_n2s_maml", config, seed + i)
         # the learning rate is picked by the Noise2Self loss on the noisy image: still zero-shot
         table.add_curve("scratch + Noise2Self", tuned_curve(scratch, support, query, self_supervised_loss,
-                                                            config.scratch_steps, extra=same_as_meta))
+                                                            config.scratch_steps, extra=_same_as_meta(config)))
         if not classical:
             continue
         sigma = float(estimate_sigma(noisy[0, 0].numpy()))
@@ -292,18 +304,11 @@ def run_experiments(names: Sequence[str] | None = None, profile: str | None = No
     """Run the named experiments (default: all) and return all their rows, each with ``profile``;
     ``classical=False`` skips the classical references (BM3D alone takes seconds per image)."""
     names = list(RESTORATION_EXPERIMENTS if names is None else names)
-    for name in names:
-        if name not in EXPERIMENT_FUNCTIONS:
-            raise ValueError(f"names must be among {list(EXPERIMENT_FUNCTIONS)}, got {name!r}")
+    with_classical = ("denoising", "deblurring_inpainting", "self_supervised")
     profile = get_profile(profile)
-    rows: list[dict[str, Any]] = []
-    for name in names:
-        start = time.perf_counter()
-        kwargs = {"classical": classical} if name in ("denoising", "deblurring_inpainting", "self_supervised") else {}
-        part = EXPERIMENT_FUNCTIONS[name](profile=profile, seed=seed, progress=progress, **kwargs)
-        elapsed = time.perf_counter() - start
-        for row in part:
-            row["profile"] = profile
-            row["experiment_wall_time_s"] = elapsed
-        rows += part
-    return rows
+
+    def run(name: str) -> list[dict[str, Any]]:
+        kwargs = {"classical": classical} if name in with_classical else {}
+        return EXPERIMENT_FUNCTIONS[name](profile=profile, seed=seed, progress=progress, **kwargs)
+
+    return run_timed(names, list(EXPERIMENT_FUNCTIONS), profile, run)

@@ -1,5 +1,5 @@
-"""What each row of ``bench restoration`` is (its ``role``) and the targets of issue 16, each checked with a
-paired difference over the same test tasks: mean, standard error and 95% interval (Student t).
+"""What each row of ``bench restoration`` is (its ``role``) and the targets the restoration benchmark is judged
+by, each checked with a paired difference over the same test tasks: mean, standard error and 95% interval (Student t).
 
 Targets (checked, never enforced -- a miss is reported as a miss):
 

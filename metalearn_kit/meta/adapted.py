@@ -17,9 +17,8 @@ from ..tasks.task import Task
 from .checks import check_examples, explain_failure
 from .functional import FunctionalModel
 from .inner import DivergenceError, InnerLR, InnerOptimizer, Params
-from .step import InnerLoop, adapt_then_query
+from .step import InnerLoop, LossFn, adapt_then_query
 
-LossFn = Callable[..., torch.Tensor]
 MetricFn = Callable[..., float | torch.Tensor]
 
 
@@ -60,6 +59,23 @@ def as_batch_tuple(name: str, batch) -> tuple[torch.Tensor, ...]:
     if not isinstance(batch, (tuple, list)) or not batch or not all(isinstance(t, torch.Tensor) for t in batch):
         raise TypeError(f"{name} must be a non-empty tuple of tensors like task.support, got {type(batch).__name__}")
     return tuple(batch)
+
+
+def match_param_names(names: Sequence[str], keys: str | Sequence[str], owner: nn.Module) -> list[str]:
+    """The ``names`` (parameter names of ``owner``, in model order) that ``keys`` select: each key is a parameter
+    name or a module prefix (``"head"`` selects ``head.weight`` and ``head.bias``). A key that selects nothing
+    raises a ``ValueError`` naming it (``adapt_params``)."""
+    keys = [keys] if isinstance(keys, str) else keys
+    chosen: set[str] = set()
+    for key in keys:
+        if not isinstance(key, str):
+            raise TypeError(f"adapt_params must be parameter names (str), got {key!r}")
+        hits = [n for n in names if n == key or n.startswith(key + ".")]
+        if not hits:
+            raise ValueError(f"adapt_params names {key!r}, which is neither a parameter nor a module prefix of "
+                             f"{type(owner).__name__}; its parameters are {list(names)}")
+        chosen.update(hits)
+    return [n for n in names if n in chosen]
 
 
 def adapt_module(model: nn.Module, support, loss_fn: LossFn, steps: int, inner_lr: InnerLR,
@@ -123,4 +139,4 @@ def adapt_module(model: nn.Module, support, loss_fn: LossFn, steps: int, inner_l
     return AdaptedModel(model, {**fixed, **result.adapted}, losses, metrics, steps)
 
 
-__all__ = ["AdaptedModel", "adapt_module", "as_batch_tuple"]
+__all__ = ["AdaptedModel", "MetricFn", "adapt_module", "as_batch_tuple", "match_param_names"]

@@ -18,13 +18,14 @@ from torch import nn
 
 from .._checks import check_float, check_int
 from ..config import make_generator
-from .adapted import AdaptedModel, MetricFn, adapt_module
+from .adapted import AdaptedModel, MetricFn, adapt_module, match_param_names
 from .checks import check_model_factory, check_scalar_loss
 from .inner import DivergenceError, InnerOptimizer, make_inner_optimizer
+from .step import LossFn
 from .train import make_meta_optimizer, progress_disabled, sample_tasks
 
 
-def finetune(model: nn.Module, support, loss_fn: Callable, steps: int, lr: float,
+def finetune(model: nn.Module, support, loss_fn: LossFn, steps: int, lr: float,
              optimizer: str | InnerOptimizer = "sgd", *, query=None, metric: MetricFn | None = None,
              adapt_params: Sequence[str] | None = None, grad_clip: float | None = None) -> AdaptedModel:
     """Fine-tune a copy of ``model`` on ``support`` (tuple like ``task.support``) for ``steps`` steps of
@@ -35,16 +36,12 @@ def finetune(model: nn.Module, support, loss_fn: Callable, steps: int, lr: float
     check_float("lr", lr, minimum=0.0, strict_min=True)
     names = None
     if adapt_params is not None:
-        all_names = [n for n, _ in model.named_parameters()]
-        names = [n for n in all_names if any(n == k or n.startswith(k + ".") for k in adapt_params)]
-        unknown = [k for k in adapt_params if not any(n == k or n.startswith(k + ".") for n in all_names)]
-        if unknown:
-            raise ValueError(f"adapt_params names {unknown}, not parameters of {type(model).__name__}: {all_names}")
+        names = match_param_names([n for n, _ in model.named_parameters()], adapt_params, model)
     return adapt_module(model, support, loss_fn, steps, lr, make_inner_optimizer(optimizer), adapt_names=names,
                         query=query, metric=metric, grad_clip=grad_clip)
 
 
-def scratch_baseline(model_factory: Callable[[], nn.Module], support, loss_fn: Callable, steps: int, lr: float,
+def scratch_baseline(model_factory: Callable[[], nn.Module], support, loss_fn: LossFn, steps: int, lr: float,
                      optimizer: str | InnerOptimizer = "adam", *, query=None, metric: MetricFn | None = None,
                      seed: int | None = 0) -> AdaptedModel:
     """Train a fresh ``model_factory()`` on the support set only: :func:`finetune` from a random init.
@@ -68,7 +65,7 @@ def scratch_baseline(model_factory: Callable[[], nn.Module], support, loss_fn: C
     return finetune(model, support, loss_fn, steps, lr, optimizer, query=query, metric=metric)
 
 
-def joint_pretrain(model: nn.Module, sampler, loss_fn: Callable, iterations: int, meta_batch: int = 8,
+def joint_pretrain(model: nn.Module, sampler, loss_fn: LossFn, iterations: int, meta_batch: int = 8,
                    lr: float = 1e-3, optimizer: str | Callable = "adam", *,
                    generator: torch.Generator | int | None = 0, grad_clip: float | None = None,
                    callbacks: Sequence[Callable] = (), progress: bool = True) -> dict[str, list[float]]:

@@ -9,7 +9,7 @@ import time
 import torch
 
 from .._checks import check_int
-from .adapted import LossFn
+from .step import LossFn
 
 __all__ = ["seconds_per_meta_step", "autograd_saved_bytes"]
 

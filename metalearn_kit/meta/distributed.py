@@ -13,8 +13,8 @@ run in distribution, not bit for bit.
 ```python
 ctx = init_distributed(timeout_s=60)          # reads WORLD_SIZE/RANK/LOCAL_RANK (torchrun sets them)
 learner.to(ctx.device)
-history = distributed_meta_train(learner, sampler, loss_fn, ctx, iterations=1000, meta_batch=32,
-                                 checkpoint_dir="runs/denoise", resume=True)
+config = MetaTrainConfig(iterations=1000, meta_batch=32, checkpoint_dir="runs/denoise", resume=True)
+history = distributed_meta_train(learner, sampler, loss_fn, config, ctx)
 shutdown_distributed(ctx)
 ```
 
@@ -30,139 +30,32 @@ meta-gradient (a surrogate ``sum(theta * g_mean)`` plus the global mean loss as 
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from .._checks import check_float, check_int
-from ..config import get_device
+from .._checks import check_int
 from ..tasks.task import Task, TaskBatch, stack_tasks
 from .inner import DivergenceError
 from .maml import MetaOutput
-from .train import meta_train
-from .train_state import CHECKPOINT_NAME, check_resume, checkpoint_iteration, last_checkpoint_text
-
-ENV_WORLD_SIZE = "WORLD_SIZE"
-ENV_RANK = "RANK"
-ENV_LOCAL_RANK = "LOCAL_RANK"
-DEFAULT_TIMEOUT_S = 60.0
-
-
-class RankLostError(RuntimeError):
-    """A collective operation failed: another rank died, hung past the timeout or lost its network."""
-
-
-@dataclass(frozen=True)
-class DistributedContext:
-    """Where this process stands: ``rank`` of ``world_size`` processes, ``local_rank`` on its machine, the
-    ``device`` it computes on, the process-group ``backend`` (``None`` when not distributed) and the
-    collective ``timeout_s``."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    backend: str | None = None
-    timeout_s: float = DEFAULT_TIMEOUT_S
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0: the one that writes checkpoints, logs and store records."""
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def _env_int(name: str, default: int) -> int:
-    text = os.environ.get(name)
-    if text is None or text.strip() == "":
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"${name} must be an integer, got {text!r}; it is set by torchrun, unset it to run "
-                         f"on one process") from None
-
-
-def world_from_env() -> tuple[int, int, int]:
-    """``(rank, world_size, local_rank)`` from ``$RANK``, ``$WORLD_SIZE``, ``$LOCAL_RANK`` (torchrun sets
-    them); ``(0, 1, 0)`` when they are unset."""
-    world_size = _env_int(ENV_WORLD_SIZE, 1)
-    rank = _env_int(ENV_RANK, 0)
-    local_rank = _env_int(ENV_LOCAL_RANK, rank)
-    if world_size < 1:
-        raise ValueError(f"${ENV_WORLD_SIZE} must be >= 1, got {world_size}")
-    if not 0 <= rank < world_size:
-        raise ValueError(f"${ENV_RANK} must be in [0, {world_size - 1}] for ${ENV_WORLD_SIZE}={world_size}, got "
-                         f"{rank}")
-    if local_rank < 0:
-        raise ValueError(f"${ENV_LOCAL_RANK} must be >= 0, got {local_rank}")
-    return rank, world_size, local_rank
-
-
-def init_distributed(timeout_s: float = DEFAULT_TIMEOUT_S, device: str | torch.device | None = None
-                     ) -> DistributedContext:
-    """Join the process group described by the environment (torchrun's ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``
-    and ``MASTER_ADDR``/``MASTER_PORT``); a single-process context when ``WORLD_SIZE`` is unset or 1.
-
-    Backend: NCCL with one GPU per process (``cuda:LOCAL_RANK``) when CUDA is available and ``device`` is
-    not ``"cpu"``, gloo on CPU otherwise. ``timeout_s`` bounds every collective, so a dead rank stops the
-    job instead of hanging it."""
-    check_float("timeout_s", timeout_s, minimum=0.0, strict_min=True)
-    rank, world_size, local_rank = world_from_env()
-    if world_size == 1:
-        return DistributedContext(device=get_device(device), timeout_s=timeout_s)
-    wanted = get_device(device) if device is not None else None
-    use_cuda = torch.cuda.is_available() and (wanted is None or wanted.type == "cuda")
-    if use_cuda:
-        if local_rank >= torch.cuda.device_count():
-            raise ValueError(f"${ENV_LOCAL_RANK}={local_rank} but this machine has {torch.cuda.device_count()} "
-                             f"GPU(s); start at most that many processes per node (--nproc_per_node)")
-        torch.cuda.set_device(local_rank)
-        run_device, backend = torch.device("cuda", local_rank), "nccl"
-    else:
-        run_device, backend = torch.device("cpu"), "gloo"
-    if not dist.is_initialized():
-        kwargs: dict[str, Any] = {"backend": backend, "timeout": timedelta(seconds=timeout_s),
-                                  "rank": rank, "world_size": world_size}
-        if use_cuda:
-            kwargs["device_id"] = run_device  # lets NCCL connect eagerly and fail fast on a bad setup
-        try:
-            dist.init_process_group(**kwargs)
-        except TypeError:  # older torch without device_id
-            kwargs.pop("device_id", None)
-            dist.init_process_group(**kwargs)
-    return DistributedContext(rank, world_size, local_rank, run_device, backend, timeout_s)
-
-
-def current_context() -> DistributedContext:
-    """The context of an already initialised process group (or the single-process one)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return DistributedContext(device=get_device())
-    backend = dist.get_backend()
-    device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
-    return DistributedContext(dist.get_rank(), dist.get_world_size(), _env_int(ENV_LOCAL_RANK, dist.get_rank()),
-                              device, backend)
-
-
-def shutdown_distributed(ctx: DistributedContext | None = None) -> None:
-    """Leave the process group (no-op when not distributed). Never raises: it runs on error paths too."""
-    if dist.is_available() and dist.is_initialized():
-        try:
-            dist.destroy_process_group()
-        except Exception:  # noqa: BLE001 - after a lost rank the group may already be broken
-            pass
+from .process_group import (
+    DistributedContext,
+    RankLostError,
+    current_context,
+    init_distributed,
+    shutdown_distributed,
+    world_from_env,
+)
+from .step import LossFn
+from .train import MetaTrainConfig, meta_train, takes_config
+from .train_state import CHECKPOINT_NAME, check_resume_target, checkpoint_iteration, last_checkpoint_text
 
 
 # ---------------------------------------------------------------- sharding a meta-batch
@@ -239,42 +132,56 @@ class ShardedLearner:
             torch.manual_seed(seed + 7919 * self.ctx.rank)
             yield
 
-    def meta_objective(self, tasks, loss_fn, query_before: bool = False) -> MetaOutput:
+    def meta_objective(self, tasks, loss_fn: LossFn, query_before: bool = False) -> MetaOutput:
         """Meta-objective of the whole meta-batch ``tasks``, computed over all ranks (see the class doc)."""
-        ctx, learner = self.ctx, self.learner
+        ctx = self.ctx
         if not isinstance(tasks, TaskBatch):
             tasks = stack_tasks(list(tasks))
         n = len(tasks)
         check_meta_batch(n, ctx.world_size, name="meta-batch size")
-        start, stop = shard_range(n, ctx.world_size, ctx.rank)
-        shard = take_shard(tasks, start, stop)
-        params = [p for p in learner.parameters() if p.requires_grad]
-        steps = learner.inner_steps
-        device = params[0].device if params else ctx.device
-        failure: DivergenceError | None = None
-        grads: list[torch.Tensor | None] = [None] * len(params)
-        try:
-            with self._random_streams():
-                out = learner.meta_objective(shard, loss_fn, query_before=query_before)
-                grads = list(torch.autograd.grad(out.loss, params, allow_unused=True))
-        except DivergenceError as err:
-            failure, out = err, None
+        span = shard_range(n, ctx.world_size, ctx.rank)
+        params = [p for p in self.learner.parameters() if p.requires_grad]
+        out, grads, failure = self._shard_objective(take_shard(tasks, *span), loss_fn, query_before, params)
         if not ctx.distributed:
             if failure is not None:
                 raise failure
-            return self._finish(tasks, out, out.loss.detach(), grads, params, out.query_after, out.query_before,
+            return self._finish(tasks, out.loss.detach(), grads, params, out.query_after, out.query_before,
                                 out.support_losses)
+        header, flat_grads = self._pack(out, grads, params, failure, n, span)
+        self._all_reduce(header, "the meta-batch statistics")
+        self._all_reduce(flat_grads, "the meta-gradients")
+        loss_total, used, stats = self._unpack(header, failure, len(params), n)
+        dtype = params[0].dtype if params else torch.float32
+        return self._finish(tasks, (loss_total / ctx.world_size).to(dtype), self._average(flat_grads, used, params),
+                            params, stats[:, 0].to(dtype), stats[:, 1].to(dtype) if query_before else None,
+                            stats[:, 2:].to(dtype))
 
-        # One SUM all-reduce carries everything: [failed flag per rank | loss | used flag per parameter |
-        # gradients | per-task stats, each rank writing its own rows (the others leave zeros)].
-        columns = 2 + steps  # query_after, query_before, support losses by step
-        stats = torch.zeros(n, columns, device=device, dtype=torch.float64)
+    def _shard_objective(self, shard, loss_fn: LossFn, query_before: bool, params: list[torch.Tensor]
+                         ) -> tuple[MetaOutput | None, list[torch.Tensor | None], DivergenceError | None]:
+        """This rank's meta-objective and its meta-gradient; a divergence is returned, not raised, so that
+        every rank still joins the all-reduce and learns which ranks failed."""
+        try:
+            with self._random_streams():
+                out = self.learner.meta_objective(shard, loss_fn, query_before=query_before)
+                return out, list(torch.autograd.grad(out.loss, params, allow_unused=True)), None
+        except DivergenceError as err:
+            return None, [None] * len(params), err
+
+    def _pack(self, out: MetaOutput | None, grads, params, failure, n: int, span: tuple[int, int]
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(header, flat gradients)`` for two SUM all-reduces. The header is ``[failed flag per rank | loss |
+        used flag per parameter | per-task stats]``, each rank writing its own rows of the stats (query loss
+        after, before, support losses by step) and the others leaving zeros."""
+        ctx, steps = self.ctx, self.learner.inner_steps
+        device = params[0].device if params else ctx.device
+        stats = torch.zeros(n, 2 + steps, device=device, dtype=torch.float64)
         flags = torch.zeros(ctx.world_size, device=device, dtype=torch.float64)
         loss_value = torch.zeros(1, device=device, dtype=torch.float64)
         used = torch.zeros(len(params), device=device, dtype=torch.float64)
         if failure is not None:
             flags[ctx.rank] = 1.0
         else:
+            start, stop = span
             loss_value[0] = out.loss.detach().double()
             used = torch.tensor([g is not None for g in grads], device=device, dtype=torch.float64)
             stats[start:stop, 0] = out.query_after.detach().double()
@@ -285,11 +192,15 @@ class ShardedLearner:
         dtype = params[0].dtype if params else torch.float32
         flat_grads = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).to(dtype)
                                 for g, p in zip(grads, params)]) if params else torch.zeros(0, device=device)
-        header = torch.cat([flags, loss_value, used, stats.reshape(-1)])
-        self._all_reduce(header, "the meta-batch statistics")
-        self._all_reduce(flat_grads, "the meta-gradients")
+        return torch.cat([flags, loss_value, used, stats.reshape(-1)]), flat_grads
+
+    def _unpack(self, header: torch.Tensor, failure: DivergenceError | None, n_params: int, n: int
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(summed loss, used count per parameter, per-task stats [n, columns])`` of the reduced header;
+        raises when a rank diverged or a parameter got a gradient on some ranks only."""
+        ctx = self.ctx
         flags, rest = header[:ctx.world_size], header[ctx.world_size:]
-        loss_total, used, stats = rest[0], rest[1:1 + len(params)], rest[1 + len(params):].reshape(n, columns)
+        loss_total, used, stats = rest[0], rest[1:1 + n_params], rest[1 + n_params:].reshape(n, -1)
         if flags.any():
             failed = [r for r in range(ctx.world_size) if flags[r] > 0]
             if failure is not None:
@@ -297,19 +208,21 @@ class ShardedLearner:
             raise DivergenceError(f"a loss became NaN/Inf on rank(s) {failed} (see their message); "
                                   f"lower meta_lr/inner_lr or set grad_clip")
         if ((used > 0) & (used < ctx.world_size)).any():
-            names = [n for n, p in learner.named_parameters() if p.requires_grad]
-            odd = [names[i] for i in range(len(params)) if 0 < used[i] < ctx.world_size]
+            names = [name for name, p in self.learner.named_parameters() if p.requires_grad]
+            odd = [names[i] for i in range(n_params) if 0 < used[i] < ctx.world_size]
             raise RuntimeError(f"parameters {odd[:5]} got a meta-gradient on some ranks only: the model's graph "
                                f"depends on the tasks, which data parallelism over tasks cannot average")
+        return loss_total, used, stats
+
+    def _average(self, flat_grads: torch.Tensor, used: torch.Tensor, params: list[torch.Tensor]
+                 ) -> list[torch.Tensor | None]:
+        """The summed flat gradients, per parameter and divided by the world size (``None``: no gradient)."""
         averaged, offset = [], 0
         for p, u in zip(params, used):
             size = p.numel()
-            averaged.append(flat_grads[offset:offset + size].view_as(p) / ctx.world_size if u > 0 else None)
+            averaged.append(flat_grads[offset:offset + size].view_as(p) / self.ctx.world_size if u > 0 else None)
             offset += size
-        loss = (loss_total / ctx.world_size).to(dtype)
-        query_before = stats[:, 1].to(dtype) if query_before else None
-        support = stats[:, 2:].to(dtype)
-        return self._finish(tasks, out, loss, averaged, params, stats[:, 0].to(dtype), query_before, support)
+        return averaged
 
     def _all_reduce(self, tensor: torch.Tensor, what: str) -> None:
         try:
@@ -319,7 +232,7 @@ class ShardedLearner:
             raise RankLostError(f"rank {self.ctx.rank} lost: no answer from the other ranks while all-reducing "
                                 f"{what} ({type(err).__name__}: {first_line})") from err
 
-    def _finish(self, tasks, out, loss_value: torch.Tensor, grads, params, query_after, query_before,
+    def _finish(self, tasks, loss_value: torch.Tensor, grads, params, query_after, query_before,
                 support) -> MetaOutput:
         # value: the mean query loss over the whole meta-batch; gradient: the averaged meta-gradient
         surrogate = loss_value.detach().clone().requires_grad_(False)
@@ -334,7 +247,7 @@ class ShardedLearner:
                 observer(tasks, result)
         return result
 
-    def meta_loss(self, tasks, loss_fn) -> torch.Tensor:
+    def meta_loss(self, tasks, loss_fn: LossFn) -> torch.Tensor:
         """``meta_objective(tasks, loss_fn).loss`` over all ranks (not the wrapped learner's, one rank only)."""
         return self.meta_objective(tasks, loss_fn).loss
 
@@ -367,73 +280,71 @@ def _share_checkpoint(source: Path | None, target: Path, ctx: DistributedContext
     return True
 
 
-def distributed_meta_train(learner, task_sampler, loss_fn: Callable, ctx: DistributedContext | None = None, *,
-                           iterations: int, meta_batch: int = 8, checkpoint_dir: str | os.PathLike | None = None,
-                           checkpoint_every: int = 100, resume: bool | str = False, val_sampler=None,
-                           callbacks: Iterable[Callable] = (), store=None, progress: bool = True,
-                           observers: Iterable[BatchObserver] = (), **meta_train_kwargs) -> dict[str, Any]:
-    """:func:`~metalearn_kit.meta.train.meta_train` on every rank of ``ctx`` (default: the current process
-    group, or one process), each computing ``meta_batch / world_size`` tasks of every meta-batch.
+@takes_config
+def distributed_meta_train(learner, task_sampler, loss_fn: LossFn, config: MetaTrainConfig,
+                           ctx: DistributedContext | None = None, *, val_sampler=None,
+                           callbacks: Iterable[Callable] = (), store=None, generator: torch.Generator | int | None = 0,
+                           observers: Iterable[BatchObserver] = ()) -> dict[str, Any]:
+    """:func:`~metalearn_kit.meta.train.meta_train` with the same ``config`` on every rank of ``ctx`` (default:
+    the current process group, or one process), each computing ``meta_batch / world_size`` tasks of every
+    meta-batch. ``generator`` is the *shared* task seed.
 
-    Same arguments as ``meta_train`` (passed through ``meta_train_kwargs``: ``meta_lr``, ``meta_optimizer``,
-    ``generator`` (the *shared* task seed), ``val_every``, ``grad_clip``, ...), except that ``iterations`` is
-    required: a time budget would stop the ranks at different steps. Rank 0 checkpoints, validates, calls
-    ``callbacks``, ``store`` and ``observers``; the other ranks resume from rank 0's checkpoint, sent over the
-    network. Returns the history (on rank 0 with validation; the other ranks' lack it).
+    ``config.iterations`` is required, and several ranks refuse ``time_budget_s`` (the ranks would stop at
+    different steps). Rank 0 checkpoints, validates, calls ``callbacks``, ``store`` and ``observers``; the
+    other ranks resume from rank 0's checkpoint, sent over the network. Returns the history (on rank 0 with
+    validation; the other ranks' lack it).
 
     Raises :class:`RankLostError` when another rank dies or stops answering within ``ctx.timeout_s``."""
     ctx = ctx if ctx is not None else current_context()
-    if "time_budget_s" in meta_train_kwargs and meta_train_kwargs["time_budget_s"] is not None:
-        if ctx.distributed:
-            raise ValueError("time_budget_s cannot be used with several ranks (they would stop at different "
-                             "iterations and wait for each other forever); give iterations")
-    check_int("iterations", iterations, minimum=1)
-    check_meta_batch(meta_batch, ctx.world_size)
-    check_int("checkpoint_every", checkpoint_every, minimum=1)
+    _check_distributed_run(learner, config, ctx)
+    sharded = ShardedLearner(learner, ctx, observers)
+    if not ctx.distributed:
+        return meta_train(sharded, task_sampler, loss_fn, config, val_sampler=val_sampler,
+                          callbacks=tuple(callbacks), store=store, generator=generator)
+    private: Path | None = None
+    try:
+        _broadcast_state(learner, ctx)
+        if not ctx.is_main:
+            private = Path(tempfile.mkdtemp(prefix=f"metalearn-kit-rank{ctx.rank}-"))
+        main = ctx.is_main
+        return meta_train(sharded, task_sampler, loss_fn, _rank_config(config, ctx, private),
+                          val_sampler=val_sampler if main else None, callbacks=tuple(callbacks) if main else (),
+                          store=store if main else None, generator=generator)
+    except RankLostError as err:
+        raise RankLostError(f"{err}. Last checkpoint: {last_checkpoint_text(config.checkpoint_dir)}; resume with "
+                            f"--resume (resume=True)") from err.__cause__
+    finally:
+        if private is not None:
+            shutil.rmtree(private, ignore_errors=True)
+
+
+def _check_distributed_run(learner, config: MetaTrainConfig, ctx: DistributedContext) -> None:
+    if config.time_budget_s is not None and ctx.distributed:
+        raise ValueError("time_budget_s cannot be used with several ranks (they would stop at different "
+                         "iterations and wait for each other forever); give iterations")
+    if config.iterations is None:
+        raise ValueError("distributed_meta_train needs iterations: MetaTrainConfig(iterations=...)")
+    check_meta_batch(config.meta_batch, ctx.world_size)
     if ctx.is_main:  # rank 0's disk holds the run; the CLI's preflight stops every rank together
-        check_resume(resume, checkpoint_dir)
+        check_resume_target(config.resume, config.checkpoint_dir)
     if ctx.backend == "nccl":
         wrong = [n for n, p in learner.named_parameters() if p.device.type != "cuda"]
         if wrong:
             raise ValueError(f"the NCCL backend needs the learner on the GPU, but {wrong[:3]} are on the CPU; "
                              f"call learner.to(ctx.device) first")
-    sharded = ShardedLearner(learner, ctx, observers)
-    if not ctx.distributed:
-        return meta_train(sharded, task_sampler, loss_fn, iterations=iterations, meta_batch=meta_batch,
-                          checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
-                          val_sampler=val_sampler, callbacks=tuple(callbacks), store=store, progress=progress,
-                          **meta_train_kwargs)
 
-    private: Path | None = None
-    try:
-        _broadcast_state(learner, ctx)
-        if ctx.is_main:
-            run_dir = checkpoint_dir
-            every = checkpoint_every
-        else:
-            # the other ranks keep their copy of the state in a private folder: they must be able to resume
-            # exactly like rank 0, but never write to the run's folder
-            private = Path(tempfile.mkdtemp(prefix=f"metalearn-kit-rank{ctx.rank}-"))
-            run_dir, every = private, 2**62
-        rank_resume = False
-        if resume:
-            source = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-            target = (private or Path(".")) / CHECKPOINT_NAME
-            rank_resume = _share_checkpoint(source, target, ctx)
-            if ctx.is_main:
-                rank_resume = resume
-        return meta_train(sharded, task_sampler, loss_fn, iterations=iterations, meta_batch=meta_batch,
-                          checkpoint_dir=run_dir, checkpoint_every=every, resume=rank_resume and run_dir is not None,
-                          val_sampler=val_sampler if ctx.is_main else None,
-                          callbacks=tuple(callbacks) if ctx.is_main else (),
-                          store=store if ctx.is_main else None, progress=progress and ctx.is_main,
-                          **meta_train_kwargs)
-    except RankLostError as err:
-        raise RankLostError(f"{err}. Last checkpoint: {last_checkpoint_text(checkpoint_dir)}; resume with "
-                            f"--resume (resume=True)") from err.__cause__
-    finally:
-        if private is not None:
-            shutil.rmtree(private, ignore_errors=True)
+
+def _rank_config(config: MetaTrainConfig, ctx: DistributedContext, private: Path | None) -> MetaTrainConfig:
+    """Rank 0 runs ``config``. The other ranks keep their copy of the state in their ``private`` folder: they
+    must be able to resume exactly like rank 0, but never write to the run's folder; they resume when rank 0
+    sent them a checkpoint, and show no progress bar."""
+    resume = config.resume
+    if resume:
+        found = _share_checkpoint(config.checkpoint_path, (private or Path(".")) / CHECKPOINT_NAME, ctx)
+        resume = resume if ctx.is_main else found
+    if ctx.is_main:
+        return config
+    return replace(config, checkpoint_dir=private, checkpoint_every=2**62, resume=resume, progress=False)
 
 
 __all__ = ["DistributedContext", "RankLostError", "ShardedLearner", "init_distributed", "shutdown_distributed",

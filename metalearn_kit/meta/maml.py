@@ -16,7 +16,7 @@ adapted(x); adapted.support_losses; adapted.query_metrics   # model itself uncha
 (``[shots, ...]`` tensors), ``model`` a callable with the weights being adapted. ``model(x)`` may return
 anything (a tuple for a VAE); ``loss_fn`` decides what to do with it. Under the ``func`` backend with ``vmap``
 ``loss_fn`` runs inside ``torch.func.vmap``: no ``.item()``, no Python branching on tensor values, and
-random noise from torch's global RNG (see :mod:`metalearn_kit.meta.step` for ``vmap_randomness``).
+random noise from torch's global RNG (see :mod:`metalearn_kit.meta.step` and ``FuncBackend(randomness=...)``).
 
 Second-order MAML's memory grows linearly with ``inner_steps`` (:func:`second_order_memory_estimate`
 measures it); first-order MAML and Reptile keep no graph through the inner steps.
@@ -32,9 +32,9 @@ from torch import nn
 
 from .._checks import check_choice, check_float, check_int
 from ..tasks.task import Task, TaskBatch, stack_tasks
-from .adapted import AdaptedModel, LossFn, MetricFn, adapt_module
+from .adapted import AdaptedModel, MetricFn, adapt_module, match_param_names
+from .backends import Backend, resolve_backend
 from .checks import check_task_batch, explain_failure
-from .higher_backend import higher_adapt_then_query
 from .inner import (
     DivergenceError,
     FunctionalSGD,
@@ -44,39 +44,7 @@ from .inner import (
     check_finite_losses,
     make_inner_optimizer,
 )
-from .step import InnerLoop, adapt_tasks, join_results
-
-BACKENDS = ("auto", "func", "higher")
-RANDOMNESS = ("different", "same", "error")
-
-
-def batchnorm_modules(model: nn.Module) -> list[str]:
-    """Names of the BatchNorm modules of ``model`` (the ``func`` backend refuses them)."""
-    return [name or type(model).__name__ for name, m in model.named_modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-def choose_backend(model: nn.Module, device: torch.device | str | None = None) -> str:
-    """The backend ``backend="auto"`` picks: ``"func"``, except ``"higher"`` for a model with BatchNorm (vmap
-    cannot mutate per-task running statistics; see the BatchNorm error for the alternatives).
-
-    ``func`` on every device, from ``metalearn-kit bench meta-step`` (figures in docs/benchmarks/meta_step_*.json):
-    on accelerators it vmaps over the tasks (``vmap_tasks=None``), on CPU it loops over them with the eager
-    inner loop (vmap turns each conv into a grouped conv over tasks, slower there), which measured at least as
-    fast as ``higher`` on CPU."""
-    if batchnorm_modules(model):
-        return "higher"
-    return "func"
-
-
-def _batchnorm_error(model: nn.Module) -> ValueError:
-    names = batchnorm_modules(model)
-    return ValueError(
-        f"backend='func' cannot run a model with BatchNorm (modules {names[:5]}): BatchNorm's running "
-        f"statistics are state mutated by every forward pass, once per task, and torch.func.vmap over the "
-        f"tasks of a meta-batch cannot mutate shared state per task (it would also leak statistics between "
-        f"tasks). Fix: replace BatchNorm with GroupNorm/LayerNorm (e.g. ConvRestorer(norm='group')), or use "
-        f"backend='higher' with BatchNorm(track_running_stats=False)")
+from .step import InnerLoop, LossFn
 
 
 @dataclass
@@ -125,27 +93,22 @@ class MAML(nn.Module):
         inner_steps: inner-loop steps during meta-training (>= 0; 0 = no adaptation).
         first_order: drop second-order terms (FOMAML): the meta-gradient is the query gradient at the adapted
             weights.
-        backend: ``"func"`` (torch.func, vmap or loop over tasks), ``"higher"`` (loop over tasks with higher)
-            or ``"auto"`` (:func:`choose_backend`).
+        backend: how the tasks of a meta-batch run: ``"func"`` (torch.func, :class:`FuncBackend` with its
+            defaults), ``"higher"`` (a loop over tasks with higher, :class:`HigherBackend`), ``"auto"``
+            (:func:`~metalearn_kit.meta.backends.choose_backend`) or a backend object, e.g.
+            ``FuncBackend(vmap=True, chunk_size=4)``; kept as the object in ``learner.backend``, its ``name``
+            (``"func"``/``"higher"``) in ``learner.config()``.
         inner_optimizer: ``"sgd"``, ``"adam"`` or a :class:`FunctionalSGD` / :class:`FunctionalAdam`.
         adapt_params: names (or module prefixes, e.g. ``"head"``) of the parameters the inner loop adapts
             (ANIL adapts only the head); ``None`` adapts all. The meta-update still trains all parameters.
-        vmap_randomness: ``"different"`` (independent noise per task, default), ``"same"`` or ``"error"``
-            for random ops inside the forward under the func backend.
-        chunk_size: vmap over at most this many tasks at once (less memory, func backend).
-        vmap_tasks: func backend: ``vmap`` over the tasks of a meta-batch (``True``) or loop over them with the
-            same per-task function (``False``); ``None`` (default) vmaps on accelerators and loops on CPU, where
-            the benchmark measured the loop faster (vmap turns every conv into a grouped conv over tasks).
         inner_grad_clip: clip each inner step's gradient to this global norm (None: off).
     """
 
     algorithm = "maml"
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.05, inner_steps: int = 5, first_order: bool = False,
-                 backend: str = "auto", inner_optimizer: str | InnerOptimizer = "sgd",
-                 adapt_params: Sequence[str] | None = None, vmap_randomness: str = "different",
-                 chunk_size: int | None = None, inner_grad_clip: float | None = None,
-                 vmap_tasks: bool | None = None) -> None:
+                 backend: str | Backend = "auto", inner_optimizer: str | InnerOptimizer = "sgd",
+                 adapt_params: Sequence[str] | None = None, inner_grad_clip: float | None = None) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -155,45 +118,19 @@ class MAML(nn.Module):
         if not isinstance(first_order, bool):
             raise TypeError(f"first_order must be True or False, got {first_order!r}")
         self.first_order = first_order
-        check_choice("backend", backend, BACKENDS)
-        self.backend = choose_backend(model) if backend == "auto" else backend
-        if self.backend == "func" and batchnorm_modules(model):
-            raise _batchnorm_error(model)
+        self.backend = resolve_backend(backend, model)
         self.inner_optimizer = make_inner_optimizer(inner_optimizer)
-        check_choice("vmap_randomness", vmap_randomness, RANDOMNESS)
-        self.vmap_randomness = vmap_randomness
-        self.chunk_size = None if chunk_size is None else check_int("chunk_size", chunk_size, minimum=1)
         self.inner_grad_clip = (None if inner_grad_clip is None
                                 else check_float("inner_grad_clip", inner_grad_clip, minimum=0.0, strict_min=True))
-        if vmap_tasks is not None and not isinstance(vmap_tasks, bool):
-            raise TypeError(f"vmap_tasks must be True, False or None (auto), got {vmap_tasks!r}")
-        self.vmap_tasks = vmap_tasks
-        self.adapt_names = self._resolve_adapt_params(adapt_params)
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        self.adapt_names = trainable if adapt_params is None else match_param_names(trainable, adapt_params, model)
         self.adapt_params = None if adapt_params is None else list(adapt_params)
-
-    # ------------------------------------------------------------------ setup
-    def _resolve_adapt_params(self, adapt_params) -> list[str]:
-        names = [n for n, p in self.model.named_parameters() if p.requires_grad]
-        if adapt_params is None:
-            return names
-        if isinstance(adapt_params, str):
-            adapt_params = [adapt_params]
-        chosen: list[str] = []
-        for key in adapt_params:
-            if not isinstance(key, str):
-                raise TypeError(f"adapt_params must be parameter names (str), got {key!r}")
-            hits = [n for n in names if n == key or n.startswith(key + ".")]
-            if not hits:
-                raise ValueError(f"adapt_params names {key!r}, which is neither a parameter nor a module prefix of "
-                                 f"{type(self.model).__name__}; its parameters are {names}")
-            chosen += [h for h in hits if h not in chosen]
-        return [n for n in names if n in chosen]  # model order
 
     def config(self) -> dict:
         """JSON-able description (goes into checkpoints and the meta-database)."""
         opt = self.inner_optimizer
         return {"algorithm": self.algorithm, "inner_lr": self.inner_lr, "inner_steps": self.inner_steps,
-                "first_order": self.first_order, "backend": self.backend, "inner_optimizer": opt.name,
+                "first_order": self.first_order, "backend": self.backend.name, "inner_optimizer": opt.name,
                 "inner_optimizer_settings": ({"momentum": opt.momentum} if isinstance(opt, FunctionalSGD)
                                              else {"betas": list(opt.betas), "eps": opt.eps}),
                 "adapt_params": self.adapt_params, "model": type(self.model).__name__}
@@ -247,19 +184,8 @@ class MAML(nn.Module):
         inner = InnerLoop(self.inner_optimizer, steps, first_order, self.inner_grad_clip)
         inner_lr = self.inner_learning_rates()
         try:
-            if self.backend == "func":
-                params = {n: p for n, p in self.model.named_parameters() if n in self.adapt_names}
-                fixed = {n: p for n, p in self.model.named_parameters() if n not in params}
-                fixed.update(dict(self.model.named_buffers()))
-                vectorized = self.vmap_tasks if self.vmap_tasks is not None else self._device().type != "cpu"
-                result = adapt_tasks(self.model, fixed, params, batch, loss_fn, inner, inner_lr,
-                                     vectorized=vectorized, query_before=query_before, keep_adapted=keep_adapted,
-                                     randomness=self.vmap_randomness, chunk_size=self.chunk_size)
-            else:
-                result = join_results([higher_adapt_then_query(self.model, self.adapt_names, task.support,
-                                                               task.query, loss_fn, inner, inner_lr,
-                                                               query_before=query_before)
-                                       for task in batch], keep_adapted=keep_adapted)
+            result = self.backend.adapt_tasks(self.model, self.adapt_names, batch, loss_fn, inner, inner_lr,
+                                              query_before=query_before, keep_adapted=keep_adapted)
         except (RuntimeError, TypeError, ValueError) as err:  # a dtype or loss mistake fails deep in torch: name it
             explain_failure(err, self.model, loss_fn, [("tasks.support", batch[0].support),
                                                        ("tasks.query", batch[0].query)])
@@ -341,5 +267,4 @@ def ANIL(model: nn.Module, head: str | Sequence[str] = "head", **kwargs) -> MAML
     return MAML(model, adapt_params=[head] if isinstance(head, str) else list(head), **kwargs)
 
 
-__all__ = ["BACKENDS", "MAML", "FOMAML", "MetaSGD", "ANIL", "MetaOutput", "as_task_batch", "batchnorm_modules",
-           "choose_backend"]
+__all__ = ["MAML", "FOMAML", "MetaSGD", "ANIL", "MetaOutput", "as_task_batch"]

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from .._checks import check_int
-from .adapted import LossFn, as_batch_tuple
+from .adapted import as_batch_tuple
 from .inner import InnerOptimizer, make_inner_optimizer
-from .step import InnerLoop, adapt_then_query
+from .step import InnerLoop, LossFn, adapt_then_query
 
 
 def second_order_memory_estimate(model: nn.Module, support, loss_fn: LossFn, inner_steps: int = 5,

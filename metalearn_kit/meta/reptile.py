@@ -20,9 +20,10 @@ from torch import nn
 
 from .._checks import check_choice
 from ..tasks.task import Task, TaskBatch
-from .adapted import LossFn
+from .backends import Backend
 from .inner import InnerOptimizer
 from .maml import MAML, MetaOutput, as_task_batch
+from .step import LossFn
 
 TRAIN_ON = ("support", "support+query")
 
@@ -34,7 +35,7 @@ class Reptile(MAML):
 
     algorithm = "reptile"
 
-    def __init__(self, model: nn.Module, inner_lr: float = 0.05, inner_steps: int = 5, backend: str = "auto",
+    def __init__(self, model: nn.Module, inner_lr: float = 0.05, inner_steps: int = 5, backend: str | Backend = "auto",
                  inner_optimizer: str | InnerOptimizer = "sgd", adapt_params: Sequence[str] | None = None,
                  train_on: str = "support", **kwargs) -> None:
         if kwargs.get("first_order", True) is not True:

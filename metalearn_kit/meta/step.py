@@ -30,7 +30,9 @@ from ..tasks.task import Task, TaskBatch, stack_tasks
 from .functional import FunctionalModel
 from .inner import InnerLR, InnerOptimizer, Params, clip_grads
 
-LossFn = Callable[..., torch.Tensor]
+# loss_fn(model, batch) -> scalar tensor: ``model`` a callable with the weights being adapted, ``batch`` a task's
+# support or query tuple ([shots, ...] tensors); the one definition every module of the kit imports
+LossFn = Callable[[Callable, tuple[torch.Tensor, ...]], torch.Tensor]
 StepHook = Callable[[int, torch.Tensor, Params], None]
 
 
@@ -204,5 +206,5 @@ def functional_meta_grad(module: nn.Module, params: Params, fixed: Mapping[str, 
     return grad(meta_loss, has_aux=True)(params)
 
 
-__all__ = ["InnerLoop", "TaskResult", "adapt_then_query", "adapt_tasks", "join_results", "straight_through",
+__all__ = ["LossFn", "InnerLoop", "TaskResult", "adapt_then_query", "adapt_tasks", "join_results", "straight_through",
            "straight_through_applies", "functional_meta_grad"]

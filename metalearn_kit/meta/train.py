@@ -15,11 +15,12 @@ recorded when ``store`` is None.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ from .._checks import check_float, check_int
 from ..config import describe_machine, make_generator
 from ..tasks.task import TaskBatch, stack_tasks
 from .inner import DivergenceError
-from .train_state import CHECKPOINT_NAME, check_resume, load_run, save_run
+from .step import LossFn
+from .train_state import CHECKPOINT_NAME, check_resume, check_resume_target, load_run, save_run
 
 META_OPTIMIZERS = ("adam", "adamw", "sgd")
 META_LR_SCHEDULES = ("constant", "cosine")
@@ -71,7 +73,24 @@ def progress_disabled(progress: bool) -> bool:
 
 @dataclass(frozen=True)
 class MetaTrainConfig:
-    """The outer loop's settings, checked on construction (see :func:`meta_train` for their meaning)."""
+    """Every setting of the outer loop, checked on construction (a bad value raises naming the field).
+
+    Budget: ``iterations`` meta-steps (total, counting those before a resume) or ``time_budget_s`` seconds of
+    training, whichever comes first; at least one of them. Each step samples ``meta_batch`` tasks, computes the
+    learner's meta-objective and applies ``meta_optimizer`` (``"adam"``, ``"adamw"``, ``"sgd"`` or a callable
+    ``(params, lr) -> Optimizer``) at ``meta_lr``; ``meta_lr_schedule="cosine"`` anneals it as
+    ``meta_lr * (1 + cos(pi * i / iterations)) / 2`` at step ``i`` (large steps early, small ones to settle;
+    needs ``iterations``; a function of the step number, so a resumed run follows the same schedule).
+    ``grad_clip``: clip the meta-gradient's global norm. ``query_before``: also measure each task's query loss
+    before adaptation (a diagnostic: one forward per task).
+
+    Validation (with a ``val_sampler``) every ``val_every`` steps and at the end, on ``val_tasks`` tasks drawn
+    once with seed ``val_seed``: mean query loss before/after ``val_steps`` (default ``inner_steps``) steps.
+
+    ``checkpoint_dir``: save every ``checkpoint_every`` steps and at the end. ``resume``: ``False``, ``True``
+    (continue the run saved in ``checkpoint_dir``, bit-identical on CPU; there must be one) or
+    ``"if_present"`` (continue it if there is one). ``progress``: tqdm bar (also off with ``$TQDM_DISABLE``).
+    """
 
     iterations: int | None = None
     time_budget_s: float | None = None
@@ -85,20 +104,24 @@ class MetaTrainConfig:
     val_tasks: int = 16
     val_steps: int | None = None
     val_seed: int = 1234
+    checkpoint_dir: str | os.PathLike | None = None
     checkpoint_every: int = 100
+    resume: bool | str = False
+    progress: bool = True
 
     def __post_init__(self) -> None:
         if self.iterations is None and self.time_budget_s is None:
-            raise ValueError("give iterations or time_budget_s (or both): meta_train needs a budget")
+            raise ValueError("give iterations or time_budget_s (or both): meta_train needs a budget, e.g. "
+                             "MetaTrainConfig(iterations=100)")
         if self.iterations is not None:
             check_int("iterations", self.iterations, minimum=1)
         if self.time_budget_s is not None:
             check_float("time_budget_s", self.time_budget_s, minimum=0.0, strict_min=True)
         check_int("meta_batch", self.meta_batch, minimum=1)
         check_float("meta_lr", self.meta_lr, minimum=0.0, strict_min=True)
-        check_int("val_every", self.val_every, minimum=1)
-        check_int("val_tasks", self.val_tasks, minimum=1)
-        check_int("checkpoint_every", self.checkpoint_every, minimum=1)
+        if not callable(self.meta_optimizer) and self.meta_optimizer not in META_OPTIMIZERS:
+            raise ValueError(f"meta_optimizer must be one of {META_OPTIMIZERS} or a callable (params, lr) -> "
+                             f"torch.optim.Optimizer, got {self.meta_optimizer!r}")
         if self.meta_lr_schedule not in META_LR_SCHEDULES:
             raise ValueError(f"meta_lr_schedule must be one of {META_LR_SCHEDULES}, got {self.meta_lr_schedule!r}")
         if self.meta_lr_schedule == "cosine" and self.iterations is None:
@@ -106,6 +129,16 @@ class MetaTrainConfig:
                              "give iterations or use meta_lr_schedule='constant' with a time budget")
         if self.grad_clip is not None:
             check_float("grad_clip", self.grad_clip, minimum=0.0, strict_min=True)
+        for name in ("query_before", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        check_int("val_every", self.val_every, minimum=1)
+        check_int("val_tasks", self.val_tasks, minimum=1)
+        if self.val_steps is not None:
+            check_int("val_steps", self.val_steps, minimum=0)
+        check_int("val_seed", self.val_seed, minimum=0)
+        check_int("checkpoint_every", self.checkpoint_every, minimum=1)
+        check_resume(self.resume, self.checkpoint_dir)
 
     def describe(self) -> dict[str, Any]:
         """The JSON-able ``"loop"`` part of a run's config (checkpoints, the meta-database)."""
@@ -121,139 +154,192 @@ class MetaTrainConfig:
             return self.meta_lr * 0.5 * (1.0 + math.cos(math.pi * iteration / self.iterations))
         return self.meta_lr
 
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """The run's checkpoint file in ``checkpoint_dir`` (``None`` without one)."""
+        return None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / CHECKPOINT_NAME
 
-def meta_train(learner, task_sampler, loss_fn: Callable, iterations: int | None = None,
-               time_budget_s: float | None = None, meta_batch: int = 8, meta_lr: float = 1e-3,
-               meta_optimizer: str | Callable = "adam", val_sampler=None, val_every: int = 50, val_tasks: int = 16,
-               val_steps: int | None = None, val_seed: int = 1234, callbacks: Sequence[Callable] = (),
-               checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 100, resume: bool | str = False,
-               grad_clip: float | None = None, generator: torch.Generator | int | None = 0, progress: bool = True,
-               store=None, query_before: bool = True, meta_lr_schedule: str = "constant") -> dict[str, Any]:
-    """Meta-train ``learner`` (MAML, MetaSGD, Reptile, ...) on tasks from ``task_sampler``.
 
-    Runs ``iterations`` meta-steps (total, counting those before a resume) or until ``time_budget_s`` seconds
-    of training have passed, whichever comes first (at least one of them is required). Each step samples
-    ``meta_batch`` tasks, computes ``learner.meta_objective`` and applies ``meta_optimizer`` (``"adam"``,
-    ``"adamw"``, ``"sgd"`` or a callable ``(params, lr) -> Optimizer``) with ``meta_lr``.
+def takes_config(train: Callable) -> Callable:
+    """Decorates a training loop that takes a :class:`MetaTrainConfig`: the loop settings given as loose
+    keyword arguments (``iterations=100``) are refused with the call that works instead."""
+    @functools.wraps(train)
+    def checked(*args, **kwargs):
+        loose = [k for k in kwargs if k in MetaTrainConfig.__dataclass_fields__]
+        if loose:
+            settings = ", ".join(f"{k}=..." for k in loose)
+            raise TypeError(f"{train.__name__}() takes the loop settings as one config, not as keyword arguments "
+                            f"{loose}: pass MetaTrainConfig({settings}) as its fourth argument")
+        return train(*args, **kwargs)
+    return checked
 
-    Validation every ``val_every`` steps (and at the end) on ``val_tasks`` tasks drawn once from ``val_sampler``
-    with seed ``val_seed``: mean query loss before/after ``val_steps`` (default ``inner_steps``) adaptation
-    steps. ``callbacks`` are called as ``callback(iteration, record)`` after every step (live plots).
 
-    ``checkpoint_dir``: save every ``checkpoint_every`` steps and at the end; ``resume=True`` continues from the
-    checkpoint there (bit-identical on CPU). ``grad_clip``: clip the meta-gradient's global norm.
-    ``meta_lr_schedule``: ``"constant"`` or ``"cosine"`` (``meta_lr * (1 + cos(pi * i / iterations)) / 2`` at
-    step ``i``: large steps early, small ones to settle at the end; needs ``iterations``; it is a function of
-    the step number, so a resumed run follows the same schedule).
-    ``generator``: seed or ``torch.Generator`` of the task sampler. ``progress``: tqdm bar (also off with
-    ``$TQDM_DISABLE``). ``store``: see the module docstring. The loop settings are checked as a
-    :class:`MetaTrainConfig`.
+@dataclass
+class _Run:
+    """One meta_train call's state, carried from step to step (``iteration``: meta-steps done so far)."""
+
+    learner: Any
+    task_sampler: Any
+    loss_fn: LossFn
+    config: MetaTrainConfig
+    callbacks: tuple[Callable, ...]
+    generator: torch.Generator
+    params: list[torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    described: dict[str, Any]
+    history: dict[str, Any] = field(default_factory=lambda: {k: [] for k in TRAIN_KEYS + VAL_KEYS})
+    start: int = 0
+    iteration: int = 0
+    saved_at: int = 0
+    elapsed_before: float = 0.0
+    val_batch: TaskBatch | None = None
+    last_val: dict[str, float] | None = None
+
+
+@takes_config
+def meta_train(learner, task_sampler, loss_fn: LossFn, config: MetaTrainConfig, *, val_sampler=None,
+               callbacks: Callable | Sequence[Callable] = (), store=None,
+               generator: torch.Generator | int | None = 0) -> dict[str, Any]:
+    """Meta-train ``learner`` (MAML, MetaSGD, Reptile, ...) on tasks from ``task_sampler`` with the outer-loop
+    settings ``config`` (:class:`MetaTrainConfig`: budget, meta-optimizer, validation, checkpoints)::
+
+        meta_train(learner, tasks, loss_fn, MetaTrainConfig(iterations=100, meta_batch=4))
+
+    ``val_sampler``: held-out tasks for validation. ``callbacks`` are called as ``callback(iteration, record)``
+    after every step (live plots). ``store``: see the module docstring. ``generator``: seed or
+    ``torch.Generator`` of the task sampler.
 
     Returns the history: a dict of lists, one entry per iteration for ``TRAIN_KEYS`` (``iteration``,
     ``meta_loss``, ``query_loss_before``/``after`` (NaN when not computed), ``support_loss_first``/``last``,
     ``grad_norm``, ``wall_time_s``: cumulative training time), one per validation for ``VAL_KEYS``, plus
-    ``config`` (dict) and ``stopped`` (``"iterations"`` or ``"time_budget"``).
+    ``config`` (dict: ``learner`` and ``loop``, :meth:`MetaTrainConfig.describe`) and ``stopped``
+    (``"iterations"`` or ``"time_budget"``).
 
     Raises :class:`DivergenceError` naming the meta iteration and the learning rates when a loss or the
     meta-gradient becomes NaN/Inf.
     """
-    from tqdm.auto import tqdm
+    run = _start_run(learner, task_sampler, loss_fn, config, callbacks, generator)
+    if val_sampler is not None:
+        run.val_batch = sample_tasks(val_sampler, config.val_tasks, torch.Generator().manual_seed(config.val_seed))
+    stopped = _train(run)
+    return _finish_run(run, stopped, store)
 
+
+def _start_run(learner, task_sampler, loss_fn: LossFn, config: MetaTrainConfig,
+               callbacks: Callable | Sequence[Callable], generator: torch.Generator | int | None) -> _Run:
+    """Check the arguments, build the meta-optimizer and restore a saved run when resuming."""
     if not hasattr(learner, "meta_objective"):
         raise TypeError(f"learner must be a MAML/MetaSGD/Reptile learner, got {type(learner).__name__}")
-    settings = MetaTrainConfig(iterations=iterations, time_budget_s=time_budget_s, meta_batch=meta_batch,
-                               meta_lr=meta_lr, meta_optimizer=meta_optimizer, meta_lr_schedule=meta_lr_schedule,
-                               grad_clip=grad_clip, query_before=query_before, val_every=val_every,
-                               val_tasks=val_tasks, val_steps=val_steps, val_seed=val_seed,
-                               checkpoint_every=checkpoint_every)
-    check_resume(resume, checkpoint_dir)
-    if isinstance(callbacks, Callable):
-        callbacks = (callbacks,)
+    if not isinstance(config, MetaTrainConfig):
+        raise TypeError(f"config must be a MetaTrainConfig, e.g. MetaTrainConfig(iterations=100, meta_batch=4), "
+                        f"got {type(config).__name__}")
+    check_resume_target(config.resume, config.checkpoint_dir)
+    callbacks = (callbacks,) if isinstance(callbacks, Callable) else tuple(callbacks)
     generator = make_generator(generator)
     params = [p for p in learner.parameters() if p.requires_grad]
-    optimizer = make_meta_optimizer(meta_optimizer, params, meta_lr)
-    config = {"learner": learner.config(), "loop": settings.describe()}
+    optimizer = make_meta_optimizer(config.meta_optimizer, params, config.meta_lr)
+    described = {"learner": learner.config(), "loop": config.describe()}
+    run = _Run(learner, task_sampler, loss_fn, config, callbacks, generator, params, optimizer, described)
+    path = config.checkpoint_path
+    if config.resume and path is not None and path.exists():
+        run.start, saved_history = load_run(path, learner, optimizer, generator, described)
+        run.iteration = run.saved_at = run.start
+        run.history.update({k: list(saved_history.get(k, [])) for k in TRAIN_KEYS + VAL_KEYS})
+    run.elapsed_before = run.history["wall_time_s"][-1] if run.history["wall_time_s"] else 0.0
+    return run
 
-    history: dict[str, Any] = {k: [] for k in TRAIN_KEYS + VAL_KEYS}
-    start = 0
-    path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if resume and path is not None and path.exists():
-        start, saved_history = load_run(path, learner, optimizer, generator, config)
-        history.update({k: list(saved_history.get(k, [])) for k in TRAIN_KEYS + VAL_KEYS})
-    elapsed_before = history["wall_time_s"][-1] if history["wall_time_s"] else 0.0
-    val_batch = None
-    if val_sampler is not None:
-        val_batch = sample_tasks(val_sampler, val_tasks, torch.Generator().manual_seed(val_seed))
 
-    stopped = "iterations"
-    bar = tqdm(total=iterations, initial=start, disable=progress_disabled(progress),
-               desc=f"meta-train {learner.algorithm}")
+def _train(run: _Run) -> str:
+    """Meta-steps until the budget is spent; returns why the loop stopped (``"iterations"``, ``"time_budget"``)."""
+    from tqdm.auto import tqdm
+
+    config = run.config
+    bar = tqdm(total=config.iterations, initial=run.start, disable=progress_disabled(config.progress),
+               desc=f"meta-train {run.learner.algorithm}")
     t0 = time.perf_counter()
-    iteration, saved_at, last_val = start, start, None
     try:
-        while iterations is None or iteration < iterations:
-            if time_budget_s is not None and elapsed_before + (time.perf_counter() - t0) >= time_budget_s:
-                stopped = "time_budget"
-                break
-            tasks = sample_tasks(task_sampler, meta_batch, generator)
-            step = _meta_step(learner, tasks, loss_fn, optimizer, params, settings, iteration)
-            iteration += 1
-            record = {"iteration": iteration, **step, "wall_time_s": elapsed_before + time.perf_counter() - t0}
-            for key in TRAIN_KEYS:
-                history[key].append(record[key])
-            is_last = iterations is not None and iteration == iterations
-            if val_batch is not None and (iteration % val_every == 0 or is_last):
-                last_val = _validate(learner, val_batch, loss_fn, val_steps, history, iteration)
-                record.update(last_val)
-            for callback in callbacks:
-                callback(iteration, record)
-            if path is not None and (iteration % checkpoint_every == 0 or is_last):
-                save_run(path, learner, optimizer, generator, history, config, iteration)
-                saved_at = iteration
+        while config.iterations is None or run.iteration < config.iterations:
+            elapsed = run.elapsed_before + (time.perf_counter() - t0)
+            if config.time_budget_s is not None and elapsed >= config.time_budget_s:
+                return "time_budget"
+            tasks = sample_tasks(run.task_sampler, config.meta_batch, run.generator)
+            step = _meta_step(run, tasks)
+            run.iteration += 1
+            record = {"iteration": run.iteration, **step, "wall_time_s": run.elapsed_before + time.perf_counter() - t0}
+            _after_step(run, record)
             bar.update(1)
             bar.set_postfix(loss=f"{record['meta_loss']:.4g}")
     finally:
         bar.close()
-    if val_batch is not None and iteration > start and (not history["val_iteration"]
-                                                        or history["val_iteration"][-1] != iteration):
-        last_val = _validate(learner, val_batch, loss_fn, val_steps, history, iteration)
-    if path is not None and iteration > saved_at:
-        save_run(path, learner, optimizer, generator, history, config, iteration)
-    history["config"] = config
+    return "iterations"
+
+
+def _after_step(run: _Run, record: dict[str, float]) -> None:
+    """Log the step, validate and checkpoint when due, call the callbacks (they see the validation)."""
+    config = run.config
+    for key in TRAIN_KEYS:
+        run.history[key].append(record[key])
+    is_last = config.iterations is not None and run.iteration == config.iterations
+    if run.val_batch is not None and (run.iteration % config.val_every == 0 or is_last):
+        run.last_val = _validate(run)
+        record.update(run.last_val)
+    for callback in run.callbacks:
+        callback(run.iteration, record)
+    if config.checkpoint_path is not None and (run.iteration % config.checkpoint_every == 0 or is_last):
+        _save(run)
+
+
+def _finish_run(run: _Run, stopped: str, store) -> dict[str, Any]:
+    """A last validation and checkpoint when the last step had none; the store record; the history."""
+    history = run.history
+    if run.val_batch is not None and run.iteration > run.start and (not history["val_iteration"]
+                                                                    or history["val_iteration"][-1] != run.iteration):
+        run.last_val = _validate(run)
+    if run.config.checkpoint_path is not None and run.iteration > run.saved_at:
+        _save(run)
+    history["config"] = run.described
     history["stopped"] = stopped
     final = {k: history[k][-1] for k in TRAIN_KEYS if history[k]}
-    if last_val:
-        final.update(last_val)
-    _call_store(store, kind="meta_train", config=config, history=history, final=final,
+    if run.last_val:
+        final.update(run.last_val)
+    path = run.config.checkpoint_path
+    _call_store(store, kind="meta_train", config=run.described, history=history, final=final,
                 checkpoint=str(path) if path is not None else None, machine=describe_machine())
     return history
 
 
-def _meta_step(learner, tasks, loss_fn: Callable, optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
-               settings: MetaTrainConfig, iteration: int) -> dict[str, float]:
+def _save(run: _Run) -> None:
+    save_run(run.config.checkpoint_path, run.learner, run.optimizer, run.generator, run.history, run.described,
+             run.iteration)
+    run.saved_at = run.iteration
+
+
+def _meta_step(run: _Run, tasks: TaskBatch) -> dict[str, float]:
     """One outer step: the learner's meta-objective on ``tasks``, backward, clip, step at the scheduled
     meta learning rate. Returns the step's record (losses, gradient norm)."""
+    learner, config, optimizer, number = run.learner, run.config, run.optimizer, run.iteration + 1
+
     def rates() -> str:
-        return f"meta_lr={settings.meta_lr}, {learner.inner_lr_text()}"
+        return f"meta_lr={config.meta_lr}, {learner.inner_lr_text()}"
 
     optimizer.zero_grad(set_to_none=True)
     try:
-        out = learner.meta_objective(tasks, loss_fn, query_before=settings.query_before)
+        out = learner.meta_objective(tasks, run.loss_fn, query_before=config.query_before)
     except DivergenceError as err:
-        raise DivergenceError(f"at meta iteration {iteration + 1} (meta_lr={settings.meta_lr}): {err}") from err
+        raise DivergenceError(f"at meta iteration {number} (meta_lr={config.meta_lr}): {err}") from err
     meta_loss = float(out.loss.detach())
     if not math.isfinite(meta_loss):
-        raise DivergenceError(f"meta loss became {meta_loss} at meta iteration {iteration + 1} ({rates()}); "
+        raise DivergenceError(f"meta loss became {meta_loss} at meta iteration {number} ({rates()}); "
                               f"lower meta_lr/inner_lr or set grad_clip")
     out.loss.backward()
-    clip = settings.grad_clip if settings.grad_clip is not None else math.inf
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+    clip = config.grad_clip if config.grad_clip is not None else math.inf
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(run.params, clip))
     if not math.isfinite(grad_norm):
-        raise DivergenceError(f"meta-gradient became NaN/Inf at meta iteration {iteration + 1} ({rates()}); "
+        raise DivergenceError(f"meta-gradient became NaN/Inf at meta iteration {number} ({rates()}); "
                               f"lower meta_lr/inner_lr or set grad_clip")
-    if settings.meta_lr_schedule != "constant":
+    if config.meta_lr_schedule != "constant":
         for group in optimizer.param_groups:
-            group["lr"] = settings.meta_lr_at(iteration)
+            group["lr"] = config.meta_lr_at(run.iteration)
     optimizer.step()
     support = out.support_losses
     return {"meta_loss": meta_loss,
@@ -264,15 +350,15 @@ def _meta_step(learner, tasks, loss_fn: Callable, optimizer: torch.optim.Optimiz
             "grad_norm": grad_norm}
 
 
-def _validate(learner, val_batch, loss_fn, val_steps, history, iteration) -> dict[str, float]:
+def _validate(run: _Run) -> dict[str, float]:
     # validation must not move torch's global RNG (random forwards): the training run then does not depend on
     # when validation ran, which keeps resumed runs bit-identical
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
-        result = learner.evaluate(val_batch, loss_fn, steps=val_steps)
-    history["val_iteration"].append(iteration)
-    history["val_query_loss_before"].append(result["query_loss_before"])
-    history["val_query_loss_after"].append(result["query_loss_after"])
+        result = run.learner.evaluate(run.val_batch, run.loss_fn, steps=run.config.val_steps)
+    run.history["val_iteration"].append(run.iteration)
+    run.history["val_query_loss_before"].append(result["query_loss_before"])
+    run.history["val_query_loss_after"].append(result["query_loss_after"])
     return {"val_query_loss_before": result["query_loss_before"], "val_query_loss_after": result["query_loss_after"]}
 
 
@@ -288,4 +374,4 @@ def _call_store(store, **fields) -> None:
 
 
 __all__ = ["CHECKPOINT_NAME", "META_OPTIMIZERS", "META_LR_SCHEDULES", "TRAIN_KEYS", "VAL_KEYS", "MetaTrainConfig",
-           "meta_train", "sample_tasks", "make_meta_optimizer", "progress_disabled"]
+           "meta_train", "sample_tasks", "make_meta_optimizer", "progress_disabled", "takes_config"]

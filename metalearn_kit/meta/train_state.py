@@ -20,12 +20,19 @@ RESUME_IF_PRESENT = "if_present"
 
 
 def check_resume(resume: bool | str, checkpoint_dir: str | os.PathLike | None) -> None:
-    """``resume`` is ``False``, ``True`` (a checkpoint must exist in ``checkpoint_dir``: an empty or mistyped
-    folder must not start a fresh run silently) or ``"if_present"`` (continue if there is one)."""
+    """``resume`` is ``False``, ``True`` (continue the run in ``checkpoint_dir``) or ``"if_present"`` (continue it
+    if there is one), and any resume names its ``checkpoint_dir``."""
     if resume is not False and resume is not True and resume != RESUME_IF_PRESENT:
         raise ValueError(f"resume must be False, True or {RESUME_IF_PRESENT!r}, got {resume!r}")
     if resume and checkpoint_dir is None:
         raise ValueError(f"resume={resume!r} needs checkpoint_dir (the folder of the run to continue)")
+
+
+def check_resume_target(resume: bool | str, checkpoint_dir: str | os.PathLike | None) -> None:
+    """With ``resume=True`` a checkpoint must exist in ``checkpoint_dir``: an empty or mistyped folder must not
+    start a fresh run silently. Checked when the run starts, on the process whose disk holds the run (in a
+    distributed run, rank 0's), not when the settings are built."""
+    check_resume(resume, checkpoint_dir)
     if resume is True and not (Path(checkpoint_dir) / CHECKPOINT_NAME).exists():
         folder = Path(checkpoint_dir)
         state = "does not exist" if not folder.exists() else "holds no checkpoint"
@@ -110,7 +117,6 @@ def load_run(path: Path, learner, optimizer, generator: torch.Generator, config:
     return int(meta["iteration"]), meta["history"]
 
 
-
 def checkpoint_iteration(checkpoint_dir: str | os.PathLike) -> int | None:
     """The iteration of the meta_train checkpoint in ``checkpoint_dir`` (read from its header, without
     loading the tensors), or ``None`` when there is none or it is unreadable."""
@@ -137,5 +143,5 @@ def last_checkpoint_text(checkpoint_dir: str | os.PathLike | None) -> str:
     return f"{str(Path(checkpoint_dir) / CHECKPOINT_NAME)!r} (iteration {iteration}, on rank 0's machine)"
 
 
-__all__ = ["CHECKPOINT_NAME", "RESUME_IF_PRESENT", "check_resume", "save_run", "load_run", "checkpoint_iteration",
-           "last_checkpoint_text", "optimizer_to_tensors", "optimizer_from_tensors"]
+__all__ = ["CHECKPOINT_NAME", "RESUME_IF_PRESENT", "check_resume", "check_resume_target", "save_run", "load_run",
+           "checkpoint_iteration", "last_checkpoint_text", "optimizer_to_tensors", "optimizer_from_tensors"]

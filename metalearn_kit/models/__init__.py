@@ -1,7 +1,8 @@
 """Models the kit meta-learns: restorers (a residual CNN, an encoder/restorer split, the unrolled iterative
 restorer — the source's CIR — with its known operators), SIREN, sparse representation (an OMP patch dictionary and
-a meta-learnable LISTA sparse coder), and the generators (conv VAE, Neural-Statistician-lite, WGAN-GP generator
-and critic). No BatchNorm anywhere: its running statistics break per-task adaptation."""
+a meta-learnable LISTA sparse coder), the generators (conv VAE, Neural-Statistician-lite, WGAN-GP generator and
+critic) and the glyph classifier that scores generated samples. No BatchNorm anywhere: its running statistics
+break per-task adaptation."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ _EXPORTS = {
                      "importance_weighted_nll", "mean_image", "statistician_loss", "condition_on"], ".generation"),
     **dict.fromkeys(["Generator", "Critic", "ConditionalGenerator", "ConditionalCritic", "wgan_gp_critic_loss",
                      "wgan_generator_loss", "gradient_penalty"], ".gan"),
+    "FeatureNet": ".feature_net",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

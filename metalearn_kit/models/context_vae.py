@@ -23,9 +23,9 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_images, check_int
-from .blocks import Deconv, check_image_size, conv_trunk
-from .generation import LIKELIHOODS, ContextConditionedVAE, VAEOutput, mean_image, negative_elbo
+from .._checks import check_images, check_int
+from .blocks import Deconv, conv_trunk
+from .generation import ContextConditionedVAE, VAEOutput, mean_image, negative_elbo
 
 __all__ = ["ContextBound", "ContextVAE", "context_meta_loss"]
 
@@ -40,12 +40,7 @@ class ContextVAE(ContextConditionedVAE):
 
     def __init__(self, channels: int = 1, image_size: int = 28, latent: int = 16, context_dim: int = 32,
                  width: int = 32, hidden: int = 128, likelihood: str = "bernoulli", inner_lr: float = 0.1):
-        super().__init__()
-        self.channels = check_int("channels", channels, minimum=1)
-        self.image_size = check_image_size(image_size)
-        self.latent = check_int("latent", latent, minimum=1)
-        self.context_dim = check_int("context_dim", context_dim, minimum=1)
-        self.likelihood = check_choice("likelihood", likelihood, LIKELIHOODS)
+        super().__init__(channels, image_size, latent, context_dim, likelihood)
         if not isinstance(inner_lr, (int, float)) or not inner_lr > 0:
             raise ValueError(f"inner_lr must be a positive number, got {inner_lr!r}")
         flat = 2 * width * (image_size // 4) ** 2

@@ -191,6 +191,14 @@ class ContextConditionedVAE(nn.Module):
     ``p(x | z, c)`` are conditioned on a class context ``c``; subclasses build ``prior``, ``image_encoder``,
     ``posterior`` and ``decoder`` (and say where ``c`` comes from: a set encoder, or an inner loop)."""
 
+    def __init__(self, channels: int, image_size: int, latent: int, context_dim: int, likelihood: str) -> None:
+        super().__init__()
+        self.channels = check_int("channels", channels, minimum=1)
+        self.image_size = check_image_size(image_size)
+        self.latent = check_int("latent", latent, minimum=1)
+        self.context_dim = check_int("context_dim", context_dim, minimum=1)
+        self.likelihood = check_choice("likelihood", likelihood, LIKELIHOODS)
+
     def _prior(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.prior(c).chunk(2, dim=-1)
         return mu, logvar.clamp(-8.0, 8.0)
@@ -216,12 +224,7 @@ class NeuralStatisticianLite(ContextConditionedVAE):
 
     def __init__(self, channels: int = 1, image_size: int = 28, latent: int = 16, context_dim: int = 32,
                  width: int = 32, hidden: int = 128, likelihood: str = "bernoulli"):
-        super().__init__()
-        self.channels = check_int("channels", channels, minimum=1)
-        self.image_size = check_image_size(image_size)
-        self.latent = check_int("latent", latent, minimum=1)
-        self.context_dim = check_int("context_dim", context_dim, minimum=1)
-        self.likelihood = check_choice("likelihood", likelihood, LIKELIHOODS)
+        super().__init__(channels, image_size, latent, context_dim, likelihood)
         flat = 2 * width * (image_size // 4) ** 2
         self.set_encoder = nn.Sequential(conv_trunk(channels, width, norm=False), nn.Flatten(),
                                          nn.Linear(flat, hidden), nn.ELU())

@@ -4,8 +4,7 @@ users read, so a name means the same model, tasks, loss and settings everywhere.
 ```python
 from metalearn_kit.recipes import build_experiment, list_experiments
 setup = build_experiment("denoise", profile="fast", algorithm="fomaml", backend="func", seed=0)
-history = meta_train(setup.learner, setup.task_sampler, setup.loss_fn, val_sampler=setup.val_sampler,
-                     **setup.settings.meta_train_kwargs())
+history = meta_train(setup.learner, setup.task_sampler, setup.loss_fn, setup.train, val_sampler=setup.val_sampler)
 ```
 
 Two kinds (``list_experiments()``), each with a ``fast`` (laptop CPU) and a ``full`` (GPU) size:
@@ -25,7 +24,7 @@ distribution only when run on several ranks.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -34,13 +33,15 @@ from torch import nn
 from .._checks import check_choice, check_int
 from ..config import get_device, get_profile
 from ..meta import BACKENDS
-from .parts import ALGORITHMS, MetaTrainingParts, TrainSettings, make_learner
+from ..meta.train import MetaTrainConfig
+from .parts import ALGORITHMS, MetaTrainingParts, make_learner
 
 
 @dataclass
 class ExperimentSetup:
     """Everything one run needs: ``model`` (inside ``learner``), ``task_sampler`` / ``val_sampler`` (task
-    distributions with ``sample_batch(n, generator)``), ``loss_fn(model, batch)`` and ``settings``."""
+    distributions with ``sample_batch(n, generator)``), ``loss_fn(model, batch)`` and ``train``, the outer loop's
+    :class:`~metalearn_kit.meta.train.MetaTrainConfig`."""
 
     name: str
     summary: str
@@ -54,7 +55,7 @@ class ExperimentSetup:
     task_sampler: Any
     val_sampler: Any
     loss_fn: Callable[..., torch.Tensor]
-    settings: TrainSettings
+    train: MetaTrainConfig
     details: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
@@ -62,20 +63,22 @@ class ExperimentSetup:
         return {"experiment": self.name, "summary": self.summary, "kind": self.kind, "profile": self.profile,
                 "algorithm": self.algorithm, "backend": self.backend, "seed": self.seed,
                 "model": type(self.model).__name__, "learner": self.learner.config(),
-                "settings": asdict(self.settings), "details": self.details,
+                "settings": {**self.train.describe(), "checkpoint_every": self.train.checkpoint_every,
+                             "query_before": self.train.query_before},
+                "details": self.details,
                 "task_sampler": repr(self.task_sampler),
                 "val_sampler": repr(self.val_sampler) if self.val_sampler is not None else None}
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """A named experiment: ``builder(profile) -> (MetaTrainingParts, TrainSettings, details)``; :meth:`build`
-    adds the learner."""
+    """A named experiment: ``builder(profile) -> (MetaTrainingParts, details)``; :meth:`build` adds the
+    learner."""
 
     name: str
     summary: str
     kind: str
-    builder: Callable[[str], tuple[MetaTrainingParts, TrainSettings, dict[str, Any]]]
+    builder: Callable[[str], tuple[MetaTrainingParts, dict[str, Any]]]
     default_algorithm: str = "maml"
 
     def build(self, profile: str | None = None, algorithm: str | None = None, backend: str = "auto",
@@ -91,20 +94,20 @@ class Experiment:
         # the initial weights depend on the seed only, not on what ran before in this process
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            parts, settings, details = self.builder(profile)
+            parts, details = self.builder(profile)
         model = parts.model.to(get_device(device))
         learner = make_learner(model, algorithm, backend, inner_lr=parts.inner_lr, inner_steps=parts.inner_steps,
                                inner_grad_clip=parts.inner_grad_clip, reptile_train_on=parts.train_on)
-        return ExperimentSetup(self.name, self.summary, self.kind, profile, algorithm, learner.backend, seed, model,
-                               learner, parts.task_sampler, parts.val_sampler, parts.loss_fn, settings, dict(details))
+        return ExperimentSetup(self.name, self.summary, self.kind, profile, algorithm, learner.backend.name, seed,
+                               model, learner, parts.task_sampler, parts.val_sampler, parts.loss_fn, parts.train,
+                               dict(details))
 
 
-def _checkpoint_settings(parts: MetaTrainingParts) -> TrainSettings:
-    iterations = parts.iterations
-    return TrainSettings(iterations=iterations, meta_batch=parts.meta_batch, meta_lr=parts.meta_lr,
-                         val_every=max(1, iterations // 10), val_tasks=8, checkpoint_every=max(1, iterations // 20),
-                         grad_clip=parts.grad_clip, query_before=parts.query_before,
-                         meta_lr_schedule=parts.meta_lr_schedule)
+def _with_checkpoint_validation(parts: MetaTrainingParts) -> MetaTrainingParts:
+    """A checkpoint's parts with ten validations on 8 held-out tasks and twenty checkpoints per run."""
+    iterations = parts.train.iterations
+    return replace(parts, train=replace(parts.train, val_every=max(1, iterations // 10), val_tasks=8,
+                                        checkpoint_every=max(1, iterations // 20)))
 
 
 def _restoration_checkpoint(name: str):
@@ -114,7 +117,7 @@ def _restoration_checkpoint(name: str):
 
         config = restoration_config(restoration.CHECKPOINT_EXPERIMENT[name], profile)
         parts = restoration.meta_training_parts(name, config)
-        return parts, _checkpoint_settings(parts), {"config": config.as_dict()}
+        return _with_checkpoint_validation(parts), {"config": config.as_dict()}
     return builder
 
 
@@ -126,7 +129,7 @@ def _generation_checkpoint(method: str):
 
         config = generation.generation_config(profile)
         parts = generation.meta_training_parts(method, config)
-        return parts, _checkpoint_settings(parts), {"config": asdict(config)}
+        return _with_checkpoint_validation(parts), {"config": asdict(config)}
     return builder
 
 
@@ -136,7 +139,7 @@ _TABLE: dict[str, Experiment] = {}
 def _experiments() -> dict[str, Experiment]:
     """The table, built on first use: the tutorial experiments and one per meta-trained checkpoint."""
     if not _TABLE:
-        from ..pretrained import CHECKPOINTS
+        from ..checkpoint_entry import CHECKPOINTS
         from . import tutorial
         from .restoration import META_TRAINED
 
@@ -169,5 +172,5 @@ def build_experiment(name: str, profile: str | None = None, algorithm: str | Non
                                       seed=seed)
 
 
-__all__ = ["ALGORITHMS", "BACKENDS", "Experiment", "ExperimentSetup", "TrainSettings", "build_experiment",
-           "get_experiment", "list_experiments"]
+__all__ = ["ALGORITHMS", "BACKENDS", "Experiment", "ExperimentSetup", "build_experiment", "get_experiment",
+           "list_experiments"]

@@ -5,16 +5,19 @@ meta-training parts, for the ``generation_*`` checkpoints; :mod:`metalearn_kit.e
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_float, check_int
+from .._checks import check_choice, check_float_fields, check_int, check_int_fields
 from ..config import get_device, get_profile, profile_sizes
+from ..meta.train import MetaTrainConfig
 from .parts import MetaTrainingParts
 
 __all__ = ["CHECKPOINT_NAMES", "GANPair", "GenerationConfig", "build_checkpoint", "checkpoint_entry",
@@ -74,23 +77,22 @@ class GenerationConfig:
     cgan_iterations: int
     profile: str
 
-    def check(self) -> GenerationConfig:
+    def __post_init__(self) -> None:
         """Raise ``ValueError``/``TypeError`` naming the first bad field."""
-        for key in ("feature_steps", "meta_iterations", "meta_batch", "train_shots", "train_queries", "eval_tasks",
-                    "statistician_iterations", "figr_iterations", "figr_inner_steps", "iw_samples", "sample_count",
-                    "critic_steps", "eval_queries", "cavia_iterations", "cgan_iterations"):
-            check_int(key, getattr(self, key), minimum=1)
+        check_int_fields(self, ("feature_steps", "meta_iterations", "meta_batch", "train_shots", "train_queries",
+                                "eval_tasks", "statistician_iterations", "figr_iterations", "figr_inner_steps",
+                                "iw_samples", "sample_count", "critic_steps", "eval_queries", "cavia_iterations",
+                                "cgan_iterations"), minimum=1)
         check_int("inner_steps", self.inner_steps, minimum=0)
         check_int("ways", self.ways, minimum=2)
-        for key in ("inner_lr", "meta_lr", "scratch_lr", "joint_lr", "gan_lr", "inner_grad_clip", "meta_grad_clip"):
-            check_float(key, getattr(self, key), minimum=0.0, strict_min=True)
+        check_float_fields(self, ("inner_lr", "meta_lr", "scratch_lr", "joint_lr", "gan_lr", "inner_grad_clip",
+                                  "meta_grad_clip"), minimum=0.0, strict_min=True)
         for key in ("shots", "steps"):
             values = getattr(self, key)
             if not isinstance(values, (list, tuple)) or not values:
                 raise ValueError(f"{key} must be a non-empty list of ints, got {values!r}")
             for v in values:
                 check_int(key, v, minimum=1 if key == "shots" else 0)
-        return self
 
 
 # Sizes per profile (the only place that differs between the CPU "fast" run and the GPU "full" run).
@@ -129,7 +131,7 @@ def generation_config(profile: str | None = None, **overrides: Any) -> Generatio
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"unknown generation config keys {unknown}; known keys: {sorted(known)}")
-    return replace(config, **overrides).check()
+    return replace(config, **overrides)
 
 
 def training_record(name: str, config: GenerationConfig) -> dict[str, Any]:
@@ -178,13 +180,14 @@ def _tasks(source, shots: int, queries: int):
     return FewShotGenerationTasks(source, shots=shots, queries=queries)
 
 
-def seeded_rng(seed: int):
-    """Fork torch's global RNG and seed it: model inits and reparameterisation noise (which must use the
-    global RNG to work under vmap) become reproducible without disturbing the caller's RNG."""
-    fork = torch.random.fork_rng(devices=[])
-    fork.__enter__()
-    torch.manual_seed(seed)
-    return fork
+@contextlib.contextmanager
+def seeded_rng(seed: int) -> Iterator[None]:
+    """``with seeded_rng(seed):`` forks torch's global (CPU) RNG and seeds it: model inits and
+    reparameterisation noise (which must use the global RNG to work under vmap) become reproducible, and the
+    caller's RNG state is restored on exit."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 # ----------------------------------------------------------------------------------- the models
@@ -223,7 +226,7 @@ def build_checkpoint(name: str, config: GenerationConfig, state: dict | None = N
     count and feature size come from its weights ``state``."""
     check_choice("name", name, CHECKPOINT_NAMES)
     if name == "featnet":
-        from ..evaluation.features import FeatureNet
+        from ..models.feature_net import FeatureNet
 
         if state is None:
             raise ValueError("state is required to build featnet (its class count comes from the weights)")
@@ -264,10 +267,12 @@ def meta_training_parts(method: str, config: GenerationConfig, background=None, 
         task_sampler=_tasks(background, config.train_shots, config.train_queries),
         val_sampler=_tasks(evaluation, config.train_shots, config.train_queries),
         loss_fn=vae_loss_fn, algorithm=method, inner_lr=config.inner_lr, inner_steps=config.inner_steps,
-        inner_grad_clip=config.inner_grad_clip, iterations=config.meta_iterations, meta_batch=config.meta_batch,
-        meta_lr=config.meta_lr, grad_clip=config.meta_grad_clip,
-        # the query loss before adaptation is a diagnostic only: skipping it saves a forward per task
-        query_before=False,
+        inner_grad_clip=config.inner_grad_clip,
+        train=MetaTrainConfig(iterations=config.meta_iterations, meta_batch=config.meta_batch, meta_lr=config.meta_lr,
+                              grad_clip=config.meta_grad_clip,
+                              # the query loss before adaptation is a diagnostic only: skipping it saves a forward
+                              # per task
+                              query_before=False),
         # Reptile has no query set of its own: it adapts on both sets of each task
         train_on="support+query")
 
@@ -282,8 +287,7 @@ def train_vae(method: str, config: GenerationConfig, background, progress: bool 
 
     check_choice("method", method, ("maml", "fomaml", "reptile", "joint"))
     sampler = _tasks(background, config.train_shots, config.train_queries)
-    fork = seeded_rng(config.seed)
-    try:
+    with seeded_rng(config.seed):
         model = make_vae(config).to(device or "cpu")
         if method == "joint":
             history = joint_pretrain(model, sampler, vae_loss_fn, iterations=config.meta_iterations,
@@ -291,12 +295,9 @@ def train_vae(method: str, config: GenerationConfig, background, progress: bool 
                                      generator=config.seed, grad_clip=config.meta_grad_clip, progress=progress)
             return model.cpu(), history
         parts = meta_training_parts(method, config, background, model=model)
-        history = meta_train(parts.learner(), parts.task_sampler, parts.loss_fn, iterations=parts.iterations,
-                             meta_batch=parts.meta_batch, meta_lr=parts.meta_lr, generator=config.seed,
-                             grad_clip=parts.grad_clip, progress=progress, query_before=parts.query_before)
+        history = meta_train(parts.learner(), parts.task_sampler, parts.loss_fn,
+                             replace(parts.train, progress=progress), generator=config.seed)
         return model.cpu(), history
-    finally:
-        fork.__exit__(None, None, None)
 
 
 def train_statistician(config: GenerationConfig, background, progress: bool = False,
@@ -309,8 +310,7 @@ def train_statistician(config: GenerationConfig, background, progress: bool = Fa
 
     samplers = [_tasks(background, k, config.train_queries) for k in config.shots]
     generator = torch.Generator().manual_seed(config.seed)
-    fork = seeded_rng(config.seed)
-    try:
+    with seeded_rng(config.seed):
         model = make_statistician(config).to(device or "cpu")
         optimizer = torch.optim.Adam(model.parameters(), lr=config.meta_lr)
         history: dict[str, list] = {"loss": [], "shots": [], "wall_time_s": []}
@@ -326,8 +326,6 @@ def train_statistician(config: GenerationConfig, background, progress: bool = Fa
             history["shots"].append(config.shots[which])
             history["wall_time_s"].append(time.perf_counter() - start)
         return model.cpu(), history
-    finally:
-        fork.__exit__(None, None, None)
 
 
 def gan_train_steps(pair: GANPair, images: torch.Tensor, steps: int, config: GenerationConfig,
@@ -374,8 +372,7 @@ def train_figr(config: GenerationConfig, background, progress: bool = False,
 
     sampler = _tasks(background, config.train_shots, config.train_queries)
     generator = torch.Generator().manual_seed(config.seed)
-    fork = seeded_rng(config.seed)
-    try:
+    with seeded_rng(config.seed):
         pair = GANPair(config).to(device or "cpu")
         fast = copy.deepcopy(pair)
         history: dict[str, list] = {"critic_loss": [], "generator_loss": [], "wall_time_s": []}
@@ -393,8 +390,6 @@ def train_figr(config: GenerationConfig, background, progress: bool = False,
             history["generator_loss"].append(inner["generator_loss"][-1])
             history["wall_time_s"].append(time.perf_counter() - start)
         return pair.cpu(), history
-    finally:
-        fork.__exit__(None, None, None)
 
 
 def _summary(history: dict) -> dict:
@@ -411,7 +406,7 @@ def train_checkpoint(name: str, config: GenerationConfig, background=None, progr
                      device: torch.device | str | None = None) -> tuple[nn.Module, dict]:
     """Train checkpoint ``name`` (short name) with ``config`` on ``device`` (default: the kit's device).
     Returns ``(model on the CPU, metrics)``."""
-    from ..evaluation.features import train_feature_net
+    from .feature_net import train_feature_net
 
     check_choice("name", name, CHECKPOINT_NAMES)
     background = background if background is not None else load_sources(config)[0]
@@ -437,7 +432,7 @@ def train_checkpoint(name: str, config: GenerationConfig, background=None, progr
 def checkpoint_entry(name: str, profile: str, description: str):
     """The :class:`~metalearn_kit.pretrained.PretrainedEntry` of ``generation_<short>`` at ``profile``: file
     ``generation_<short>_<profile>.safetensors``, recording :func:`training_record`."""
-    from ..pretrained import PretrainedEntry
+    from ..checkpoint_entry import PretrainedEntry
 
     short = name.removeprefix("generation_")
     config = generation_config(profile)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .._checks import check_float, check_int
+from .._checks import check_float_fields, check_int_fields
 from ..models.context_vae import ContextBound, ContextVAE, context_meta_loss
 from ..models.generation import importance_weighted_nll
 
@@ -46,12 +46,10 @@ class CaviaConfig:
     meta_grad_clip: float = 500.0
 
     def __post_init__(self) -> None:
-        for key in ("latent", "context_dim", "width", "hidden", "iterations", "meta_batch", "train_shots",
-                    "train_queries"):
-            check_int(key, getattr(self, key), minimum=1)
-        check_int("inner_steps", self.inner_steps, minimum=1)
-        for key in ("inner_lr", "inner_grad_clip", "meta_lr", "meta_grad_clip"):
-            check_float(key, getattr(self, key), minimum=0.0, strict_min=True)
+        check_int_fields(self, ("latent", "context_dim", "width", "hidden", "iterations", "meta_batch", "train_shots",
+                                "train_queries", "inner_steps"), minimum=1)
+        check_float_fields(self, ("inner_lr", "inner_grad_clip", "meta_lr", "meta_grad_clip"), minimum=0.0,
+                           strict_min=True)
 
     @classmethod
     def from_generation_config(cls, config) -> CaviaConfig:

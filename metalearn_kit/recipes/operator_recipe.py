@@ -2,10 +2,10 @@
 operators`): a typed config, the model, the loss, the task distributions, Meta-SGD meta-training and joint
 pretraining with at least the same data and gradient evaluations, and the two checkpoints per family.
 
-One module per family (``recipes/tone_curve.py``, ``recipes/colour_cast.py``, ``recipes/stripe_noise.py``, ...)
-holds its :class:`OperatorRecipeConfig` per profile and the line that says why it is such a family; this module is
-what they share. Checkpoint names: ``restoration_<family>_metasgd`` (the Meta-SGD learner: the initial
-weights and the learned per-weight inner learning rates) and ``restoration_<family>_joint``.
+Each family is a row of :data:`~metalearn_kit.recipes.operator_families.OPERATOR_FAMILIES` (its
+:class:`OperatorRecipeConfig` per profile and the line that says why it is such a family); this module is what
+the rows share. Checkpoint names: ``restoration_<family>_metasgd`` (the Meta-SGD learner: the initial weights and
+the learned per-weight inner learning rates) and ``restoration_<family>_joint``.
 
 Fairness, as the benchmark checks it: joint pretraining samples ``meta_batch`` tasks of the same training
 distribution per step and pools their support and query pairs (the images meta-training sees per step), for
@@ -18,19 +18,16 @@ gets twice meta-training's image passes and six times its distinct images.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_choice, check_float, check_int
+from .._checks import check_choice, check_float_fields, check_int_fields
 
 PROFILES = ("fast", "full")
-# family -> its recipe module in metalearn_kit/recipes/; a new family adds its module here
-FAMILY_RECIPES = {"tone_curve": "tone_curve", "colour_cast": "colour_cast", "directional_blur": "directional_blur",
-                  "stripe_noise": "stripe_noise", "channel_shift": "channel_shift"}
 MODELS = ("pointwise", "filter")
 # fields that only shape the evaluation: a checkpoint trained with other values of these still matches
 EVAL_FIELDS = frozenset({"test_patch", "test_tasks", "steps"})
@@ -51,7 +48,8 @@ class OperatorRecipeConfig:
         inner_steps: Meta-SGD inner steps at meta-training time; ``inner_lr`` the starting inner rate.
         meta_iterations, meta_batch, meta_lr: the outer loop (Adam, cosine-decayed meta lr).
         joint_iterations: joint pretraining steps (>= ``meta_iterations * (inner_steps + 1)``).
-        test_tasks: held-out tasks in the benchmark (>= 16 for the issue's targets); ``steps`` its step counts.
+        test_tasks: held-out tasks in the benchmark (>= 16: the paired verdicts need that many); ``steps`` its
+            step counts.
     """
 
     family: str
@@ -76,12 +74,9 @@ class OperatorRecipeConfig:
         check_choice("model", self.model, MODELS)
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels!r}")
-        for name in ("width", "depth", "train_patch", "test_patch", "shots", "queries", "meta_iterations",
-                     "meta_batch", "joint_iterations", "test_tasks"):
-            check_int(name, getattr(self, name), minimum=1)
-        check_int("inner_steps", self.inner_steps, minimum=1)
-        check_float("inner_lr", self.inner_lr, minimum=0.0, strict_min=True)
-        check_float("meta_lr", self.meta_lr, minimum=0.0, strict_min=True)
+        check_int_fields(self, ("width", "depth", "train_patch", "test_patch", "shots", "queries", "inner_steps",
+                                "meta_iterations", "meta_batch", "joint_iterations", "test_tasks"), minimum=1)
+        check_float_fields(self, ("inner_lr", "meta_lr"), minimum=0.0, strict_min=True)
         needed = self.meta_iterations * (self.inner_steps + 1)
         if self.joint_iterations < needed:
             raise ValueError(f"joint_iterations must be >= meta_iterations * (inner_steps + 1) = {needed} so joint "
@@ -152,13 +147,17 @@ def make_learner(model: nn.Module, config: OperatorRecipeConfig):
 
 def meta_training_parts(config: OperatorRecipeConfig, seed: int = 0) -> dict[str, Any]:
     """Everything that meta-trains the family's init: ``learner``, ``task_sampler``, ``val_sampler``,
-    ``loss_fn`` and the outer loop (``iterations``, ``meta_batch``, ``meta_lr``, ``meta_lr_schedule``,
-    ``grad_clip``). Seeds torch's global RNG with ``seed`` for the initial weights."""
+    ``loss_fn`` and the outer loop ``train`` (a :class:`~metalearn_kit.meta.MetaTrainConfig`: cosine-annealed
+    ``meta_lr``, clipped meta-gradient, four validations). Seeds torch's global RNG with ``seed`` for the initial
+    weights."""
+    from ..meta import MetaTrainConfig
+
     torch.manual_seed(seed)
+    train = MetaTrainConfig(iterations=config.meta_iterations, meta_batch=config.meta_batch, meta_lr=config.meta_lr,
+                            meta_lr_schedule="cosine", grad_clip=META_GRAD_CLIP,
+                            val_every=max(1, config.meta_iterations // 4), val_tasks=8)
     return {"learner": make_learner(build_model(config), config), "task_sampler": task_distribution(config, "train"),
-            "val_sampler": task_distribution(config, "val"), "loss_fn": restoration_loss,
-            "iterations": config.meta_iterations, "meta_batch": config.meta_batch, "meta_lr": config.meta_lr,
-            "meta_lr_schedule": "cosine", "grad_clip": META_GRAD_CLIP}
+            "val_sampler": task_distribution(config, "val"), "loss_fn": restoration_loss, "train": train}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -178,8 +177,8 @@ def train_meta(config: OperatorRecipeConfig, seed: int = 0, progress: bool = Fal
 
     parts = meta_training_parts(config, seed)
     learner = parts.pop("learner")
-    history = meta_train(learner, parts.pop("task_sampler"), parts.pop("loss_fn"), generator=seed,
-                         progress=progress, val_every=max(1, config.meta_iterations // 4), val_tasks=8, **parts)
+    history = meta_train(learner, parts["task_sampler"], parts["loss_fn"], replace(parts["train"], progress=progress),
+                         val_sampler=parts["val_sampler"], generator=seed)
     metrics = _summary(history, "meta_loss")
     for key in ("val_query_loss_before", "val_query_loss_after"):
         if history.get(key):
@@ -222,56 +221,3 @@ def train_checkpoint(role: str, config: OperatorRecipeConfig, seed: int = 0) -> 
     """Train a ``role`` checkpoint: the Meta-SGD learner (``"meta"``) or the jointly pretrained model."""
     check_choice("role", role, ("meta", "joint"))
     return train_meta(config, seed) if role == "meta" else train_joint(config, seed)
-
-
-def load_model(name: str, role: str, config: OperatorRecipeConfig, seed: int = 0) -> tuple[nn.Module, str]:
-    """Checkpoint ``name`` (a ``role`` checkpoint of ``config.family``) trained with ``config``'s training fields
-    and ``seed``: the shipped file when it matches, else trained now (see
-    :func:`metalearn_kit.pretrained.load_or_train`). Returns ``(module, "loaded" | "trained")``."""
-    from ..pretrained import REGISTRY, load_or_train
-
-    check_choice("role", role, ("meta", "joint"))
-    if name not in REGISTRY:  # a family measured in the benchmark but not shipped (see pretrained.CHECKPOINTS)
-        module, _ = train_checkpoint(role, config, seed)
-        return module.eval(), "trained"
-    module, info = load_or_train(name, config, seed)
-    return module.eval(), "trained" if info["source"] == "trained" else "loaded"
-
-
-def recipe(family: str):
-    """The recipe module of ``family`` (``metalearn_kit.recipes.<module>``)."""
-    import importlib
-
-    if family not in FAMILY_RECIPES:
-        raise ValueError(f"family must be one of {list(FAMILY_RECIPES)}, got {family!r}")
-    return importlib.import_module(f".{FAMILY_RECIPES[family]}", __package__)
-
-
-def checkpoint_entry(family: str, name: str, profile: str, description: str):
-    """The :class:`~metalearn_kit.pretrained.PretrainedEntry` of ``family``'s checkpoint ``name`` (its
-    ``restoration_<family>_metasgd`` or ``_joint``) at ``profile``: file ``NAME.safetensors`` (fast, shipped) or
-    ``NAME_PROFILE.safetensors``; the config is recorded as :meth:`OperatorRecipeConfig.as_dict`."""
-    from ..pretrained import SHIPPED_PROFILE, PretrainedEntry
-
-    roles = {checkpoint_name: role for role, checkpoint_name in checkpoint_names(family).items()}
-    if name not in roles:
-        raise ValueError(f"name must be one of {sorted(roles)} for family {family!r}, got {name!r}")
-    role = roles[name]
-    suffix = "" if profile == SHIPPED_PROFILE else f"_{profile}"
-    return PretrainedEntry(
-        file=f"{name}{suffix}.safetensors",
-        build=lambda config, state: build_checkpoint(role, config),
-        train=lambda config, seed, **options: train_checkpoint(role, config, seed),
-        config=recipe(family).CONFIGS[profile], seed=0, description=description,
-        to_record=lambda config: config.as_dict(), from_record=OperatorRecipeConfig.from_dict,
-        weights_key=lambda record: {k: v for k, v in record.items() if k not in EVAL_FIELDS},
-        cache=False)  # a minute or so to train: a model for another config is trained again, not cached
-
-
-def family_config(configs: dict[str, OperatorRecipeConfig], profile: str | None) -> OperatorRecipeConfig:
-    """``configs[profile]``, the profile defaulting to the kit's (``METALEARN_KIT_PROFILE``, else ``fast``)."""
-    from ..config import get_profile
-
-    profile = get_profile(profile)
-    check_choice("profile", profile, tuple(configs))
-    return configs[profile]

@@ -9,37 +9,18 @@ A recipe's ``meta_training_parts(...)`` returns one :class:`MetaTrainingParts`; 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from .._checks import check_choice
+from ..meta.train import MetaTrainConfig
 
 ALGORITHMS = ("maml", "fomaml", "reptile", "metasgd")
 
-__all__ = ["ALGORITHMS", "MetaTrainingParts", "TrainSettings", "make_learner"]
-
-
-@dataclass
-class TrainSettings:
-    """Meta-training settings of an experiment (what :func:`~metalearn_kit.meta.train.meta_train` takes)."""
-
-    iterations: int
-    meta_batch: int
-    meta_lr: float
-    meta_optimizer: str = "adam"
-    val_every: int = 50
-    val_tasks: int = 16
-    checkpoint_every: int = 50
-    grad_clip: float | None = None
-    query_before: bool = True
-    meta_lr_schedule: str = "constant"
-
-    def meta_train_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``meta_train`` (everything but the learner, sampler and loss)."""
-        return asdict(self)
+__all__ = ["ALGORITHMS", "MetaTrainingParts", "make_learner"]
 
 
 @dataclass
@@ -52,8 +33,8 @@ class MetaTrainingParts:
         loss_fn: ``loss_fn(model, batch) -> scalar``, the inner and outer loss.
         algorithm: ``"maml"``, ``"fomaml"``, ``"reptile"`` or ``"metasgd"``.
         inner_lr, inner_steps, inner_grad_clip: the inner loop (``inner_lr`` is Meta-SGD's starting rate).
-        iterations, meta_batch, meta_lr, meta_lr_schedule, grad_clip: the outer loop.
-        query_before: also measure the query loss before adaptation (a diagnostic; costs a forward per task).
+        train: the outer loop (:class:`~metalearn_kit.meta.train.MetaTrainConfig`: iterations, meta-batch,
+            meta_lr and its schedule, gradient clip, ``query_before``), what ``meta_train`` takes.
         train_on: what Reptile adapts on (``"support"`` or ``"support+query"``).
     """
 
@@ -65,12 +46,7 @@ class MetaTrainingParts:
     inner_lr: float
     inner_steps: int
     inner_grad_clip: float | None
-    iterations: int
-    meta_batch: int
-    meta_lr: float
-    grad_clip: float | None
-    meta_lr_schedule: str = "constant"
-    query_before: bool = True
+    train: MetaTrainConfig
     train_on: str = "support"
 
     def learner(self, backend: str = "auto", model: nn.Module | None = None):

@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import get_device
+from ..meta.train import MetaTrainConfig
 from .parts import MetaTrainingParts
-from .restoration_configs import CONFIGS, EVAL_FIELDS, RestorationConfig, restoration_config
+from .restoration_configs import CONFIGS, RestorationConfig, recorded_training_part, restoration_config
 
 __all__ = ["CHECKPOINT_EXPERIMENT", "META_GRAD_CLIP", "META_TRAINED", "build_checkpoint", "build_model",
            "checkpoint_entry", "fit_loss", "meta_training_parts", "mse_loss", "noise2self_loss", "operator_loss",
@@ -168,9 +169,11 @@ def build_checkpoint(name: str, config: RestorationConfig) -> nn.Module:
 
 def _start_from_sr_pretrained(model: nn.Module, config: RestorationConfig, seed: int) -> None:
     """Meta-transfer learning, as MZSR: the meta-learned SR init starts from the bicubic-pretrained weights."""
-    from ..pretrained import load_or_train
+    from ..checkpoint_entry import CHECKPOINTS, load_or_train_entry, with_variants
 
-    pretrained, _ = load_or_train("restoration_sr_pretrained", config, seed)
+    name = "restoration_sr_pretrained"
+    pretrained, _ = load_or_train_entry(name, with_variants(checkpoint_entry, name, CHECKPOINTS[name][1]), config,
+                                        seed)
     device = next(model.parameters()).device
     model.load_state_dict({k: v.to(device) for k, v in pretrained.state_dict().items()})
 
@@ -207,8 +210,8 @@ def meta_training_parts(name: str, config: RestorationConfig, model: nn.Module |
         model=model, task_sampler=restoration_sampler(config, kind, "train"),
         val_sampler=restoration_sampler(config, kind, val_split), loss_fn=loss_fn, algorithm=META_TRAINED[name],
         inner_lr=config.inner_lr, inner_steps=config.inner_steps, inner_grad_clip=config.inner_grad_clip,
-        iterations=config.meta_iterations, meta_batch=config.meta_batch, meta_lr=config.meta_lr,
-        meta_lr_schedule=config.meta_lr_schedule, grad_clip=META_GRAD_CLIP)
+        train=MetaTrainConfig(iterations=config.meta_iterations, meta_batch=config.meta_batch, meta_lr=config.meta_lr,
+                              meta_lr_schedule=config.meta_lr_schedule, grad_clip=META_GRAD_CLIP))
 
 
 def _summary(history: dict, key: str) -> dict:
@@ -229,9 +232,8 @@ def _meta_train(name: str, module: nn.Module, config: RestorationConfig, seed: i
     is_learner = isinstance(module, MetaSGD)
     parts = meta_training_parts(name, config, module.model if is_learner else module)
     learner = module if is_learner else parts.learner()
-    history = meta_train(learner, parts.task_sampler, parts.loss_fn, iterations=parts.iterations,
-                         meta_batch=parts.meta_batch, meta_lr=parts.meta_lr, generator=seed,
-                         progress=progress, grad_clip=parts.grad_clip, meta_lr_schedule=parts.meta_lr_schedule)
+    history = meta_train(learner, parts.task_sampler, parts.loss_fn, replace(parts.train, progress=progress),
+                         generator=seed)
     return _summary(history, "meta_loss")
 
 
@@ -269,15 +271,15 @@ def train_checkpoint(name: str, config: RestorationConfig | None = None, seed: i
 
 def _from_record(experiment: str, record: dict) -> RestorationConfig:
     """A checkpoint's recorded config back as the experiment's dataclass: the recorded fields over the fast
-    profile's (an older file may lack an evaluation field or hold one the config no longer has)."""
+    profile's (a file may lack an evaluation field, or hold one the config does not have, e.g. ``zssr_lr``)."""
     known = {f.name for f in fields(CONFIGS[experiment])}
     return replace(restoration_config(experiment, "fast"), **{k: v for k, v in record.items() if k in known})
 
 
 def checkpoint_entry(name: str, profile: str, description: str):
-    """The :class:`~metalearn_kit.pretrained.PretrainedEntry` of checkpoint ``name`` at ``profile``: file
+    """The :class:`~metalearn_kit.checkpoint_entry.PretrainedEntry` of checkpoint ``name`` at ``profile``: file
     ``NAME.safetensors`` (fast, shipped) or ``NAME_PROFILE.safetensors``; the full config is recorded."""
-    from ..pretrained import SHIPPED_PROFILE, PretrainedEntry
+    from ..checkpoint_entry import SHIPPED_PROFILE, PretrainedEntry
 
     experiment = CHECKPOINT_EXPERIMENT[name]
     suffix = "" if profile == SHIPPED_PROFILE else f"_{profile}"
@@ -287,6 +289,6 @@ def checkpoint_entry(name: str, profile: str, description: str):
         train=lambda config, seed, **options: train_checkpoint(name, config, seed, **options),
         config=restoration_config(experiment, profile), seed=0, description=description,
         to_record=lambda config: config.as_dict(), from_record=lambda record: _from_record(experiment, record),
-        weights_key=lambda record: {k: v for k, v in record.items() if k not in EVAL_FIELDS},
+        weights_key=lambda record: recorded_training_part(experiment, record),
         # minutes at most: a model for another config is trained again rather than cached
         cache=False)

@@ -4,33 +4,68 @@ chosen is in ``docs/benchmarks/README.md``.
 
 Every config's :meth:`~RestorationConfig.as_dict` is what a checkpoint records as its ``config``; the fields
 in :data:`EVAL_FIELDS` only shape the evaluation, so a checkpoint trained with other values of them still
-matches.
+matches. Every field is checked on construction (and by ``dataclasses.replace``), naming the first bad one.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Any
 
+from .._checks import check_choice, check_float, check_int
 from ..config import profile_sizes
+from ..meta.train import META_LR_SCHEDULES
 
 __all__ = ["CONFIGS", "DeblurInpaintConfig", "DenoisingConfig", "EVAL_FIELDS", "ImageFittingConfig",
            "RESTORATION_EXPERIMENTS", "RestorationConfig", "SelfSupervisedConfig", "SuperResolutionConfig",
-           "restoration_config"]
+           "recorded_training_part", "restoration_config"]
 
 RESTORATION_EXPERIMENTS = ("denoising", "super_resolution", "deblurring_inpainting", "image_fitting",
                            "self_supervised")
 # fields that only shape the evaluation: a checkpoint trained with other values of these still matches
+# (``zssr_lr`` is the single ZSSR rate that older super-resolution checkpoints record)
 EVAL_FIELDS = frozenset({"steps", "test_tasks", "test_images", "test_patch", "test_masks", "zssr_steps",
                          "zssr_lrs", "zssr_lr", "scratch_steps"})
 
 
-@dataclass
+def _check_list(name: str, values: Any, item: type) -> None:
+    """``values`` must be a non-empty list of ``item`` (ints: step counts >= 0; floats: > 0; strs: names)."""
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"{name} must be a non-empty list of {item.__name__}, got {values!r}")
+    for value in values:
+        if item is int:
+            check_int(name, value, minimum=0)
+        elif item is float:
+            check_float(name, value, minimum=0.0, strict_min=True)
+        elif not isinstance(value, str):
+            raise ValueError(f"{name} must be a list of names (str), got {values!r}")
+
+
+def _check_name(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty str, got {value!r}")
+
+
+# how __post_init__ checks a field, by its annotation: every int counts something (a size, a number of tasks or
+# iterations), every float is a rate, size or scale, every list holds step counts, rates or mask names
+_CHECKS = {
+    "int": lambda name, v: check_int(name, v, minimum=1),
+    "float": lambda name, v: check_float(name, v, minimum=0.0, strict_min=True),
+    "float | None": lambda name, v: v is None or check_float(name, v, minimum=0.0, strict_min=True),
+    "str": _check_name,
+    "list[int]": lambda name, v: _check_list(name, v, int),
+    "list[float]": lambda name, v: _check_list(name, v, float),
+    "list[str]": lambda name, v: _check_list(name, v, str),
+}
+
+
+@dataclass(kw_only=True)
 class RestorationConfig:
     """Fields every restoration experiment has: the model ``width``, the inner loop (``inner_steps`` SGD steps
-    of ``inner_lr``, each gradient clipped to norm ``inner_grad_clip``), the outer loop (``meta_iterations`` of
-    ``meta_batch`` tasks, Adam at ``meta_lr``) and the step counts ``steps`` the benchmark reports."""
+    of ``inner_lr``, each gradient clipped to norm ``inner_grad_clip``, None: off), the outer loop
+    (``meta_iterations`` of ``meta_batch`` tasks, Adam at ``meta_lr`` on a ``meta_lr_schedule``) and the step
+    counts ``steps`` the benchmark reports. Configs are built by keyword (``restoration_config`` does it)."""
 
     width: int
     inner_steps: int
@@ -39,9 +74,18 @@ class RestorationConfig:
     meta_batch: int
     meta_lr: float
     steps: list[int]
-    # plain class attributes (not fields, so not recorded in checkpoints) unless an experiment makes them fields
-    inner_grad_clip = 1.0
-    meta_lr_schedule = "constant"
+    inner_grad_clip: float | None = 1.0
+    meta_lr_schedule: str = "constant"
+
+    def __post_init__(self) -> None:
+        """Raise ``ValueError``/``TypeError`` naming the first field whose value is out of range or of the wrong
+        type (the rule per annotation is in ``_CHECKS``)."""
+        for f in fields(self):
+            if f.type not in _CHECKS:
+                raise TypeError(f"{type(self).__name__}.{f.name} is annotated {f.type!r}, which has no check; "
+                                f"add one to _CHECKS")
+            _CHECKS[f.type](f.name, getattr(self, f.name))
+        check_choice("meta_lr_schedule", self.meta_lr_schedule, META_LR_SCHEDULES)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form a checkpoint records (lists stay lists)."""
@@ -52,7 +96,7 @@ class RestorationConfig:
         return {k: v for k, v in self.as_dict().items() if k not in EVAL_FIELDS}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DenoisingConfig(RestorationConfig):
     """Few-shot denoising: ``shots``/``queries`` ``patch``-pixel grey pairs per task, a ``depth``-layer CNN."""
 
@@ -64,9 +108,10 @@ class DenoisingConfig(RestorationConfig):
     test_tasks: int
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SuperResolutionConfig(RestorationConfig):
-    """Zero-shot x``scale`` SR (MZSR): bicubic pretraining, then meta-transfer; ZSSR's budget for scratch."""
+    """Zero-shot x``scale`` SR (MZSR): bicubic pretraining, then meta-transfer; ZSSR's budget for scratch.
+    ``kernel_sigma``: the ``[low, high]`` range of the blur kernel's width."""
 
     train_patch: int
     test_patch: int
@@ -79,8 +124,14 @@ class SuperResolutionConfig(RestorationConfig):
     zssr_steps: list[int]
     zssr_lrs: list[float]
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int("scale", self.scale, minimum=2)
+        if len(self.kernel_sigma) != 2 or self.kernel_sigma[0] > self.kernel_sigma[1]:
+            raise ValueError(f"kernel_sigma must be a range [low, high] with low <= high, got {self.kernel_sigma!r}")
 
-@dataclass
+
+@dataclass(kw_only=True)
 class DeblurInpaintConfig(RestorationConfig):
     """Few-shot deblurring and inpainting with an unrolled restorer of ``iterations`` proximal steps."""
 
@@ -95,20 +146,20 @@ class DeblurInpaintConfig(RestorationConfig):
     test_masks: list[str]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ImageFittingConfig(RestorationConfig):
-    """SIREN image fitting: ``hidden_layers`` sine layers of ``width`` at frequency ``omega``."""
+    """SIREN image fitting: ``hidden_layers`` sine layers of ``width`` at frequency ``omega``; its inner
+    gradients are not clipped and its meta learning rate is cosine-annealed."""
 
     patch: int
     hidden_layers: int
     omega: float
     test_images: int
-    # fields here (recorded in the checkpoint), class-level defaults in the other experiments
     inner_grad_clip: float | None = None
     meta_lr_schedule: str = "cosine"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SelfSupervisedConfig(RestorationConfig):
     """Zero-shot Noise2Self denoising of one noisy ``test_patch`` image."""
 
@@ -173,6 +224,17 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "steps": [0, 1, 5, 20, 100], "scratch_steps": [0, 1, 5, 20, 100, 300]},
     },
 }
+
+
+def recorded_training_part(experiment: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The part of a checkpoint's recorded ``config`` (a dict) that determines its weights, as
+    :meth:`RestorationConfig.training_part` gives it: a field with a default that the record lacks was trained
+    with that default (checkpoints recorded before ``inner_grad_clip`` and ``meta_lr_schedule`` were fields do not
+    name them)."""
+    if experiment not in CONFIGS:
+        raise ValueError(f"experiment must be one of {list(CONFIGS)}, got {experiment!r}")
+    defaults = {f.name: f.default for f in fields(CONFIGS[experiment]) if f.default is not MISSING}
+    return {k: v for k, v in {**defaults, **record}.items() if k not in EVAL_FIELDS}
 
 
 def restoration_config(experiment: str, profile: str | None = None, sizes: dict | None = None) -> RestorationConfig:

@@ -47,13 +47,12 @@ it like a built-in one::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 
-from .._checks import check_choice, check_images
+from .._checks import check_choice, check_float, check_images
 from ..config import make_generator
 from .degradation_checks import RAW_RANGE_TOLERANCE, Params, check_output, probe_class
 
@@ -129,19 +128,11 @@ class Degradation:
             if value not in self.param_choices[param]:
                 raise ValueError(f"{label} must be one of {list(self.param_choices[param])}, got {value!r}")
             return value
-        if not _is_number(value):
-            raise TypeError(f"{label} must be a number, got {type(value).__name__} {value!r}")
+        check_float(label, value, *self.param_limits.get(param, (None, None)))  # a finite number within limits
         if param in self.integer_params:
             if float(value) != int(value):
                 raise ValueError(f"{label} must be a whole number, got {value!r}")
             value = int(value)
-        low, high = self.param_limits.get(param, (None, None))
-        if not math.isfinite(value):
-            raise ValueError(f"{label} must be finite, got {value!r}")
-        if low is not None and value < low:
-            raise ValueError(f"{label} must be >= {low}, got {value!r}")
-        if high is not None and value > high:
-            raise ValueError(f"{label} must be <= {high}, got {value!r}")
         return value
 
     def _check_range(self, param: str, spec: Any) -> Any:

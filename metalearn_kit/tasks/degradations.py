@@ -82,6 +82,16 @@ def _default_kernel_size(needed: float, minimum: int = 15) -> int:
     return size if size % 2 else size + 1
 
 
+def _gaussian_kernel_size(widest_sigma: float, kernel_size: int | None) -> int:
+    """``kernel_size`` (checked: an odd int) or, when None, one wide enough for ``widest_sigma``: 3 sigma on each
+    side holds 99.7% of the mass; never less than 15 so train and test kernels match."""
+    size = (_default_kernel_size(6 * widest_sigma + 1) if kernel_size is None
+            else check_int("kernel_size", kernel_size, minimum=1))
+    if size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd, got {size}; use {size + 1}")
+    return size
+
+
 class GaussianBlur(Degradation):
     """Isotropic Gaussian blur of width ``sigma`` (pixels), optional white noise ``noise_sigma`` after it.
     The kernel (``kernel_size`` square, reflect padding) is part of the task: see :meth:`operator`."""
@@ -94,12 +104,7 @@ class GaussianBlur(Degradation):
 
     def __init__(self, split: str = "train", kernel_size: int | None = None, **ranges: Any) -> None:
         super().__init__(split, **ranges)
-        widest = max(self.possible_values("sigma"))
-        # 3 sigma on each side holds 99.7% of the mass; never less than 15 so train and test kernels match.
-        self.kernel_size = (_default_kernel_size(6 * widest + 1) if kernel_size is None
-                            else check_int("kernel_size", kernel_size, minimum=1))
-        if self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd, got {self.kernel_size}; use {self.kernel_size + 1}")
+        self.kernel_size = _gaussian_kernel_size(max(self.possible_values("sigma")), kernel_size)
 
     def kernel(self, params: dict[str, Any]) -> torch.Tensor:
         return gaussian_kernel(self.kernel_size, params["sigma"])
@@ -295,11 +300,7 @@ class SuperResolution(Degradation):
 
     def __init__(self, split: str = "train", kernel_size: int | None = None, **ranges: Any) -> None:
         super().__init__(split, **ranges)
-        widest = max(self.possible_values("kernel_sigma"))
-        self.kernel_size = (_default_kernel_size(6 * widest + 1) if kernel_size is None
-                            else check_int("kernel_size", kernel_size, minimum=1))
-        if self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd, got {self.kernel_size}; use {self.kernel_size + 1}")
+        self.kernel_size = _gaussian_kernel_size(max(self.possible_values("kernel_sigma")), kernel_size)
 
     def kernel(self, params: dict[str, Any]) -> torch.Tensor:
         return gaussian_kernel(self.kernel_size, params["kernel_sigma"])

@@ -41,6 +41,39 @@ def _row(images: torch.Tensor, count: int, pad: int) -> torch.Tensor:
     return strip
 
 
+def _labelled_rows(task: Task, max_images: int) -> list[tuple[str, torch.Tensor]]:
+    """The rows to draw, ``(label, images [N, C, H, W])``: degraded and clean support and query for restoration,
+    else a support and a query row (a pair per label when there are several ways)."""
+    first = task.support[0]
+    if first.dim() != 4:
+        raise ValueError(f"task.support[0] must be images [K, C, H, W] to be plotted, got shape {tuple(first.shape)}")
+    if len(task.support) >= 2 and task.support[1].dim() == 4:
+        return [("support\ndegraded", task.support[0]), ("support\nclean", task.support[1]),
+                ("query\ndegraded", task.query[0]), ("query\nclean", task.query[1])]
+    if len(task.support) > 1 and len(task.query) > 1 and task.support[1].dim() == 1 \
+            and int(task.support[1].max()) > 0:
+        # Several ways: one support row and one query row per label (at most max_images labels).
+        names = task.info.get("classes", [])
+        rows = []
+        for label in task.support[1].unique().tolist()[:max_images]:
+            name = str(names[label]).rsplit("/", 1)[-1] if label < len(names) else str(label)
+            short = name if len(name) <= 12 else name[:11] + "~"  # the title carries the full names
+            rows.append((f"support {label}\n{short}", task.support[0][task.support[1] == label]))
+            rows.append((f"query {label}", task.query[0][task.query[1] == label]))
+        return rows
+    return [("support", task.support[0]), ("query", task.query[0])]
+
+
+def _stacked(rows: list[tuple[str, torch.Tensor]], count: int, pad: int) -> torch.Tensor:
+    """The rows' first ``count`` images as one white-padded picture ``[C, rows*(H+pad)-pad, count*(W+pad)-pad]``."""
+    strips = [_row(images.detach().float().cpu().clamp(0, 1), count, pad) for _, images in rows]
+    _, h, width = strips[0].shape
+    canvas = torch.ones(strips[0].shape[0], len(strips) * (h + pad) - pad, width)
+    for r, strip in enumerate(strips):
+        canvas[:, r * (h + pad): r * (h + pad) + h] = strip
+    return canvas
+
+
 def plot_task(task: Task, max_images: int = 5, ax: Any = None, fig: Any = None):
     """Draw a task's support and query sets as labelled rows and return the matplotlib ``Figure``.
 
@@ -61,37 +94,13 @@ def plot_task(task: Task, max_images: int = 5, ax: Any = None, fig: Any = None):
     check_int("max_images", max_images, minimum=1)
     if ax is not None and fig is not None:
         raise ValueError("give ax or fig, not both")
-
-    first = task.support[0]
-    if first.dim() != 4:
-        raise ValueError(f"task.support[0] must be images [K, C, H, W] to be plotted, got shape {tuple(first.shape)}")
-    restoration = len(task.support) >= 2 and task.support[1].dim() == 4
-    if restoration:
-        rows = [("support\ndegraded", task.support[0]), ("support\nclean", task.support[1]),
-                ("query\ndegraded", task.query[0]), ("query\nclean", task.query[1])]
-    elif len(task.support) > 1 and len(task.query) > 1 and task.support[1].dim() == 1 \
-            and int(task.support[1].max()) > 0:
-        # Several ways: one support row and one query row per label (at most max_images labels).
-        names = task.info.get("classes", [])
-        rows = []
-        for label in task.support[1].unique().tolist()[:max_images]:
-            name = str(names[label]).rsplit("/", 1)[-1] if label < len(names) else str(label)
-            short = name if len(name) <= 12 else name[:11] + "~"  # the title carries the full names
-            rows.append((f"support {label}\n{short}", task.support[0][task.support[1] == label]))
-            rows.append((f"query {label}", task.query[0][task.query[1] == label]))
-    else:
-        rows = [("support", task.support[0]), ("query", task.query[0])]
-
+    rows = _labelled_rows(task, max_images)
     count = min(max_images, max(images.shape[0] for _, images in rows))
     pad = 2
-    strips = [_row(images.detach().float().cpu().clamp(0, 1), count, pad) for _, images in rows]
-    _, h, width = strips[0].shape
-    canvas = torch.ones(strips[0].shape[0], len(strips) * (h + pad) - pad, width)
-    for r, strip in enumerate(strips):
-        canvas[:, r * (h + pad): r * (h + pad) + h] = strip
+    canvas = _stacked(rows, count, pad)
+    h = rows[0][1].shape[-2]
     channels = canvas.shape[0]
     picture = canvas.permute(1, 2, 0).numpy() if channels == 3 else canvas[0].numpy()
-
     if ax is None:
         if fig is None:
             import matplotlib.pyplot as plt

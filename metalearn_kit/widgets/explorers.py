@@ -67,6 +67,37 @@ class _Explorer(widgets.VBox):
 
 
 # ---------------------------------------------------------------------------------------------- tasks
+def _family_knobs(families: Sequence[Any] | None, channels: set[int | None]) -> dict[str, SeverityKnob]:
+    """One severity knob per family; ``None``: every registered family that can be built from its name alone
+    (kernel_blur needs kernels) and applied to sources of ``channels`` (colour-only families need 3 channels)."""
+    from ..tasks.degradations import Degradation, list_degradations, make_degradation
+
+    knobs: dict[str, SeverityKnob] = {}
+    if families is None:
+        # the built-in families first, so the first view stays theirs, then the operator families of
+        # tasks/operators.py
+        names = sorted(list_degradations(), key=lambda n: type(make_degradation(n)).__module__.endswith(
+            ".operators") if n != "kernel_blur" else False)
+        for name in names:
+            try:
+                knobs[name] = SeverityKnob(name)
+            except (TypeError, ValueError):
+                continue
+            required = getattr(knobs[name].template, "required_channels", None)
+            if required is not None and channels != {required}:
+                del knobs[name]
+        return knobs
+    if isinstance(families, (str, Degradation)) or not isinstance(families, Sequence) or not families:
+        raise ValueError(f"families must be a non-empty list of family names, classes or Degradation "
+                         f"instances, got {families!r}")
+    for family in families:
+        knob = SeverityKnob(family)
+        if knob.name in knobs:
+            raise ValueError(f"families lists {knob.name!r} twice; give each family once")
+        knobs[knob.name] = knob
+    return knobs
+
+
 class TaskExplorer(_Explorer):
     """Pick a degradation family, its severity and the shots, and see one restoration task: the support and
     query sets, degraded and clean (drawn by :func:`metalearn_kit.viz.plot_task`).
@@ -90,8 +121,6 @@ class TaskExplorer(_Explorer):
 
     def __init__(self, sources: Any, families: Sequence[Any] | None = None, shots: int = 5, queries: int = 3,
                  seed: int = 0, severity: float = 0.3, max_shots: int = 10, dpi: int = render.DPI) -> None:
-        from ..tasks.degradations import Degradation, list_degradations, make_degradation
-
         super().__init__()
         self._init_parts(dpi)
         if isinstance(sources, Mapping):
@@ -100,31 +129,7 @@ class TaskExplorer(_Explorer):
             self.sources = dict(sources)
         else:
             self.sources = {"images": sources}
-        self.knobs: dict[str, SeverityKnob] = {}
-        if families is None:
-            # every registered family that can be built from its name alone (kernel_blur needs kernels) and applied
-            # to every source (colour-only families need 3 channels); the built-in ones first, so the first view
-            # stays theirs, then the operator families of tasks/operators.py
-            channels = {_channels_of(s) for s in self.sources.values()}
-            names = sorted(list_degradations(), key=lambda n: type(make_degradation(n)).__module__.endswith(
-                ".operators") if n != "kernel_blur" else False)
-            for name in names:
-                try:
-                    self.knobs[name] = SeverityKnob(name)
-                except (TypeError, ValueError):
-                    continue
-                required = getattr(self.knobs[name].template, "required_channels", None)
-                if required is not None and channels != {required}:
-                    del self.knobs[name]
-            families = []
-        elif isinstance(families, (str, Degradation)) or not isinstance(families, Sequence) or not families:
-            raise ValueError(f"families must be a non-empty list of family names, classes or Degradation "
-                             f"instances, got {families!r}")
-        for family in families:
-            knob = SeverityKnob(family)
-            if knob.name in self.knobs:
-                raise ValueError(f"families lists {knob.name!r} twice; give each family once")
-            self.knobs[knob.name] = knob
+        self.knobs = _family_knobs(families, {_channels_of(s) for s in self.sources.values()})
         check_int("max_shots", max_shots, minimum=1)
         check_int("shots", shots, minimum=1, maximum=max_shots)
         self.queries = check_int("queries", queries, minimum=1)
@@ -132,11 +137,14 @@ class TaskExplorer(_Explorer):
         if not 0.0 <= float(severity) <= 1.0:
             raise ValueError(f"severity must be in [0, 1] (0 = mildest training level), got {severity!r}")
         self.task = None
+        self._build_controls(shots, max_shots, float(severity))
+        self.redraw()
 
+    def _build_controls(self, shots: int, max_shots: int, severity: float) -> None:
         self.family = widgets.Dropdown(options=list(self.knobs), value=next(iter(self.knobs)), description="family")
         self.source = widgets.Dropdown(options=list(self.sources), value=next(iter(self.sources)),
                                        description="source")
-        self.severity = widgets.FloatSlider(value=float(severity), min=0.0, max=1.0, step=0.05,
+        self.severity = widgets.FloatSlider(value=severity, min=0.0, max=1.0, step=0.05,
                                             description="severity", continuous_update=False, readout_format=".2f")
         self.shots = widgets.IntSlider(value=shots, min=1, max=max_shots, step=1, description="shots",
                                        continuous_update=False)
@@ -145,12 +153,10 @@ class TaskExplorer(_Explorer):
         top = [self.family] + ([self.source] if len(self.sources) > 1 else [])
         self.children = [widgets.HBox(top), widgets.HBox([self.severity, self.shots]),
                          widgets.HBox([self.new_task, self.params]), self.image, self.status]
-
         redraw = self._guarded(self.redraw)
         for control in (self.family, self.source, self.severity, self.shots):
             control.observe(redraw, names="value")
         self.new_task.on_click(self._guarded(self.next_task))
-        self.redraw()
 
     def make_task(self) -> Any:
         """The task the controls describe (``family``, ``severity``, ``shots``, ``source``, current seed)."""
@@ -190,6 +196,34 @@ def _finite(values: Sequence[float]) -> list[float]:
 
 def _db(value: float) -> str:
     return f"{value:.2f} dB" if math.isfinite(value) else "inf dB"
+
+
+def _draw_method_images(fig: Any, grid: Any, entries: Mapping[str, Mapping], methods: Sequence[str],
+                        step: int) -> None:
+    """Each method's image after ``step`` steps, in columns 1, 2, ... of ``grid``'s top row, its PSNR in the
+    title (``entries``: ``{method: {"images", "psnr"}}``)."""
+    for i, name in enumerate(methods, start=1):
+        entry = entries[name]
+        render.show_image(fig.add_subplot(grid[0, i]), entry["images"][step],
+                          f"{name}, step {step}\n{_db(entry['psnr'][step])}")
+
+
+def _draw_psnr_curves(curves: Any, entries: Mapping[str, Mapping], methods: Sequence[str], step: int, xlabel: str,
+                      ylabel: str, baseline: float | None = None) -> None:
+    """Each method's PSNR per step in the axes ``curves``, a large marker and a vertical line at ``step``;
+    ``baseline``: a dotted line for the degraded input's PSNR."""
+    for name in methods:
+        values = _finite(entries[name]["psnr"])
+        (line,) = curves.plot(range(len(values)), values, marker="o", markersize=3, label=name)
+        curves.plot([step], [values[step]], marker="o", markersize=7, color=line.get_color())
+    if baseline is not None:
+        curves.axhline(baseline, color="grey", linestyle=":", linewidth=1, label="degraded input")
+    curves.axvline(step, color="black", linewidth=1)
+    curves.set_xlabel(xlabel, fontsize=8)
+    curves.set_ylabel(ylabel, fontsize=8)
+    curves.tick_params(labelsize=7)
+    curves.legend(fontsize=7, loc="best")
+    curves.grid(alpha=0.3)
 
 
 class AdaptationExplorer(_Explorer):
@@ -272,26 +306,12 @@ class AdaptationExplorer(_Explorer):
         grid = fig.add_gridspec(2, columns, height_ratios=[1.0, 0.85])
         input_title = "degraded" + (f"\n{_db(self._input_psnr)}" if self._input_psnr is not None else "")
         render.show_image(fig.add_subplot(grid[0, 0]), data["degraded"], input_title)
-        for i, name in enumerate(self.methods, start=1):
-            entry = data["methods"][name]
-            render.show_image(fig.add_subplot(grid[0, i]), entry["images"][step],
-                              f"{name}, step {step}\n{_db(entry['psnr'][step])}")
+        _draw_method_images(fig, grid, data["methods"], self.methods, step)
         if data["clean"] is not None:
             render.show_image(fig.add_subplot(grid[0, columns - 1]), data["clean"], "clean")
-        curves = fig.add_subplot(grid[1, :])
-        x = list(range(self.steps + 1))
-        for name in self.methods:
-            values = _finite(data["methods"][name]["psnr"])
-            (line,) = curves.plot(x, values, marker="o", markersize=3, label=name)
-            curves.plot([step], [values[step]], marker="o", markersize=7, color=line.get_color())
-        if self._input_psnr is not None and math.isfinite(self._input_psnr):
-            curves.axhline(self._input_psnr, color="grey", linestyle=":", linewidth=1, label="degraded input")
-        curves.axvline(step, color="black", linewidth=1)
-        curves.set_xlabel("adaptation steps", fontsize=8)
-        curves.set_ylabel("query PSNR (dB)", fontsize=8)
-        curves.tick_params(labelsize=7)
-        curves.legend(fontsize=7, loc="best")
-        curves.grid(alpha=0.3)
+        baseline = self._input_psnr if self._input_psnr is not None and math.isfinite(self._input_psnr) else None
+        _draw_psnr_curves(fig.add_subplot(grid[1, :]), data["methods"], self.methods, step, "adaptation steps",
+                          "query PSNR (dB)", baseline)
         if self.title:
             fig.suptitle(self.title, fontsize=9)
         fig.tight_layout()

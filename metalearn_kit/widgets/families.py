@@ -32,15 +32,16 @@ def family_methods(family: str, seed: int = 0, steps: int = 10, patch: int = 64)
     or MAML for white noise), and the jointly pretrained model fine-tuned with Adam at the learning rate
     ``joint_lr`` of the benchmark's grid with the lowest support loss after ``steps`` steps. Models come from the
     shipped checkpoints (trained now if a file is missing). ``family`` is an operator family of
-    :data:`~metalearn_kit.recipes.operator_recipe.FAMILY_RECIPES` or ``"white_noise"``.
+    :data:`~metalearn_kit.recipes.operator_families.OPERATOR_FAMILIES` or ``"white_noise"``.
     """
     from dataclasses import replace
 
     from ..config import make_generator
     from ..evaluation.curves import support_lr
+    from ..recipes import operator_families as families
     from ..recipes import operator_recipe as recipes
 
-    check_choice("family", family, (*recipes.FAMILY_RECIPES, WHITE_NOISE))
+    check_choice("family", family, (*families.OPERATOR_FAMILIES, WHITE_NOISE))
     check_int("steps", steps, minimum=1)
     check_int("patch", patch, minimum=64)
     generator = make_generator(seed + 10_000)
@@ -60,13 +61,13 @@ def family_methods(family: str, seed: int = 0, steps: int = 10, patch: int = 64)
                                 split="test").sample(generator)
         name, why = "meta-learned", WHITE_NOISE_WHY
     else:
-        module = recipes.recipe(family)
-        config = replace(module.config("fast"), test_patch=patch)
+        row = families.operator_family(family)
+        config = replace(row.config("fast"), test_patch=patch)
         names = recipes.checkpoint_names(family)
-        learner, _ = recipes.load_model(names["meta"], "meta", config)
-        joint, _ = recipes.load_model(names["joint"], "joint", config)
+        learner, _ = families.load_model(names["meta"], "meta", config)
+        joint, _ = families.load_model(names["joint"], "joint", config)
         task = recipes.task_distribution(config, "test").sample(generator)
-        name, why = "meta-learned", module.WHY
+        name, why = "meta-learned", row.why
     _, lr = support_lr(joint, task.support, recipes.restoration_loss, steps)  # Adam, BASELINE_LRS, support only
     return {"task": task, "methods": {name: learner, "joint pretrained": (joint, lr, "adam")},
             "loss_fn": recipes.restoration_loss, "why": why, "joint_lr": lr,
@@ -88,13 +89,13 @@ class FamilyAdaptationExplorer(widgets.VBox):
     def __init__(self, families: Sequence[str] = DEFAULT_FAMILIES, steps: int = 10, patch: int = 64, seed: int = 0,
                  dpi: int = render.DPI) -> None:
         super().__init__()
-        from ..recipes.operator_recipe import FAMILY_RECIPES
+        from ..recipes.operator_families import OPERATOR_FAMILIES
 
         families = list(families)
         if not families:
             raise ValueError("families must name at least one family, e.g. ('tone_curve', 'white_noise')")
         for family in families:
-            check_choice("families", family, (*FAMILY_RECIPES, WHITE_NOISE))
+            check_choice("families", family, (*OPERATOR_FAMILIES, WHITE_NOISE))
         self.steps = check_int("steps", steps, minimum=1)
         self.patch = check_int("patch", patch, minimum=64)
         self.seed = check_int("seed", seed, minimum=0)

@@ -4,8 +4,9 @@ base of :mod:`metalearn_kit.widgets.explorers`."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as widgets
@@ -17,6 +18,18 @@ from .explorers import AdaptationExplorer, _Explorer, _status
 from .results import check_adaptation_results
 
 __all__ = ["GenerationExplorer", "RestorationExplorer"]
+
+
+@contextlib.contextmanager
+def _busy(explorer: _Explorer, message: str) -> Iterator[None]:
+    """While the block runs, ``explorer.button`` is disabled (a second press would queue a second run) and
+    the status line shows ``message``."""
+    explorer.button.disabled = True
+    explorer.status.value = _status(message)
+    try:
+        yield
+    finally:
+        explorer.button.disabled = False
 
 
 class GenerationExplorer(_Explorer):
@@ -73,9 +86,7 @@ class GenerationExplorer(_Explorer):
     def generate(self) -> torch.Tensor:
         """What the button does: call ``sample_fn`` with the controls' values and show the samples."""
         c, shots, steps = self.class_index.value, self.shots.value, self.steps.value
-        self.button.disabled = True
-        self.status.value = _status(f"generating class {c} ({shots} shots, {steps} steps) ...")
-        try:
+        with _busy(self, f"generating class {c} ({shots} shots, {steps} steps) ..."):
             start = time.perf_counter()
             samples = self.sample_fn(c, shots, steps)
             samples = check_images("sample_fn output", samples).detach().cpu()
@@ -91,8 +102,6 @@ class GenerationExplorer(_Explorer):
             label = self.class_index.label
             png = render.image_grid_png(grid, columns=self.columns, titles=titles,
                                         suptitle=f"class {label}: {shots} shots, {steps} steps", dpi=self.dpi)
-        finally:
-            self.button.disabled = False
         self.samples = samples
         self._show_png(png)
         self.status.value = _status(f"{samples.shape[0]} samples of class {label} in {seconds:.2f} s")
@@ -157,9 +166,7 @@ class RestorationExplorer(_Explorer):
     def run(self) -> Mapping[str, Any]:
         """What the button does: call ``restore_fn`` and show its results at the last step."""
         i, name, steps = self.image_index.value, self.degradation.value, self.steps.value
-        self.button.disabled = True
-        self.status.value = _status(f"adapting to {name} on image {i} for {steps} steps ...")
-        try:
+        with _busy(self, f"adapting to {name} on image {i} for {steps} steps ..."):
             start = time.perf_counter()
             results = self.restore_fn(i, name, steps)
             seconds = time.perf_counter() - start
@@ -169,8 +176,6 @@ class RestorationExplorer(_Explorer):
                 self.children = [*self.children, self.view]
             else:
                 self.view.set_results(results, step=data["steps"])
-        finally:
-            self.button.disabled = False
         self.results = results
         self._show_png(self.view.png)
         self.status.value = _status(f"{name} on {self.image_index.label}: {data['steps']} steps in {seconds:.2f} s; "

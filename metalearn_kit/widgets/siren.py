@@ -16,7 +16,7 @@ import torch
 
 from .._checks import check_images, check_int
 from . import render
-from .explorers import _db, _Explorer, _finite, _status
+from .explorers import _db, _draw_method_images, _draw_psnr_curves, _Explorer, _status
 
 
 def _fit_loss(model, batch):
@@ -123,21 +123,8 @@ class SirenFitExplorer(_Explorer):
         fig = render.new_figure(max(2.0 * columns, 5.5), 4.6)
         grid = fig.add_gridspec(2, columns, height_ratios=[1.0, 0.8])
         render.show_image(fig.add_subplot(grid[0, 0]), self.clean, "photograph")
-        for i, name in enumerate(self.methods, start=1):
-            entry = self.results[name]
-            render.show_image(fig.add_subplot(grid[0, i]), entry["images"][step],
-                              f"{name}, step {step}\n{_db(entry['psnr'][step])}")
-        curves = fig.add_subplot(grid[1, :])
-        for name in self.methods:
-            values = _finite(self.results[name]["psnr"])
-            (line,) = curves.plot(range(len(values)), values, marker="o", markersize=3, label=name)
-            curves.plot([step], [values[step]], marker="o", markersize=7, color=line.get_color())
-        curves.axvline(step, color="black", linewidth=1)
-        curves.set_xlabel("fitting steps", fontsize=8)
-        curves.set_ylabel("PSNR (dB)", fontsize=8)
-        curves.tick_params(labelsize=7)
-        curves.legend(fontsize=7, loc="best")
-        curves.grid(alpha=0.3)
+        _draw_method_images(fig, grid, self.results, self.methods, step)
+        _draw_psnr_curves(fig.add_subplot(grid[1, :]), self.results, self.methods, step, "fitting steps", "PSNR (dB)")
         fig.tight_layout()
         return fig
 
