@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import sys
 
+from metalearn_kit.evaluation.restoration_targets import targets_markdown
+
 
 def _fmt(value):
     return "—" if value is None else f"{value:.2f}"
@@ -17,10 +19,7 @@ def _fmt(value):
 def main(path: str) -> None:
     payload = json.loads(open(path).read())
     rows = payload["rows"]
-    print("| target | holds? | measured |\n|---|---|---|")
-    for target in payload["targets"]:
-        holds = {True: "yes", False: "**no**", None: "not measured"}[target["holds"]]
-        print(f"| {target['target']} | {holds} | {target['detail']} |")
+    print(targets_markdown(payload["targets"]))
     print()
     operator = [e for e in dict.fromkeys(r["experiment"] for r in rows) if any(
         r["experiment"] == e and r.get("role") == "oracle" for r in rows)]

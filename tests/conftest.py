@@ -1,12 +1,19 @@
 """Test-wide settings: the CPU ``fast`` profile, no progress bars, and deterministic torch."""
 
 import os
+from pathlib import Path
 
 # Set before any kernel starts, so nbval's and nbclient's kernels inherit them.
 os.environ.setdefault("METALEARN_KIT_PROFILE", "fast")
 os.environ["TQDM_DISABLE"] = "1"
 os.environ.setdefault("METALEARN_KIT_DEVICE", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The standard photograph sets from the shared data folder beside the repository (CI lays it there), so nothing
+# downloads; without it the loaders fall back to the kit's embedded photographs and say so.
+_SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
+for _name, _variable in (("kodak24", "METALEARN_KIT_KODAK24"), ("cbsd68", "METALEARN_KIT_CBSD68")):
+    if (_SHARED / _name).is_dir():
+        os.environ.setdefault(_variable, str(_SHARED / _name))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

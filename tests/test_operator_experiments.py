@@ -6,8 +6,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from metalearn_kit.evaluation.operator_experiments import OPERATOR_EXPERIMENTS, operator_experiment
-from metalearn_kit.evaluation.restoration_targets import add_roles, issue_targets, paired_difference, role_of
+from metalearn_kit.evaluation.finetune_protocol import FinetuneGrid
+from metalearn_kit.evaluation.operator_experiments import OPERATOR_EXPERIMENTS, ROLES, operator_experiment
+from metalearn_kit.evaluation.operator_report import operator_tables, operator_targets
+from metalearn_kit.evaluation.restoration_targets import add_roles, paired_difference, role_of
 from metalearn_kit.models.operator_nets import FilterRestorer, PointwiseRestorer, opponent_basis
 from metalearn_kit.recipes.operator_families import OPERATOR_FAMILIES, checkpoint_entry, operator_family
 from metalearn_kit.recipes.operator_recipe import (
@@ -21,6 +23,7 @@ from metalearn_kit.recipes.operator_recipe import (
 
 TINY = {"meta_iterations": 2, "joint_iterations": 12, "test_tasks": 2, "train_patch": 16, "steps": [0, 1, 5],
         "width": 8, "depth": 2}
+SMALL_GRID = FinetuneGrid(adam=(1e-3, 1e-2), sgd=(0.1,), lbfgs=(1.0,))
 
 
 @pytest.mark.parametrize("family", list(OPERATOR_FAMILIES))
@@ -52,7 +55,8 @@ def test_config_refuses_an_unfair_joint_budget_and_bad_fields():
 def test_task_distributions_use_held_out_photos_and_bands_for_test():
     config = operator_family("colour_cast").configs["fast"]
     train, test = task_distribution(config, "train"), task_distribution(config, "test")
-    assert train.source.split == "train" and test.source.split == "test"
+    # the standard photographs where they can be had (the CBSD68 pool, Kodak24), else the embedded ones
+    assert train.source.split == "train" and test.source.split in ("kodak24", "test")
     task = test.sample(0)
     assert task.support[0].shape == (config.shots, 3, config.test_patch, config.test_patch)
     hue = task.info["params"]["hue"]
@@ -82,25 +86,35 @@ def test_meta_and_joint_training_count_their_budget():
     assert set(build_checkpoint("meta", config).state_dict()) == set(learner.state_dict())
     assert set(build_checkpoint("joint", config).state_dict()) == set(model.state_dict())
     assert checkpoint_names("tone_curve") == {"meta": "restoration_tone_curve_metasgd",
-                                              "joint": "restoration_tone_curve_joint"}
+                                              "joint": "restoration_tone_curve_joint",
+                                              "joint_step_sizes": "restoration_tone_curve_joint_step_sizes"}
 
 
 def test_operator_experiment_rows_have_roles_stderr_and_paired_values():
-    rows = operator_experiment("tone_curve", "fast", sizes=TINY)
-    roles = {r["role"] for r in rows}
-    assert roles == {"meta", "joint", "scratch", "classical", "oracle", "input"}
-    for row in rows:
+    rows = operator_experiment("tone_curve", "fast", sizes=TINY, support_sizes=(1, 2), grid=SMALL_GRID)
+    assert {r["role"] for r in rows} == set(ROLES) | {"summary"}
+    measured = [r for r in rows if r["role"] != "summary"]
+    for row in measured:
         assert row["experiment"] == "tone_curve" and row["tasks"] == 2 and len(row["per_task"]) == 2
         assert row["stderr"] is None or row["stderr"] >= 0
-    meta = {r["steps"] for r in rows if r["role"] == "meta" and r["metric"] == "psnr"}
+        assert row["support_size"] in (1, 2) and row["test_source"] in ("kodak24", "test")
+    meta = {r["steps"] for r in measured if r["role"] == "meta" and r["metric"] == "psnr"}
     assert meta == {0, 1, 5}
-    targets = issue_targets(rows, ("tone_curve",), total_wall_time_s=1.0, min_tasks=16)
-    texts = [t["target"] for t in targets]
-    assert any("meta@5 >= joint@5 + 1.0 dB" in t for t in texts)
-    first = targets[0]
-    assert first["holds"] is False  # 2 tasks < 16: never counted as met
-    assert math.isfinite(first["paired_difference"]["mean"])
-    assert {t["holds"] for t in targets if "image_fitting" in t["target"]} == {None}  # not run here
+    tuned = [r for r in measured if r["role"] == "joint" and r["metric"] == "psnr" and r["steps"] == 5]
+    assert len(tuned) == 2  # one per support size
+    for row in tuned:  # what ran: the optimizer and rate chosen on each task's support, and the edge flag
+        assert len(row["optimizer"]) == 2 and set(row["optimizer"]) <= {"adam", "sgd", "lbfgs"}
+        assert all(lr in SMALL_GRID.adam + SMALL_GRID.sgd + SMALL_GRID.lbfgs for lr in row["lr"])
+        assert row["grid_edge_tasks"] == sum(SMALL_GRID.is_edge(o, lr) for o, lr in zip(row["optimizer"], row["lr"]))
+    summaries = [r for r in rows if r["role"] == "summary"]
+    assert [r["support_size"] for r in summaries] == [1, 2]
+    assert all(r["metric"] == "crossover_step" and r["last_step"] == 5 for r in summaries)
+    table = operator_tables(rows)
+    assert "tone_curve, K = 1" in table and "tone_curve, K = 2" in table and "crossover:" in table
+    targets = operator_targets(rows, total_wall_time_s=1.0)
+    assert len(targets) == 5 and targets[-1]["holds"] is True  # two per support size, and the wall time
+    decline = next(t for t in targets if "meta@50" in t["target"])
+    assert decline["holds"] is None  # no 50-step row at these sizes: not measured, never "holds"
 
 
 def test_paired_difference_and_roles():
@@ -150,10 +164,11 @@ def test_test_ranges_move_the_test_tasks_outside_the_training_range():
     for seed in range(6):
         assert 1.6 <= abs(outside.sample(seed).info["params"]["log2_gamma"]) <= 2.0
     rows = operator_experiment("tone_curve", "fast", sizes=TINY, classical=False,
-                               test_ranges={"log2_gamma": (1.6, 2.0)})
+                               test_ranges={"log2_gamma": (1.6, 2.0)}, support_sizes=(2,), grid=SMALL_GRID)
     assert {r["experiment"] for r in rows} == {"tone_curve@log2_gamma"}
-    assert all(r["test_ranges"]["log2_gamma"] == (1.6, 2.0) for r in rows)
-    assert {r["role"] for r in rows} == {"meta", "joint", "scratch", "input"}
+    assert all(r["test_ranges"]["log2_gamma"] == (1.6, 2.0) for r in rows if r["role"] != "summary")
+    assert {r["role"] for r in rows} == {"meta", "meta_tuned", "joint", "joint_step_sizes", "scratch", "input",
+                                         "summary"}
 
 
 def test_test_ranges_refuse_bad_input():
@@ -168,7 +183,8 @@ def test_outside_range_summarises_and_refuses_unknown_families():
     from metalearn_kit.evaluation.outside_range import OUTSIDE, outside_range, summarise
 
     assert set(OUTSIDE) == set(OPERATOR_EXPERIMENTS)  # every benchmarked family has its outside range
-    rows = operator_experiment("tone_curve", "fast", sizes=TINY, classical=False, test_ranges=OUTSIDE["tone_curve"])
+    rows = operator_experiment("tone_curve", "fast", sizes=TINY, classical=False, test_ranges=OUTSIDE["tone_curve"],
+                               support_sizes=(2,), grid=SMALL_GRID)
     summary = summarise(rows, [1, 5])
     assert [line["steps"] for line in summary["by_steps"]] == [1, 5] and math.isfinite(summary["input_psnr"])
     for line in summary["by_steps"]:
@@ -177,3 +193,15 @@ def test_outside_range_summarises_and_refuses_unknown_families():
         outside_range(["white_noise"])
     with pytest.raises(ValueError, match="families must be among"):
         outside_range([])
+
+
+def test_bad_protocol_input_names_the_argument():
+    config = replace(operator_family("tone_curve").configs["fast"], **TINY)
+    with pytest.raises(ValueError, match="split"):
+        operator_experiment("tone_curve", "fast", sizes=TINY, split="train")
+    with pytest.raises(ValueError, match="joint=..."):
+        from metalearn_kit.recipes.operator_recipe import train_checkpoint
+
+        train_checkpoint("joint_step_sizes", config)
+    with pytest.raises(ValueError, match="role"):
+        build_checkpoint("meta_tuned", config)

@@ -212,3 +212,15 @@ def test_a_user_family_with_bands_registers():
     assert "test_brightness_offset" in list_degradations()
     tasks = RestorationTasks(clean_images(4), "test_brightness_offset", 2, 2, split="train")
     assert abs(tasks.sample(1).info["params"]["offset"]) >= 0.1
+
+
+def test_photo_source_falls_back_to_the_embedded_photographs_and_says_so(monkeypatch, tmp_path):
+    from metalearn_kit.recipes.operator_recipe import photo_source
+
+    monkeypatch.setenv("METALEARN_KIT_KODAK24", str(tmp_path / "no_such_folder"))
+    with pytest.warns(UserWarning, match="standard photographs of split 'test' are unavailable"):
+        source = photo_source("test", 64, 1)
+    assert source.split == "test"  # the embedded test photographs, and the rows will say so (test_source)
+    assert photo_source("test", 64, 1, photographs="embedded").split == "test"
+    with pytest.raises(ValueError, match="photographs"):
+        photo_source("test", 64, 1, photographs="kodak")

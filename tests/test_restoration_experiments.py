@@ -81,7 +81,7 @@ def test_shipped_checkpoints_load():
     for name in shipped:
         model, meta = pretrained.load_pretrained(name)
         # Meta-SGD checkpoints hold the learner: the model and its learned inner rates
-        if recipe.META_TRAINED.get(name) == "metasgd" or name.endswith("_metasgd"):
+        if recipe.META_TRAINED.get(name) == "metasgd" or name.endswith(("_metasgd", "_joint_step_sizes")):
             model = model.model
         assert isinstance(model, (ConvRestorer, UnrolledRestorer, Siren, PointwiseRestorer, FilterRestorer))
         assert {"config", "seed", "metrics", "machine", "command"} <= set(meta)

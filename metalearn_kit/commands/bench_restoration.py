@@ -36,6 +36,7 @@ def main(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     from ..evaluation.bench_restoration import check_targets, comparisons, format_table
     from ..evaluation.operator_experiments import OPERATOR_EXPERIMENTS, run_operator_experiments
+    from ..evaluation.operator_report import operator_tables, operator_targets
     from ..evaluation.restoration import run_experiments
     from ..evaluation.restoration_targets import add_roles, issue_targets
 
@@ -43,24 +44,29 @@ def main(args: argparse.Namespace) -> int:
     operators = tuple(e for e in chosen if e in OPERATOR_FAMILIES)
     rows = run_experiments([e for e in chosen if e in RESTORATION_EXPERIMENTS], profile=profile, seed=args.seed,
                            classical=not args.no_classical)
-    rows += run_operator_experiments(list(operators), profile=profile, seed=args.seed,
-                                     classical=not args.no_classical)
     add_roles(rows)
+    operator_rows = run_operator_experiments(list(operators), profile=profile, seed=args.seed,
+                                             classical=not args.no_classical)
     total = time.perf_counter() - start
-    print(format_table(rows))
+    if rows:
+        print(format_table(rows))
+        print()
+    print(operator_tables(operator_rows))
     print()
     earlier = check_targets(rows)
-    checks = issue_targets(rows, operators, total)
+    checks = issue_targets(rows) + operator_targets(operator_rows, total)
     for check in earlier + checks:
         status = {True: "HOLDS", False: "DOES NOT HOLD", None: "not measured"}[check["holds"]]
         print(f"target {status:13s} {check['target']} -- {check['detail']}")
-    for line in comparisons(rows):
+    lines = comparisons(rows)
+    for line in lines:
         print(line)
     print(f"total wall time {total:.1f} s (profile {profile})")
+    rows = rows + operator_rows
     if args.json:
         payload = {"benchmark": "restoration", "profile": profile, "seed": args.seed, "total_wall_time_s": total,
                    "machine": describe_machine(), "targets": checks, "earlier_targets": earlier,
-                   "comparisons": comparisons(rows), "rows": rows}
+                   "comparisons": lines, "rows": rows}
         atomic_write_bytes(Path(args.json), json.dumps(payload, indent=1, default=str).encode())
         print(f"wrote {args.json}")
     return 0

@@ -290,7 +290,7 @@ def _write_results(args: argparse.Namespace, setup, history: dict, run: _Run, st
                   "iteration": done, "learner": setup.learner.config(), "seed": args.seed}
     checkpoints.save(out / MODEL_NAME, setup.model, model_meta)
     if isinstance(setup.learner, MetaSGD):  # the learned rates are half of what Meta-SGD learnt
-        rates = {name: rate.detach() for name, rate in setup.learner.inner_learning_rates().items()}
+        rates = {name: rate.detach() for name, rate in setup.learner.learned_rates().items()}
         checkpoints.save(out / LRS_NAME, rates, {**model_meta, "kind": "meta_learned_inner_lrs"})
     final = {k: history[k][-1] for k in ("meta_loss", "query_loss_before", "query_loss_after",
                                         "val_query_loss_before", "val_query_loss_after") if history.get(k)}

@@ -17,8 +17,10 @@ _EXPORTS = {
     **dict.fromkeys(["comparisons"], ".bench_restoration"),
     **dict.fromkeys(["add_roles", "find_row", "role_of"], ".restoration_targets"),
     **dict.fromkeys(["paired_verdict", "PairedComparison", "VERDICTS"], ".paired"),
+    **dict.fromkeys(["FULL_STRENGTH_GRID", "FinetuneGrid", "Crossover", "crossover", "decade_grid",
+                     "full_strength_curve"], ".finetune_protocol"),
 }
-_SUBMODULES = ("bench_meta_step", "bench_restoration", "classical", "curves", "features", "generation", "metrics",
-               "paired", "restoration", "restoration_targets")
+_SUBMODULES = ("bench_meta_step", "bench_restoration", "classical", "curves", "features", "finetune_protocol",
+               "generation", "metrics", "paired", "restoration", "restoration_targets")
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES)

@@ -7,6 +7,9 @@ tables the restoration benchmark averages them into.
   loop, e.g. Meta-SGD's learned rates), :func:`tuned_curve` (the best of several learning rates per step
   count, chosen by the *support* loss only), :func:`support_lr` (the same choice at one step count, without a
   query: what an explorer fine-tunes its baselines with).
+
+The full-strength protocol (Adam, SGD and L-BFGS over wide grids, the chosen optimizer, rate and grid-edge flag per
+step count) is :func:`metalearn_kit.evaluation.finetune_protocol.full_strength_curve`, built on :class:`StepMetric`.
 """
 
 from __future__ import annotations

@@ -1,65 +1,115 @@
-"""The restoration experiments where the support set identifies the task: one per family of
-:mod:`metalearn_kit.tasks.operators` with a recipe in :mod:`metalearn_kit.recipes`.
+"""The restoration experiments where the support set identifies the task (one per family of
+:mod:`metalearn_kit.tasks.operators` with a row in :mod:`metalearn_kit.recipes.operator_families`), under the
+pre-registered protocol: test tasks on the Kodak24 photographs with the held-out parameter bands, drawn with
+``TEST_SEED`` (:mod:`metalearn_kit.data.photo_sets`), the same tasks for every method, for each support size ``K``
+in ``SUPPORT_SIZES`` and each step count of ``config.steps`` (0 ... 50).
 
-Per family, on ``test_tasks`` tasks of held-out photographs *and* held-out task parameters (``test_patch``
-pixels), every method restores the same query images after adapting on the same support pairs:
+Every method restores the same query images after adapting on the same support pairs:
 
-- ``meta``: the Meta-SGD init, adapted with its learned per-weight inner learning rates;
-- ``joint``: the same model jointly pretrained on the same task distribution (at least meta-training's data
-  and gradient evaluations), fine-tuned with Adam at each of ``BASELINE_LRS`` or plain SGD at the meta-init's
-  starting rate, the setting picked per step count by the *support* loss (never the query);
-- ``scratch``: the same model from a random init, tuned the same way;
-- ``classical``: the family's best classical methods fitted on the support pairs;
-- ``oracle``: given the task's true operator (labelled as such, an upper reference);
-- ``input``: the degraded query itself.
+- ``meta``: the Meta-SGD init adapted with its own learned (per-step, non-negative) step sizes;
+- ``meta_tuned``: the same initialisation fine-tuned at full strength instead (below): what the init alone buys;
+- ``joint``: the same model jointly pretrained on the same task distribution (at least meta-training's image
+  passes), fine-tuned at full strength;
+- ``joint_step_sizes``: the joint init frozen, with Meta-SGD step sizes meta-learned on the same tasks: what the
+  learned preconditioner alone buys;
+- ``scratch``: the same model from a random init, fine-tuned at full strength;
+- ``classical``: the family's classical methods fitted on the support pairs, generic ones and, where the family
+  has a closed form, its own operator fitted by least squares;
+- ``oracle``: given the task's true operator (an upper reference); ``input``: the degraded query itself.
 
-Rows are those of :mod:`metalearn_kit.evaluation.restoration` plus ``role``, ``stderr`` (standard error over
-tasks) and ``per_task`` (the task-by-task values, in the same task order for every method, so differences
-between methods can be paired).
+Full strength: Adam and SGD over log grids of learning rates and L-BFGS, chosen per step count by the *support*
+loss only (:func:`~metalearn_kit.evaluation.finetune_protocol.full_strength_curve`); each such row records the
+optimizer and learning rate chosen per task and flags a choice at a grid edge. Rows carry ``role``, ``stderr``,
+``per_task`` (same task order for every method), ``support_size`` and ``test_source``; one ``crossover`` row per
+``K`` says the first step count where the best baseline is within noise of, or ahead of, the meta-init.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..config import get_profile
 from .metrics import psnr, ssim
 
 # the families the benchmark runs (each a row of metalearn_kit.recipes.operator_families.OPERATOR_FAMILIES)
 OPERATOR_EXPERIMENTS = ("tone_curve", "colour_cast", "stripe_noise")
-ROLES = ("meta", "joint", "scratch", "classical", "oracle", "input")
+ROLES = ("meta", "meta_tuned", "joint", "joint_step_sizes", "scratch", "classical", "oracle", "input")
+SUPPORT_SIZES = (1, 2, 5)
+# A restoration equal to its target (a saturated patch restored exactly) has infinite PSNR and a diverged one (NaN
+# output) none; both are recorded as finite scores so every task stays in the paired statistics: PSNR is capped at
+# 100 dB (far beyond 8-bit precision, ~59 dB) and a NaN counts as 0 dB, the score of a failed restoration.
+PSNR_CAP_DB = 100.0
+
+
+def profile_grid(profile: str):
+    """The fine-tuning grid of ``profile``: the full-strength grid (Adam 1e-5 ... 1, SGD 1e-4 ... 10, L-BFGS) in
+    the full profile; in the fast one (2-core CPU budget) the part of it around the choices made on dev tasks
+    (Adam 1e-4 ... 0.1, SGD 0.01 ... 3, L-BFGS). The dev run's first cut, Adam 1e-3 ... 0.1 and SGD 0.1 ... 1, was
+    chosen at its lower edge in 1-5-step searches (stripes above all), so it reaches lower; the rows flag any
+    choice at an edge."""
+    from .finetune_protocol import FULL_STRENGTH_GRID, FinetuneGrid, decade_grid
+
+    if profile == "full":
+        return FULL_STRENGTH_GRID
+    return FinetuneGrid(adam=decade_grid(1e-4, 0.1), sgd=decade_grid(0.01, 3.0), lbfgs=(1.0,))
+BASELINE_ROLES = ("joint", "joint_step_sizes", "scratch")  # what the crossover compares the meta-init with
+METHODS = {"meta": "meta-init + learned step sizes (Meta-SGD)",
+           "meta_tuned": "meta-init + full-strength fine-tuning",
+           "joint": "joint pretrained + full-strength fine-tuning",
+           "joint_step_sizes": "joint init + learned step sizes",
+           "scratch": "scratch + full-strength fine-tuning"}
 
 
 class _Results:
-    """Per-task values per (method, role, steps, metric), in task order."""
+    """Per-task values per (method, role, K, steps, metric), in task order, and the fine-tuning choices."""
 
     def __init__(self, experiment: str) -> None:
         self.experiment = experiment
-        self.values: dict[tuple[str, str, int | None, str], list[float]] = {}
+        self.values: dict[tuple[str, str, int, int | None, str], list[float]] = {}
+        self.choices: dict[tuple[str, str, int, int], list[tuple[str | None, float | None, bool]]] = {}
 
-    def add(self, method: str, role: str, steps: int | None, metric: str, value: float) -> None:
-        self.values.setdefault((method, role, steps, metric), []).append(float(value))
+    def add(self, method: str, role: str, k: int, steps: int | None, metric: str, value: float) -> None:
+        value = float(value)
+        if metric == "psnr":  # paired statistics need finite values: see PSNR_CAP_DB
+            value = 0.0 if math.isnan(value) else min(value, PSNR_CAP_DB)
+        self.values.setdefault((method, role, k, steps, metric), []).append(value)
 
-    def add_images(self, method: str, role: str, steps: int | None, prediction: torch.Tensor,
-                   target: torch.Tensor) -> None:
-        self.add(method, role, steps, "psnr", psnr(prediction.clamp(0, 1), target))
-        self.add(method, role, steps, "ssim", ssim(prediction.clamp(0, 1), target))
+    def add_images(self, method: str, role: str, k: int, prediction: torch.Tensor, target: torch.Tensor) -> None:
+        self.add(method, role, k, None, "psnr", psnr(prediction.clamp(0, 1), target))
+        self.add(method, role, k, None, "ssim", ssim(prediction.clamp(0, 1), target))
 
-    def add_curve(self, method: str, role: str, curve: dict) -> None:
-        for k in curve["psnr"]:
-            self.add(method, role, k, "psnr", curve["psnr"][k])
-            self.add(method, role, k, "ssim", curve["ssim"][k])
-        self.add(method, role, max(curve["psnr"]), "wall_time_s", curve["seconds"])
+    def add_curve(self, role: str, k: int, curve: dict) -> None:
+        method = METHODS[role]
+        for step in curve["psnr"]:
+            self.add(method, role, k, step, "psnr", curve["psnr"][step])
+            self.add(method, role, k, step, "ssim", curve["ssim"][step])
+            if "optimizer" in curve:
+                self.choices.setdefault((method, role, k, step), []).append(
+                    (curve["optimizer"][step], curve["lr"][step], bool(curve["grid_edge"][step])))
+        self.add(method, role, k, max(curve["psnr"]), "wall_time_s", curve["seconds"])
+
+    def per_task(self, role: str, k: int) -> dict[int, list[float]]:
+        """``{steps: per-task PSNR}`` of ``role`` at support size ``k``."""
+        return {steps: v for (_, r, kk, steps, metric), v in self.values.items()
+                if r == role and kk == k and metric == "psnr" and steps is not None}
 
     def rows(self, **extra: Any) -> list[dict[str, Any]]:
         out = []
-        for (method, role, steps, metric), values in self.values.items():
-            out.append({"experiment": self.experiment, "method": method, "role": role, "steps": steps,
-                        "metric": metric, "value": statistics.fmean(values), "stderr": standard_error(values),
-                        "tasks": len(values), "per_task": values, **extra})
+        for (method, role, k, steps, metric), values in self.values.items():
+            row = {"experiment": self.experiment, "method": method, "role": role, "steps": steps, "metric": metric,
+                   "value": statistics.fmean(values), "stderr": standard_error(values), "tasks": len(values),
+                   "per_task": values, "support_size": k, **extra}
+            chosen = self.choices.get((method, role, k, steps)) if metric == "psnr" else None
+            if chosen:
+                row.update(optimizer=[c[0] for c in chosen], lr=[c[1] for c in chosen],
+                           grid_edge=any(c[2] for c in chosen), grid_edge_tasks=sum(c[2] for c in chosen))
+            out.append(row)
         return out
 
 
@@ -68,55 +118,115 @@ def standard_error(values: list[float]) -> float | None:
     return statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None
 
 
+@dataclass
+class _Starts:
+    """The trained starts every task adapts from, and where each came from (``"loaded"`` / ``"trained"``)."""
+
+    meta: nn.Module
+    joint: nn.Module
+    joint_step_sizes: nn.Module
+    sources: dict[str, str]
+
+
+def _load_starts(config, seed: int) -> _Starts:
+    from ..recipes.operator_families import load_model
+    from ..recipes.operator_recipe import checkpoint_names
+
+    names = checkpoint_names(config.family)
+    loaded = {role: load_model(names[role], role, config, seed) for role in ("meta", "joint", "joint_step_sizes")}
+    return _Starts(*(loaded[r][0] for r in ("meta", "joint", "joint_step_sizes")),
+                   sources={r: loaded[r][1] for r in loaded})
+
+
+def _adapted_rows(results: _Results, starts: _Starts, config, task, k: int, seed: int, grid) -> None:
+    """The learned rows of one task: both learned-rate learners, and the three starts at full strength."""
+    from ..recipes.operator_recipe import build_model, restoration_loss
+    from .curves import learner_curve
+    from .finetune_protocol import full_strength_curve
+
+    support, query, steps = task.support, task.query, list(config.steps)
+    results.add_curve("meta", k, learner_curve(starts.meta, support, query, restoration_loss, steps))
+    results.add_curve("joint_step_sizes", k,
+                      learner_curve(starts.joint_step_sizes, support, query, restoration_loss, steps))
+    torch.manual_seed(seed)
+    for role, start in (("meta_tuned", starts.meta.model), ("joint", starts.joint), ("scratch", build_model(config))):
+        results.add_curve(role, k, full_strength_curve(start, support, query, restoration_loss, steps, grid=grid))
+
+
+def _reference_rows(results: _Results, family: str, task, degradation, k: int) -> None:
+    """The classical references (generic and parametric, fitted on the support) and the oracle of one task."""
+    from . import operator_references as references
+
+    support, query = task.support, task.query
+    fitted = {**references.classical_methods(family, support, query[0]),
+              **references.parametric_methods(family, support, query[0])}
+    for label, restored in fitted.items():
+        results.add_images(label, "classical", k, restored, query[1])
+    for label, restored in references.oracles(family, task.info["params"], degradation, query[0], support).items():
+        results.add_images(label, "oracle", k, restored, query[1])
+
+
+def crossover_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One ``crossover`` row per (experiment, support size) of ``rows``: the first step count >= 1 (before any
+    step nothing has adapted) where the best of :data:`BASELINE_ROLES` is within noise of, or ahead of, the
+    meta-init, paired over the same tasks, and who is ahead at the last step count."""
+    from .finetune_protocol import crossover
+
+    def curve(part: list[dict[str, Any]], role: str) -> dict[int, list[float]]:
+        return {r["steps"]: r["per_task"] for r in part if r["role"] == role and r["steps"]}
+
+    out = []
+    for experiment, k in dict.fromkeys((r["experiment"], r["support_size"]) for r in rows if r.get("support_size")):
+        part = [r for r in rows if r["experiment"] == experiment and r.get("support_size") == k
+                and r["metric"] == "psnr"]
+        baselines = {METHODS[role]: curve(part, role) for role in BASELINE_ROLES if curve(part, role)}
+        if not curve(part, "meta") or not baselines:
+            continue
+        found = crossover(curve(part, "meta"), baselines)
+        out.append({"experiment": experiment, "method": "crossover", "role": "summary", "steps": found.step,
+                    "metric": "crossover_step", "value": found.step, "support_size": k,
+                    "last_step": found.last_step, "winner_at_last_step": found.winner, "summary": found.line()})
+    return out
+
+
 def operator_experiment(family: str, profile: str | None = None, seed: int = 0, sizes: dict | None = None,
-                        classical: bool = True, test_ranges: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Run one family's experiment (see the module docs); ``sizes`` overrides config fields (e.g.
-    ``{"test_tasks": 4}``); ``test_ranges`` (``{param: (low, high) or [bands]}``) replaces the test split's
-    parameter ranges, e.g. with values outside the training range (the rows then carry the test split's
-    ``test_ranges`` and the experiment is named ``<family>@<params>``, e.g. ``tone_curve@log2_gamma``). Returns
-    its rows."""
+                        classical: bool = True, test_ranges: dict[str, Any] | None = None,
+                        support_sizes: tuple[int, ...] = SUPPORT_SIZES, grid=None, split: str = "test"
+                        ) -> list[dict[str, Any]]:
+    """Run one family's experiment (see the module docs) for each support size in ``support_sizes``; ``sizes``
+    overrides config fields (e.g. ``{"test_tasks": 4}``); ``test_ranges`` (``{param: (low, high) or [bands]}``)
+    replaces the test split's parameter ranges, e.g. with values outside the training range (the experiment is
+    then named ``<family>@<params>``); ``grid`` the fine-tuning grid (default: :func:`profile_grid`);
+    ``split="val"`` runs the same protocol on dev tasks (dev photographs, training bands, ``DEV_SEED``), where
+    choices may be made. Returns its rows."""
     from dataclasses import replace
 
+    from .._checks import check_choice
     from ..config import make_generator
-    from ..recipes.operator_families import load_model, operator_family
-    from ..recipes.operator_recipe import build_model, checkpoint_names, restoration_loss, task_distribution
-    from . import operator_references as references
-    from .curves import BASELINE_LRS, learner_curve, tuned_curve
-
+    from ..data.photo_sets import DEV_SEED, TEST_SEED
+    from ..recipes.operator_families import operator_family
+    from ..recipes.operator_recipe import task_distribution
+    check_choice("split", split, ("test", "val"))
     config = operator_family(family).config(profile)
-    if sizes:
-        config = replace(config, **sizes)
-    names = checkpoint_names(family)
-    learner, meta_source = load_model(names["meta"], "meta", config, seed)
-    joint, joint_source = load_model(names["joint"], "joint", config, seed)
-    test = task_distribution(config, "test", ranges=test_ranges)
-    degradation = test.degradation(family)
-    same_as_meta = [("sgd", config.inner_lr)]  # the baselines may also use the meta-init's starting inner rate
+    config = replace(config, **sizes) if sizes else config
+    starts = _load_starts(config, seed)
     results = _Results(f"{family}@{','.join(sorted(test_ranges))}" if test_ranges else family)
-    generator = make_generator(seed + 10_000)  # test draws never share a seed with training draws
-    steps = list(config.steps)
-    for i in range(config.test_tasks):
-        task = test.sample(generator)
-        support, query = task.support, task.query
-        results.add_images("degraded input", "input", None, query[0], query[1])
-        results.add_curve("meta-init (Meta-SGD)", "meta",
-                          learner_curve(learner, support, query, restoration_loss, steps))
-        results.add_curve("joint pretrained + finetune", "joint",
-                          tuned_curve(joint, support, query, restoration_loss, steps, lrs=BASELINE_LRS,
-                                      extra=same_as_meta))
-        torch.manual_seed(seed + i)
-        results.add_curve("scratch", "scratch", tuned_curve(build_model(config), support, query, restoration_loss,
-                                                            steps, lrs=BASELINE_LRS, extra=same_as_meta))
-        if not classical:
-            continue
-        for label, restored in references.classical_methods(family, support, query[0]).items():
-            results.add_images(label, "classical", None, restored, query[1])
-        for label, restored in references.oracles(family, task.info["params"], degradation, query[0],
-                                                  support).items():
-            results.add_images(label, "oracle", None, restored, query[1])
+    source = None
+    for k in support_sizes:
+        test = task_distribution(config, split, ranges=test_ranges, shots=k)
+        source, degradation = test.source.split, test.degradation(family)
+        # the same pre-registered draw for every method and support size
+        generator = make_generator(TEST_SEED if split == "test" else DEV_SEED)
+        for _ in range(config.test_tasks):
+            task = test.sample(generator)
+            results.add_images("degraded input", "input", k, task.query[0], task.query[1])
+            _adapted_rows(results, starts, config, task, k, seed, grid or profile_grid(get_profile(profile)))
+            if classical:
+                _reference_rows(results, family, task, degradation, k)
     extra = {"test_ranges": degradation.ranges} if test_ranges else {}
-    return results.rows(sources={"meta": meta_source, "joint": joint_source}, channels=config.channels,
-                        test_patch=config.test_patch, **extra)
+    rows = results.rows(sources=starts.sources, channels=config.channels, test_patch=config.test_patch,
+                        test_source=source, **extra)
+    return rows + crossover_rows(rows)
 
 
 def run_operator_experiments(names: list[str] | None = None, profile: str | None = None, seed: int = 0,

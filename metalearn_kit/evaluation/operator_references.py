@@ -5,6 +5,11 @@
 support)`` return ``{label: restored query [N, C, H, W]}``. Classical references see only the support pairs (or
 the query image alone, when blind); oracles are handed the task's true operator and are labelled ``oracle: ...``.
 A new family adds one function to each of :data:`CLASSICAL` and :data:`ORACLES`.
+
+``parametric_methods(family, support, query_input)`` returns, in the same form, the references that fit the
+family's *own* closed-form operator on the support pairs (:mod:`metalearn_kit.evaluation.parametric_fits`), for
+the families that have one (:data:`PARAMETRIC`): the strongest classical reference a family admits. Families
+without an entry return ``{}``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import classical, operator_classical
+from . import classical, operator_classical, parametric_fits
 
 Support = tuple[torch.Tensor, ...]
 WIENER_BALANCES = (0.003, 0.01, 0.03, 0.1)
@@ -72,6 +77,35 @@ ORACLES: dict[str, Callable[..., dict[str, torch.Tensor]]] = {
 }
 
 
+def _tone_curve_parametric(support: Support, query_input: torch.Tensor) -> dict[str, torch.Tensor]:
+    params = parametric_fits.fit_tone_curve(support[0], support[1])
+    return {"tone curve: family's curve (gamma, contrast) fitted on support by least squares, inverted":
+            parametric_fits.undo_tone_curve(query_input, params)}
+
+
+def _colour_cast_parametric(support: Support, query_input: torch.Tensor) -> dict[str, torch.Tensor]:
+    params = parametric_fits.fit_colour_cast(support[0], support[1])
+    # the affine map is the same row as in CLASSICAL (same label, same numbers), listed here beside the
+    # family's own 3-parameter matrix so this table alone holds the family's strongest references
+    affine = operator_classical.fit_colour_matrix(support[0], support[1])
+    return {"affine colour matrix fitted on support": operator_classical.apply_affine_colour(query_input, affine),
+            "colour: family's matrix (hue, red/blue gains) fitted on support by least squares, inverted":
+            parametric_fits.undo_colour_cast(query_input, params)}
+
+
+def _stripe_noise_parametric(support: Support, query_input: torch.Tensor) -> dict[str, torch.Tensor]:
+    stripes = parametric_fits.estimate_stripes(support[0], support[1])
+    return {"stripes: angle and period from support, each query image's sinusoid fitted and subtracted":
+            parametric_fits.remove_stripes(query_input, stripes),
+            "stripes: angle, period and amplitude from support, each query image's phase fitted and subtracted":
+            parametric_fits.remove_stripes(query_input, stripes, fixed_amplitude=True)}
+
+
+PARAMETRIC: dict[str, Callable[[Support, torch.Tensor], dict[str, torch.Tensor]]] = {
+    "tone_curve": _tone_curve_parametric, "colour_cast": _colour_cast_parametric,
+    "stripe_noise": _stripe_noise_parametric}
+
+
 def _inverse_curve(params: dict, query_input: torch.Tensor) -> torch.Tensor:
     from ..tasks.operators import inverse_tone_curve
 
@@ -95,3 +129,10 @@ def oracles(family: str, params: dict, degradation, query_input: torch.Tensor, s
     reference; ``support`` only tunes a free parameter such as the Wiener balance)."""
     _check_family(family)
     return ORACLES[family](params, degradation, query_input, support)
+
+
+def parametric_methods(family: str, support: Support, query_input: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``{label: restored query}`` of ``family``'s parametric references (its own operator fitted on ``support``
+    only; ``{}`` for a family without a closed form in :data:`PARAMETRIC`)."""
+    _check_family(family)
+    return PARAMETRIC[family](support, query_input) if family in PARAMETRIC else {}

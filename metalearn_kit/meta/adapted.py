@@ -16,7 +16,7 @@ from torch import nn
 from ..tasks.task import Task
 from .checks import check_examples, explain_failure
 from .functional import FunctionalModel
-from .inner import DivergenceError, InnerLR, InnerOptimizer, Params
+from .inner import DivergenceError, InnerLR, InnerOptimizer, Params, is_learned
 from .step import InnerLoop, LossFn, adapt_then_query
 
 MetricFn = Callable[..., float | torch.Tensor]
@@ -82,7 +82,8 @@ def adapt_module(model: nn.Module, support, loss_fn: LossFn, steps: int, inner_l
                  optimizer: InnerOptimizer, *, adapt_names: Sequence[str] | None = None, query=None,
                  metric: MetricFn | None = None, grad_clip: float | None = None) -> AdaptedModel:
     """Adapt a copy of ``model``'s weights on ``support`` for ``steps`` steps of ``optimizer`` at ``inner_lr``
-    (only the parameters in ``adapt_names``; default all trainable ones). ``model`` itself is not modified.
+    (a float, rates ``{name: tensor}`` or one such dict per step, the last reused past the end) for the
+    parameters in ``adapt_names`` (default all trainable ones). ``model`` itself is not modified.
     Raises :class:`DivergenceError` at the first NaN/Inf support loss or weight."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -109,7 +110,7 @@ def adapt_module(model: nn.Module, support, loss_fn: LossFn, steps: int, inner_l
     fixed.update({n: b.detach().clone() for n, b in model.named_buffers()})
     losses: list[float] = []
     metrics: list[float] = []
-    lr_text = (f"lr={inner_lr if not isinstance(inner_lr, Mapping) else 'learned per-parameter'}, "
+    lr_text = (f"lr={'learned per-parameter' if is_learned(inner_lr) else inner_lr}, "
                f"optimizer={optimizer.name!r}")
 
     def observe(p: Params) -> None:

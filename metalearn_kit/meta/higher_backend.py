@@ -4,7 +4,9 @@
 ``track_running_stats=False``), and it is the independent reference the ``func`` backend is tested against.
 
 Meta-SGD's per-parameter ``inner_lr`` goes in through ``higher``'s ``override`` (one parameter group per
-adapted parameter, each with its own rate tensor). First order detaches the inner gradients in
+adapted parameter, each with its own rate tensor), per-step rates by overriding again at every step. Adapted
+weights that do not require grad (a frozen initialisation, ``MetaSGD(learn_init=False)``) enter as fresh leaves,
+since ``higher`` would otherwise leave them unadapted. First order detaches the inner gradients in
 ``grad_callback``; with a fixed ``inner_lr`` no graph is kept through the steps at all and the query loss is
 taken at :func:`~metalearn_kit.meta.step.straight_through` weights, as in the ``func`` backend.
 """
@@ -17,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from .inner import InnerLR, clip_grads
+from .inner import InnerLR, clip_grads, is_learned, rate_at
 from .step import InnerLoop, TaskResult, straight_through, straight_through_applies
 
 
@@ -38,12 +40,7 @@ def higher_adapt_then_query(module: nn.Module, adapt_names: Sequence[str], suppo
     named = dict(module.named_parameters())
     all_names = list(named)
     adapt_index = [all_names.index(n) for n in adapt_names]
-    if isinstance(inner_lr, Mapping):
-        # one group per parameter so each gets its own learned rate through `override` (the 0.0 is overridden)
-        torch_opt = inner.optimizer.torch_optimizer([{"params": [named[n]]} for n in adapt_names], 0.0)
-        override = {"lr": [inner_lr[n] for n in adapt_names]}
-    else:
-        torch_opt, override = inner.optimizer.torch_optimizer([named[n] for n in adapt_names], inner_lr), None
+    torch_opt, override = _torch_optimizer(inner, named, adapt_names, inner_lr)
 
     def callback(grads):
         grads = list(grads)
@@ -58,17 +55,20 @@ def higher_adapt_then_query(module: nn.Module, adapt_names: Sequence[str], suppo
     shortcut = differentiate and straight_through_applies(inner, inner_lr)
     with warnings.catch_warnings(), torch.enable_grad():
         warnings.simplefilter("ignore")
-        with higher.innerloop_ctx(module, torch_opt, copy_initial_weights=False, override=override,
+        with higher.innerloop_ctx(module, torch_opt, copy_initial_weights=False, override=override(0),
                                   track_higher_grads=differentiate and not shortcut) as (fmodel, diffopt):
+            if not all(named[n].requires_grad for n in adapt_names):
+                fmodel.update_params([p if p.requires_grad or i not in adapt_index else p.detach().requires_grad_()
+                                      for i, p in enumerate(fmodel.parameters())])
             before = None
             if query_before:
                 with torch.no_grad():
                     before = loss_fn(fmodel, query).detach()
             losses = []
-            for _ in range(inner.steps):
+            for k in range(inner.steps):
                 loss = loss_fn(fmodel, support)
                 losses.append(loss.detach())
-                diffopt.step(loss, grad_callback=callback)
+                diffopt.step(loss, grad_callback=callback, override=override(k))
             if shortcut:
                 fmodel.update_params(list(straight_through(named, dict(zip(all_names, fmodel.parameters())))
                                           .values()))
@@ -79,6 +79,17 @@ def higher_adapt_then_query(module: nn.Module, adapt_names: Sequence[str], suppo
         query_loss, adapted = query_loss.detach(), {k: v.detach() for k, v in adapted.items()}
     support_losses = torch.stack(losses) if losses else torch.zeros(0, device=query_loss.device)
     return TaskResult(query_loss, adapted, support_losses, before)
+
+
+def _torch_optimizer(inner: InnerLoop, named: Mapping[str, nn.Parameter], adapt_names: Sequence[str],
+                     inner_lr: InnerLR) -> tuple[torch.optim.Optimizer, Callable[[int], dict | None]]:
+    """The ``torch.optim`` twin of ``inner.optimizer`` that ``higher`` differentiates, and ``override(k)``: step
+    ``k``'s learned rates as ``higher``'s override (None for a fixed float rate)."""
+    if not is_learned(inner_lr):
+        return inner.optimizer.torch_optimizer([named[n] for n in adapt_names], inner_lr), lambda k: None
+    # one group per parameter so each gets its own learned rate through `override` (the 0.0 is overridden)
+    torch_opt = inner.optimizer.torch_optimizer([{"params": [named[n]]} for n in adapt_names], 0.0)
+    return torch_opt, lambda k: {"lr": [rate_at(inner_lr, k)[n] for n in adapt_names]}
 
 
 __all__ = ["higher_adapt_then_query"]

@@ -8,22 +8,24 @@ The update rules are written to match ``higher``'s differentiable SGD/Adam *exac
 ``sqrt(v) + eps`` denominator with the bias corrections folded into the step size), so both backends
 give the same numbers.
 
-``inner_lr`` may be a float (the same rate everywhere) or a dict ``{name: tensor}`` of per-parameter rates
-broadcastable to each parameter (Meta-SGD learns these). The inner loop itself is
-:func:`metalearn_kit.meta.step.adapt_then_query`.
+``inner_lr`` may be a float (the same rate everywhere), a dict ``{name: tensor}`` of per-parameter rates
+broadcastable to each parameter (Meta-SGD learns these), or a sequence of such dicts, one per inner step
+(per-step rates, as in MAML++); :func:`rate_at` picks step ``k``'s rates and the optimizers see one step's rates
+only. The inner loop itself is :func:`metalearn_kit.meta.step.adapt_then_query`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 
 from .._checks import check_choice, check_float
 
 Params = dict[str, torch.Tensor]
-InnerLR = float | torch.Tensor | Mapping[str, torch.Tensor]
+StepLR = float | torch.Tensor | Mapping[str, torch.Tensor]
+InnerLR = StepLR | Sequence[Mapping[str, torch.Tensor]]
 
 
 class DivergenceError(ValueError):
@@ -31,7 +33,21 @@ class DivergenceError(ValueError):
     iteration) and the learning rate in force, so the fix (a lower rate, gradient clipping) is obvious."""
 
 
-def _rate_for(inner_lr: InnerLR, name: str):
+def rate_at(inner_lr: InnerLR, step: int) -> StepLR:
+    """The rates of inner step ``step`` (0-based): entry ``min(step, len - 1)`` of a per-step sequence, so steps
+    past the trained ones keep the last step's rates; any other ``inner_lr`` is the same at every step."""
+    if isinstance(inner_lr, (list, tuple)):
+        return inner_lr[min(step, len(inner_lr) - 1)]
+    return inner_lr
+
+
+def is_learned(inner_lr: InnerLR) -> bool:
+    """Whether ``inner_lr`` holds rate tensors (Meta-SGD's dict, or a per-step sequence of dicts), which must stay
+    on the autograd graph to receive their gradient."""
+    return isinstance(inner_lr, (Mapping, list, tuple))
+
+
+def _rate_for(inner_lr: StepLR, name: str):
     if isinstance(inner_lr, Mapping):
         return inner_lr[name]
     return inner_lr
@@ -49,7 +65,7 @@ class FunctionalSGD:
     def init(self, params: Params) -> dict:
         return {"step": 0, "buf": {}}
 
-    def step(self, params: Params, grads: Params, state: dict, inner_lr: InnerLR) -> tuple[Params, dict]:
+    def step(self, params: Params, grads: Params, state: dict, inner_lr: StepLR) -> tuple[Params, dict]:
         new_params, new_buf = {}, {}
         for name, p in params.items():
             g = grads[name]
@@ -88,7 +104,7 @@ class FunctionalAdam:
         return {"step": 0, "m": {k: torch.zeros_like(p) for k, p in params.items()},
                 "v": {k: torch.zeros_like(p) for k, p in params.items()}}
 
-    def step(self, params: Params, grads: Params, state: dict, inner_lr: InnerLR) -> tuple[Params, dict]:
+    def step(self, params: Params, grads: Params, state: dict, inner_lr: StepLR) -> tuple[Params, dict]:
         b1, b2 = self.betas
         t = state["step"] + 1
         scale = math.sqrt(1 - b2**t) / (1 - b1**t)
@@ -146,5 +162,6 @@ def clip_grads(grads: Params, max_norm: float) -> Params:
     return {k: g * factor for k, g in grads.items()}
 
 
-__all__ = ["Params", "InnerLR", "InnerOptimizer", "DivergenceError", "FunctionalSGD", "FunctionalAdam",
-           "INNER_OPTIMIZERS", "make_inner_optimizer", "check_finite_losses", "clip_grads"]
+__all__ = ["Params", "StepLR", "InnerLR", "rate_at", "is_learned", "InnerOptimizer", "DivergenceError",
+           "FunctionalSGD", "FunctionalAdam", "INNER_OPTIMIZERS", "make_inner_optimizer", "check_finite_losses",
+           "clip_grads"]

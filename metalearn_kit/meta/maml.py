@@ -210,6 +210,8 @@ class MAML(nn.Module):
         inner_lr = self.inner_learning_rates() if lr is None else check_float("lr", lr, minimum=0.0, strict_min=True)
         if isinstance(inner_lr, Mapping):
             inner_lr = {k: v.detach() for k, v in inner_lr.items()}
+        elif isinstance(inner_lr, list):  # per-step rates
+            inner_lr = [{k: v.detach() for k, v in rates.items()} for rates in inner_lr]
         return adapt_module(self.model, support, loss_fn, steps, inner_lr, self.inner_optimizer,
                             adapt_names=self.adapt_names, query=query, metric=metric,
                             grad_clip=self.inner_grad_clip)
@@ -218,37 +220,82 @@ class MAML(nn.Module):
 class MetaSGD(MAML):
     """Meta-SGD (Li et al. 2017): MAML whose ``inner_lr`` is learned, one rate per parameter element
     (``lr_shape="element"``) or one per parameter tensor (``"tensor"``), all starting at ``inner_lr``. The
-    rates are parameters of the learner (``learner.inner_lrs``), so the meta-optimizer trains them with the
-    model; the inner loop receives them as a dict ``{name: tensor}``."""
+    rates are parameters of the learner, so the meta-optimizer trains them with the model; the inner loop
+    receives them as a dict ``{name: tensor}`` (a list of dicts with ``per_step``).
+
+    Args (besides :class:`MAML`'s):
+        lr_shape: ``"element"`` or ``"tensor"``.
+        per_step: one set of rates per inner step (MAML++, Antoniou et al. 2019), each rate tensor with a leading
+            ``[inner_steps]`` dimension. Adapting for more than ``inner_steps`` steps uses the last step's rates
+            for every further step: the rates trained to finish adaptation are the ones to continue it with.
+        positive: the rates are ``inner_lr * exp(s)`` with ``s`` learned (``learner.inner_lr_log_scales``,
+            starting at 0, so every rate starts at ``inner_lr`` exactly); they can never turn negative, so no
+            inner step ascends the support loss. Otherwise the rates themselves are learned
+            (``learner.inner_lrs``) and may turn negative.
+        learn_init: ``False`` freezes the model's weights (``requires_grad_(False)`` on all of them): the inner
+            loop still adapts them, but the meta-update trains only the rates. On a pretrained model this
+            separates what a learned preconditioner buys from what a meta-learned initialisation buys.
+    """
 
     algorithm = "metasgd"
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.05, inner_steps: int = 5, *,
-                 lr_shape: str = "element", **kwargs) -> None:
+                 lr_shape: str = "element", per_step: bool = False, positive: bool = False,
+                 learn_init: bool = True, **kwargs) -> None:
         super().__init__(model, inner_lr=inner_lr, inner_steps=inner_steps, **kwargs)
         check_choice("lr_shape", lr_shape, ("element", "tensor"))
-        self.lr_shape = lr_shape
+        for name, value in (("per_step", per_step), ("positive", positive), ("learn_init", learn_init)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False, got {value!r}")
+        if per_step and self.inner_steps == 0:
+            raise ValueError("per_step=True needs inner_steps >= 1 (one set of rates per step), got inner_steps=0")
+        if not self.adapt_names:
+            raise ValueError(f"MetaSGD found no trainable parameter of {type(model).__name__} to adapt; a model "
+                             f"frozen by an earlier learn_init=False learner must be unfrozen (requires_grad_(True))")
+        self.lr_shape, self.per_step, self.positive, self.learn_init = lr_shape, per_step, positive, learn_init
         named = dict(self.model.named_parameters())
-        self.inner_lrs = nn.ParameterDict({
-            self._key(n): nn.Parameter(torch.full_like(named[n], self.inner_lr) if lr_shape == "element"
-                                       else torch.full((), self.inner_lr, dtype=named[n].dtype,
-                                                       device=named[n].device))
-            for n in self.adapt_names})
+        rates = nn.ParameterDict({self._key(n): nn.Parameter(self._initial_rates(named[n])) for n in self.adapt_names})
+        if positive:
+            self.inner_lr_log_scales = rates
+        else:
+            self.inner_lrs = rates
+        if not learn_init:
+            self.model.requires_grad_(False)
+
+    def _initial_rates(self, param: torch.Tensor) -> torch.Tensor:
+        """``inner_lr`` (or 0, the log-scale of ``inner_lr``, when ``positive``) in the rates' shape: the
+        parameter's shape (``element``) or a scalar (``tensor``), with a leading ``[inner_steps]`` when
+        ``per_step``."""
+        shape = (tuple(param.shape) if self.lr_shape == "element" else ())
+        shape = (self.inner_steps, *shape) if self.per_step else shape
+        return torch.full(shape, 0.0 if self.positive else self.inner_lr, dtype=param.dtype, device=param.device)
 
     @staticmethod
     def _key(name: str) -> str:
         return name.replace(".", "__")
 
-    def inner_learning_rates(self) -> dict[str, torch.Tensor]:
+    def learned_rates(self) -> dict[str, torch.Tensor]:
+        """``{name: rates}``, the rates in force (``[inner_steps, ...]`` with ``per_step``), on the graph."""
+        if self.positive:
+            return {n: self.inner_lr * torch.exp(self.inner_lr_log_scales[self._key(n)]) for n in self.adapt_names}
         return {n: self.inner_lrs[self._key(n)] for n in self.adapt_names}
 
+    def inner_learning_rates(self) -> InnerLR:
+        """``{name: tensor}``, or with ``per_step`` a list of ``inner_steps`` such dicts (step ``k`` uses entry
+        ``min(k, inner_steps - 1)``, :func:`~metalearn_kit.meta.inner.rate_at`)."""
+        rates = self.learned_rates()
+        if not self.per_step:
+            return rates
+        return [{n: r[k] for n, r in rates.items()} for k in range(self.inner_steps)]
+
     def inner_lr_text(self) -> str:
-        values = torch.cat([v.detach().reshape(-1) for v in self.inner_lrs.values()])
+        values = torch.cat([v.detach().reshape(-1) for v in self.learned_rates().values()])
         return (f"learned inner lrs in [{float(values.min()):.3g}, {float(values.max()):.3g}] "
                 f"(initial inner_lr={self.inner_lr}), inner_optimizer={self.inner_optimizer.name!r}")
 
     def config(self) -> dict:
-        return {**super().config(), "lr_shape": self.lr_shape}
+        return {**super().config(), "lr_shape": self.lr_shape, "per_step": self.per_step, "positive": self.positive,
+                "learn_init": self.learn_init}
 
 
 def FOMAML(model: nn.Module, **kwargs) -> MAML:  # noqa: N802 - reads as a class at call sites

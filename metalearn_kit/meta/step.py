@@ -28,7 +28,7 @@ from torch.func import grad, vmap
 
 from ..tasks.task import Task, TaskBatch, stack_tasks
 from .functional import FunctionalModel
-from .inner import InnerLR, InnerOptimizer, Params, clip_grads
+from .inner import InnerLR, InnerOptimizer, Params, clip_grads, is_learned, rate_at
 
 # loss_fn(model, batch) -> scalar tensor: ``model`` a callable with the weights being adapted, ``batch`` a task's
 # support or query tuple ([shots, ...] tensors); the one definition every module of the kit imports
@@ -66,8 +66,11 @@ def adapt_then_query(module: nn.Module, fixed: Mapping[str, torch.Tensor], param
     """One task of the meta-step. With ``θ = params`` (the adapted parameters; ``fixed``: the other parameters
     and the buffers), support set ``S``, query set ``Q``, ``K = inner.steps``, ``α = inner_lr``::
 
-        φ_0 = θ,   φ_{k+1} = φ_k − α · u_k(∇_φ L_S(φ_k))   for k < K   (u_k: SGD/Adam's update direction)
+        φ_0 = θ,   φ_{k+1} = φ_k − α_k · u_k(∇_φ L_S(φ_k))   for k < K   (u_k: SGD/Adam's update direction)
         returns L_Q(φ_K), φ_K and L_S(φ_0..φ_{K-1})
+
+    ``α_k = α`` for a float or a dict of rates; for a per-step sequence ``α_k`` is its entry ``min(k, len − 1)``
+    (:func:`~metalearn_kit.meta.inner.rate_at`).
 
     The meta-loss is the mean of ``L_Q(φ_K)`` over a meta-batch; autograd records its gradient with respect to
     ``θ`` (and a learned ``α``) whenever grad mode is on. Second order: through every step. ``first_order``:
@@ -94,7 +97,7 @@ def adapt_then_query(module: nn.Module, fixed: Mapping[str, torch.Tensor], param
                                create_graph)
         if inner.grad_clip is not None:
             grads = clip_grads(grads, inner.grad_clip)
-        phi, state = inner.optimizer.step(phi, grads, state, inner_lr)
+        phi, state = inner.optimizer.step(phi, grads, state, rate_at(inner_lr, k))
         losses.append(loss)
         if after_step is not None:
             after_step(k, loss, phi)
@@ -107,8 +110,9 @@ def adapt_then_query(module: nn.Module, fixed: Mapping[str, torch.Tensor], param
 
 def straight_through_applies(inner: InnerLoop, inner_lr: InnerLR) -> bool:
     """First order with a fixed ``inner_lr``: the inner steps need no graph at all (see :func:`straight_through`).
-    A learned ``inner_lr`` (a dict of tensors, Meta-SGD) must stay on the graph to get its gradient."""
-    return inner.first_order and inner.steps > 0 and not isinstance(inner_lr, Mapping)
+    A learned ``inner_lr`` (a dict of tensors, or one per step; Meta-SGD) must stay on the graph to get its
+    gradient."""
+    return inner.first_order and inner.steps > 0 and not is_learned(inner_lr)
 
 
 def straight_through(initial: Params, adapted: Params) -> Params:

@@ -22,6 +22,7 @@ from .._checks import check_choice
 from ..checkpoint_entry import CHECKPOINTS, SHIPPED_PROFILE, PretrainedEntry, load_or_train_entry, with_variants
 from .operator_recipe import (
     EVAL_FIELDS,
+    ROLES,
     OperatorRecipeConfig,
     build_checkpoint,
     checkpoint_names,
@@ -124,7 +125,8 @@ def operator_family(family: str) -> OperatorFamily:
 
 
 def _family_of(name: str) -> tuple[str, str]:
-    """``(family, role)`` of checkpoint ``name`` (``restoration_<family>_metasgd`` or ``_joint``)."""
+    """``(family, role)`` of checkpoint ``name`` (``restoration_<family>_metasgd``, ``_joint`` or
+    ``_joint_step_sizes``)."""
     for family in OPERATOR_FAMILIES:
         for role, checkpoint_name in checkpoint_names(family).items():
             if checkpoint_name == name:
@@ -135,27 +137,36 @@ def _family_of(name: str) -> tuple[str, str]:
 
 def checkpoint_entry(name: str, profile: str, description: str) -> PretrainedEntry:
     """The checkpoint service's entry of an operator family's checkpoint ``name`` (its
-    ``restoration_<family>_metasgd`` or ``_joint``) at ``profile``: file ``NAME.safetensors`` (fast, shipped) or
-    ``NAME_PROFILE.safetensors``; the config is recorded as :meth:`OperatorRecipeConfig.as_dict`."""
+    ``restoration_<family>_metasgd``, ``_joint`` or ``_joint_step_sizes``) at ``profile``: file
+    ``NAME.safetensors`` (fast, shipped) or ``NAME_PROFILE.safetensors``; the config is recorded as
+    :meth:`OperatorRecipeConfig.as_dict`."""
     family, role = _family_of(name)
     suffix = "" if profile == SHIPPED_PROFILE else f"_{profile}"
     return PretrainedEntry(
         file=f"{name}{suffix}.safetensors",
         build=lambda config, state: build_checkpoint(role, config),
-        train=lambda config, seed, **options: train_checkpoint(role, config, seed),
+        train=lambda config, seed, **options: train_checkpoint(role, config, seed, joint=_joint_for(role, config,
+                                                                                                 seed)),
         config=operator_family(family).configs[profile], seed=0, description=description,
         to_record=lambda config: config.as_dict(), from_record=OperatorRecipeConfig.from_dict,
         weights_key=lambda record: {k: v for k, v in record.items() if k not in EVAL_FIELDS},
         cache=False)  # a minute or so to train: a model for another config is trained again, not cached
 
 
+def _joint_for(role: str, config: OperatorRecipeConfig, seed: int) -> nn.Module | None:
+    """The trained joint model the ``joint_step_sizes`` role starts from (None for the other roles)."""
+    if role != "joint_step_sizes":
+        return None
+    return load_model(checkpoint_names(config.family)["joint"], "joint", config, seed)[0]
+
+
 def load_model(name: str, role: str, config: OperatorRecipeConfig, seed: int = 0) -> tuple[nn.Module, str]:
     """Checkpoint ``name`` (a ``role`` checkpoint of ``config.family``) trained with ``config``'s training fields
     and ``seed``: the shipped file when it matches, else trained now (see
     :func:`metalearn_kit.pretrained.load_or_train`). Returns ``(module, "loaded" | "trained")``."""
-    check_choice("role", role, ("meta", "joint"))
+    check_choice("role", role, ROLES)
     if name not in CHECKPOINTS:  # a family measured in the benchmark but not shipped
-        module, _ = train_checkpoint(role, config, seed)
+        module, _ = train_checkpoint(role, config, seed, joint=_joint_for(role, config, seed))
         return module.eval(), "trained"
     entry = with_variants(checkpoint_entry, name, CHECKPOINTS[name][1])
     module, info = load_or_train_entry(name, entry, config, seed)
