@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BENCHMARK_DIR", "benchmark_names", "benchmark_table"]
+__all__ = ["BENCHMARK_DIR", "benchmark_names", "benchmark_table", "write_table"]
 
 BENCHMARK_DIR = Path(__file__).resolve().parent / "benchmarks_data"
 
@@ -39,3 +39,13 @@ def benchmark_table(name: str) -> dict[str, Any]:
         raise ValueError(f"no shipped benchmark table {name!r}; the kit ships {benchmark_names()} "
                          f"(in {BENCHMARK_DIR}); new ones are made by `metalearn-kit bench ... --json PATH`")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_table(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write a benchmark's ``payload`` (rows, machine, command, ...) as indented JSON to ``path``, atomically: a
+    run stopped while writing leaves the previous table whole, never half a file."""
+    from .checkpoints import atomic_write_bytes
+
+    if not isinstance(payload, dict) or "rows" not in payload:
+        raise TypeError(f"payload must be a dict with 'rows' (a benchmark's table), got {type(payload).__name__}")
+    atomic_write_bytes(Path(path), json.dumps(payload, indent=1, default=str).encode())

@@ -10,7 +10,6 @@ method's figure on Kodak24 is believed. Noise is added without clipping, as in t
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
@@ -52,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                "rows": rows}
     print(f"wall time {payload['wall_time_s']:.0f} s")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(payload, handle, indent=1)
+        from metalearn_kit.benchmark_tables import write_table
+
+        write_table(args.json, payload)
         print(f"wrote {args.json}")
     return 0
 

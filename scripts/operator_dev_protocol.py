@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from metalearn_kit.benchmark_tables import write_table
 from metalearn_kit.config import describe_machine
 from metalearn_kit.data.photo_sets import DEV_SEED
 from metalearn_kit.evaluation.operator_experiments import OPERATOR_EXPERIMENTS, crossover_rows, operator_experiment
@@ -63,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     for target in payload["targets"]:
         status = {True: "HOLDS", False: "DOES NOT HOLD", None: "not measured"}[target["holds"]]
         print(f"target {status:13s} {target['target']} -- {target['detail']}")
-    with open(args.json, "w") as f:
-        json.dump(payload, f, indent=1, default=str)
+    write_table(args.json, payload)
     print(f"wrote {args.json}")
     return 0
 

@@ -8,7 +8,6 @@ every value meta-training saw, next to the usual held-out test bands (see
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 
@@ -37,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                                  else argv)
     print(f"wall time {payload['wall_time_s']:.0f} s")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(payload, handle, indent=1)
+        from metalearn_kit.benchmark_tables import write_table
+
+        write_table(args.json, payload)
         print(f"wrote {args.json}")
     return 0
 

@@ -199,6 +199,9 @@ def test_bad_protocol_input_names_the_argument():
     config = replace(operator_family("tone_curve").configs["fast"], **TINY)
     with pytest.raises(ValueError, match="split"):
         operator_experiment("tone_curve", "fast", sizes=TINY, split="train")
+    for bad in ((), (0,), (2.5,)):
+        with pytest.raises(ValueError, match="support_sizes must be"):
+            operator_experiment("tone_curve", "fast", sizes=TINY, support_sizes=bad)
     with pytest.raises(ValueError, match="joint=..."):
         from metalearn_kit.recipes.operator_recipe import train_checkpoint
 

@@ -147,3 +147,15 @@ def test_benchmark_tables_ship_in_the_wheel(tmp_path):
     assert Path(module_file).is_relative_to(target), f"imported {module_file}, not the installed wheel"
     assert Path(folder).is_relative_to(target) and not Path(folder).is_symlink(), folder
     assert int(rows) == len(json.loads((ROOT / "docs" / "benchmarks" / "restoration_fast.json").read_text())["rows"])
+
+
+def test_write_table_writes_readable_json_and_refuses_a_non_table(tmp_path):
+    from metalearn_kit.benchmark_tables import write_table
+
+    path = tmp_path / "bench.json"
+    write_table(path, {"rows": [{"value": 1.5}], "machine": {"cpu_count": 2}})
+    assert json.loads(path.read_text()) == {"rows": [{"value": 1.5}], "machine": {"cpu_count": 2}}
+    for bad in ([1, 2], {"machine": {}}):
+        with pytest.raises(TypeError, match="payload must be a dict with 'rows'"):
+            write_table(path, bad)
+    assert json.loads(path.read_text())["rows"] == [{"value": 1.5}]  # the refused write left the table whole

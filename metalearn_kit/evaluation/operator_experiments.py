@@ -206,7 +206,11 @@ def operator_experiment(family: str, profile: str | None = None, seed: int = 0, 
     from ..data.photo_sets import DEV_SEED, TEST_SEED
     from ..recipes.operator_families import operator_family
     from ..recipes.operator_recipe import task_distribution
+
     check_choice("split", split, ("test", "val"))
+    if not support_sizes or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in support_sizes):
+        raise ValueError(f"support_sizes must be a non-empty tuple of support pair counts >= 1, e.g. (1, 2, 5), "
+                         f"got {support_sizes!r}")
     config = operator_family(family).config(profile)
     config = replace(config, **sizes) if sizes else config
     starts = _load_starts(config, seed)
