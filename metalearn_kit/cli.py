@@ -23,6 +23,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "restoration"): ("metalearn_kit.commands.bench_restoration",
                                "the restoration benchmark table"),
     ("bench", "generation"): ("metalearn_kit.commands.bench_generation", "the generation benchmark table"),
+    ("bench", "warmstart"): ("metalearn_kit.commands.bench_warmstart",
+                             "choose a start from the meta-labels: the warm-start table"),
     ("train",): ("metalearn_kit.commands.train", "meta-train an experiment from its config"),
     ("db",): ("metalearn_kit.commands.db", "query the meta-database"),
     ("pretrain",): ("metalearn_kit.commands.pretrain",

@@ -1,6 +1,7 @@
 """Meta-testing from the store: start a new task from the stored model of the most similar past task,
 then fine-tune on the new task's support set (the warm start of AutoML systems and model-zoo selection); and
-:func:`evaluate_tasks`, which adapts to tasks and records their meta-labels in the store. (It sits above
+:func:`evaluate_tasks` (from :mod:`~metalearn_kit.meta_label_records`), which adapts to tasks and records their
+meta-labels in the store. (It sits above
 ``store/`` and ``meta/``: the store itself only persists.)
 
 Two ways to choose, and their mix:
@@ -9,7 +10,11 @@ Two ways to choose, and their mix:
   distance; costs no model evaluation at all;
 - ``by="support_loss"``: every stored model is run on the new support set and the lowest loss wins;
   costs one forward pass per stored model;
-- ``by="both"``: the ``k_candidates`` nearest tasks by descriptor, then the lowest support loss among them.
+- ``by="both"``: the ``k_candidates`` nearest tasks by descriptor, then the lowest support loss among them;
+- ``by="meta_labels"``: the start (a stored model with its optimizer and learning rate: a run with a run-level
+  model) whose recorded meta-labels on the nearest stored tasks predict the best PSNR
+  (:class:`~metalearn_kit.meta_label_chooser.MetaLabelChooser`); costs no model evaluation, and fine-tunes
+  with the chosen start's own optimizer and learning rate.
 
 :func:`compare_warm_start` puts the warm start next to other initialisations (MAML's meta-learned one,
 joint pre-training, scratch) on the same unseen tasks with the same fine-tuning budget.
@@ -21,6 +26,7 @@ import copy
 import math
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,8 +37,9 @@ from torch import nn
 from ._checks import check_choice, check_float, check_int
 from .meta import finetune
 from .meta.step import LossFn
+from .meta_label_chooser import MetaLabelChoice, MetaLabelChooser
+from .meta_label_records import evaluate_tasks
 from .store.db import ArtefactIntegrityError, MetaDatabase
-from .store.recorder import StoreRecorder
 from .store.similarity import (
     DESCRIPTOR_NAMES,
     DESCRIPTOR_VERSION,
@@ -74,6 +81,8 @@ class WarmStartResult:
     support_losses: list[float] = field(default_factory=list)  # support loss before each fine-tuning step
     descriptor: torch.Tensor | None = None
     seconds_choosing: float = 0.0
+    meta_label_choice: MetaLabelChoice | None = None  # by="meta_labels": the prediction, neighbours, fallback
+    fallback: str | None = None  # by="meta_labels": None, "cold_start" or "novel_task" (also warned)
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -136,7 +145,7 @@ def _check_warm_start(db: MetaDatabase, model_factory: Callable[[], nn.Module], 
         raise TypeError(f"db must be a MetaDatabase, got {type(db).__name__}")
     if not callable(model_factory):
         raise TypeError(f"model_factory must be a callable returning a fresh nn.Module, got {model_factory!r}")
-    check_choice("by", by, ("descriptor", "support_loss", "both"))
+    check_choice("by", by, ("descriptor", "support_loss", "both", "meta_labels"))
     check_int("k_candidates", k_candidates, minimum=1)
     check_int("finetune_steps", finetune_steps, minimum=0)
     check_float("lr", lr, minimum=0.0, strict_min=True)
@@ -212,29 +221,77 @@ def _choose_by_support_loss(db: MetaDatabase, candidates: list[Candidate], budge
     return chosen, loaded, evaluated
 
 
+_CHOOSERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # db -> its chooser (label table cached)
+
+
+def _meta_label_start(db: MetaDatabase, support: Batch, model_factory: Callable[[], nn.Module],
+                      backbone: str | None, family: str | None, chooser: MetaLabelChooser | None
+                      ) -> tuple[Candidate | None, nn.Module | None, MetaLabelChoice]:
+    """The start the meta-labels choose: its run as a :class:`Candidate` and a model holding its run-level stored
+    weights (``None`` when nothing is recorded)."""
+    if chooser is None:
+        chooser = _CHOOSERS.get(db)
+        if chooser is None:
+            chooser = _CHOOSERS[db] = MetaLabelChooser(db)
+    elif not isinstance(chooser, MetaLabelChooser) or chooser.db is not db:
+        raise TypeError("chooser must be a MetaLabelChooser built on this db (or None)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a fallback is warned once below, at the caller's line
+        choice = chooser.choose(support, backbone=backbone, family=family)
+    if choice.fallback is not None:
+        warnings.warn(f"meta-label chooser fell back ({choice.fallback}): {choice.reason}", RuntimeWarning,
+                      stacklevel=3)
+    start = choice.start
+    if start is None:
+        return None, None, choice
+    run_level = [a for a in db.artefacts(run_id=start.run_id) if a["task_id"] is None]
+    cand = Candidate(artefact_id=run_level[0]["id"] if run_level else 0, run_id=start.run_id, task_id=None,
+                     family=None, algorithm=start.algorithm, backbone=start.backbone)
+    if not run_level:
+        raise ValueError(f"start {start.name!r} (run {start.run_id}) has no run-level stored model to start from; "
+                         f"record starts with meta_label_records.record_start (or StoreRecorder.save_model)")
+    model = _try_load(db, cand, model_factory)
+    if model is None:
+        raise ValueError(f"the stored model of start {start.name!r} does not fit model_factory()'s model "
+                         f"({cand.skipped}); pass backbone= to restrict the starts to this architecture")
+    return cand, model, choice
+
+
 def warm_start(db: MetaDatabase, task: Any, model_factory: Callable[[], nn.Module], loss_fn: LossFn,
                k_candidates: int = 5, by: str = "both", finetune_steps: int = 10, lr: float = 1e-3,
                optimizer: str = "adam", backbone: str | None = None, family: str | None = None,
-               seed: int | None = 0) -> WarmStartResult:
+               seed: int | None = 0, chooser: MetaLabelChooser | None = None) -> WarmStartResult:
     """Adapt to ``task`` (a Task or its support tuple) starting from the best stored model in ``db``.
 
     ``model_factory()`` builds a fresh model of the stored kind (weights are loaded into it; stored models
-    whose weights do not fit are skipped and marked). ``by``: ``"descriptor"``, ``"support_loss"`` or
-    ``"both"`` (see the module docstring); ``k_candidates``: how many of the nearest usable models ``"both"`` evaluates.
-    ``backbone``/``family`` restrict the stored models considered. Fine-tuning: ``finetune_steps`` steps of
-    ``optimizer`` at ``lr`` on the support set. With no usable stored model a fresh ``model_factory()`` model
-    (initialised under ``seed``) is fine-tuned (``result.source is None``, with a warning). torch's global RNG
-    is left where it was.
+    whose weights do not fit are skipped and marked). ``by``: ``"descriptor"``, ``"support_loss"``, ``"both"`` or
+    ``"meta_labels"`` (see the module docstring); ``k_candidates``: how many of the nearest usable models
+    ``"both"`` evaluates. ``backbone``/``family`` restrict the stored models considered. Fine-tuning:
+    ``finetune_steps`` steps of ``optimizer`` at ``lr`` on the support set (with ``"meta_labels"``, the chosen
+    start's recorded ``optimizer`` and ``lr`` when its config has them; ``chooser`` reuses a
+    :class:`~metalearn_kit.meta_label_chooser.MetaLabelChooser`). With no usable stored model a fresh
+    ``model_factory()`` model (initialised under ``seed``) is fine-tuned (``result.source is None``, with a
+    warning). torch's global RNG is left where it was.
     """
     _check_warm_start(db, model_factory, k_candidates, by, finetune_steps, lr, optimizer)
     support = _support_of(task)
     started = time.perf_counter()
-    descriptor, candidates = _ranked_candidates(db, support, by, backbone, family)
-    if by == "descriptor":
-        chosen, loaded, evaluated = _choose_nearest(db, candidates, model_factory)
+    choice = None
+    if by == "meta_labels":
+        source, model, choice = _meta_label_start(db, support, model_factory, backbone, family, chooser)
+        chosen, loaded, evaluated = (None if source is None else (source, model)), int(source is not None), 0
+        candidates, descriptor = ([] if source is None else [source]), task_descriptor(support)
+        if choice.start is not None:
+            recorded = choice.start.config
+            lr, optimizer = float(recorded.get("lr", lr)), str(recorded.get("optimizer", optimizer))
     else:
-        budget = k_candidates if by == "both" else len(candidates)
-        chosen, loaded, evaluated = _choose_by_support_loss(db, candidates, budget, support, loss_fn, model_factory)
+        descriptor, candidates = _ranked_candidates(db, support, by, backbone, family)
+        if by == "descriptor":
+            chosen, loaded, evaluated = _choose_nearest(db, candidates, model_factory)
+        else:
+            budget = k_candidates if by == "both" else len(candidates)
+            chosen, loaded, evaluated = _choose_by_support_loss(db, candidates, budget, support, loss_fn,
+                                                                model_factory)
     choosing = time.perf_counter() - started
     if chosen is None:
         warnings.warn(f"no usable stored model in {db.path} (considered {len(candidates)}); fine-tuning the "
@@ -247,7 +304,8 @@ def warm_start(db: MetaDatabase, task: Any, model_factory: Callable[[], nn.Modul
     return WarmStartResult(model=adapted.to_module(), source=source, candidates=candidates,
                            models_evaluated=evaluated, models_loaded=loaded,
                            support_losses=list(adapted.support_losses), descriptor=descriptor,
-                           seconds_choosing=choosing)
+                           seconds_choosing=choosing, meta_label_choice=choice,
+                           fallback=None if choice is None else choice.fallback)
 
 
 @torch.no_grad()
@@ -368,48 +426,3 @@ def compare_warm_start(db: MetaDatabase, tasks: Sequence[Any], model_factory: Ca
                              "query_loss": support_loss(adapted, query, loss_fn)})
     return {"steps": list(range(finetune_steps + 1)), "methods": methods, "per_task": per_task,
             "summary": _summary(per_task, methods), "store": store_info}
-
-
-def evaluate_tasks(recorder: StoreRecorder, learner_or_model: Any, tasks: Sequence[Any], loss_fn: Callable,
-                   steps: int | None = None, metric_fn: Callable | None = None, metric_name: str = "query_loss",
-                   lr: float | None = None, optimizer: str = "adam", save_models: bool = False) -> list[int]:
-    """Adapt to each task and record its meta-labels through ``recorder`` (a
-    :class:`~metalearn_kit.store.StoreRecorder`): ``support_loss`` before each step and ``metric_name``
-    (``metric_fn(model, query)``, default the query loss) after 0..``steps`` steps.
-
-    ``learner_or_model``: a learner with ``.adapt`` (MAML, Reptile, ...; ``steps`` defaults to its
-    ``inner_steps``, ``lr`` to its own) or a plain ``nn.Module``, fine-tuned with
-    :func:`metalearn_kit.meta.finetune` (``steps`` and ``lr`` required). ``save_models=True`` stores each
-    adapted model as the task's artefact (what :func:`~metalearn_kit.warmstart.warm_start` starts
-    from). Returns the task ids."""
-    tasks = list(tasks)
-    if not tasks:
-        raise ValueError("tasks must hold at least one Task")
-    metric = metric_fn if metric_fn is not None else (lambda model, batch: float(loss_fn(model, batch)))
-    is_learner = hasattr(learner_or_model, "adapt") and not isinstance(learner_or_model, nn.Module) \
-        or hasattr(learner_or_model, "meta_objective")
-    if not is_learner:
-        if not isinstance(learner_or_model, nn.Module):
-            raise TypeError(f"learner_or_model must be a learner with .adapt or an nn.Module, got "
-                            f"{type(learner_or_model).__name__}")
-        if steps is None or lr is None:
-            raise ValueError("a plain model is fine-tuned: give steps and lr (e.g. steps=10, lr=1e-3)")
-    if steps is not None:
-        check_int("steps", steps, minimum=0)
-    if lr is not None:
-        check_float("lr", lr, minimum=0.0, strict_min=True)
-    task_ids = []
-    for i, task in enumerate(tasks):
-        if not hasattr(task, "support") or not hasattr(task, "query"):
-            raise TypeError(f"tasks[{i}] must be a Task, got {type(task).__name__}")
-        if is_learner:
-            adapted = learner_or_model.adapt(task.support, loss_fn, steps, query=task.query, metric=metric,
-                                             lr=lr)
-        else:
-            adapted = finetune(learner_or_model, task.support, loss_fn, steps=steps, lr=lr,
-                               optimizer=optimizer, query=task.query, metric=metric)
-        metrics = {"support_loss": list(adapted.support_losses),
-                   metric_name: [float(v) for v in adapted.query_metrics]}
-        task_ids.append(recorder.record_task_results(task, metrics,
-                                                 model_state=adapted.to_module() if save_models else None))
-    return task_ids

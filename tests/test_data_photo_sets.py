@@ -178,6 +178,7 @@ ALLOWED_TO_READ_THE_TEST_SPLIT = {
     "metalearn_kit/evaluation/standard_sets.py",  # CBM3D against its published Kodak24 figure
     "metalearn_kit/recipes/operator_recipe.py",  # the operator families' test split (task_distribution)
     "metalearn_kit/evaluation/operator_experiments.py",  # the operator families' benchmark, its final figures
+    "metalearn_kit/warmstart_benchmark.py",  # bench warmstart's test stream, its final figures
 }
 
 

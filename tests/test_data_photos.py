@@ -134,3 +134,26 @@ def test_luma_is_bt601():
     assert luma(torch.rand(5, 3, 4, 4)).shape == (5, 1, 4, 4)
     with pytest.raises(ValueError, match=r"\[\.\.\., 3, H, W\]"):
         luma(torch.rand(1, 4, 4))
+
+
+def test_evaluation_sources_refuse_flat_patches():
+    from metalearn_kit.data.photo_source import FLAT_PATCH_STD
+    from metalearn_kit.recipes.operator_recipe import photo_source
+
+    flat = torch.ones(1, 64, 64)  # a blown-out highlight: restoring nothing scores infinite PSNR
+    textured = torch.rand(1, 64, 64, generator=torch.Generator().manual_seed(0))
+    source = PhotoSource.from_images("t", ["flat", "textured"], [flat, textured], 16)
+    kept = source.sample_patches(64, 0)
+    assert sum(float(p.std()) < FLAT_PATCH_STD for p in kept) > 10  # by default every crop is kept
+    source.min_std = FLAT_PATCH_STD
+    refused = source.sample_patches(64, 0)
+    assert all(float(p.std()) >= FLAT_PATCH_STD for p in refused)
+    assert torch.equal(refused, source.sample_patches(64, 0))  # still a function of the seed
+    only_flat = PhotoSource.from_images("t", ["flat"], [flat], 16)
+    only_flat.min_std = FLAT_PATCH_STD
+    with pytest.raises(ValueError, match="min_std"):
+        only_flat.sample_patches(1, 0)
+    # the operator benchmark's dev and test sources refuse flat crops; training keeps them
+    assert photo_source("val", 16, 1, "embedded").min_std == FLAT_PATCH_STD
+    assert photo_source("test", 16, 1, "embedded").min_std == FLAT_PATCH_STD
+    assert photo_source("train", 16, 1, "embedded").min_std == 0.0

@@ -11,11 +11,13 @@ from test_generation_metrics import fake_class_source  # tests/ is on sys.path u
 
 from metalearn_kit.evaluation.generation import (
     METHODS,
+    check_earlier_targets,
     check_targets,
     evaluate_generation,
     format_table,
     save_sample_grid,
 )
+from metalearn_kit.evaluation.inner_loop_protocol import candidates
 from metalearn_kit.pretrained import CHECKPOINT_DIR, load_or_train
 from metalearn_kit.recipes import generation_config
 
@@ -38,13 +40,18 @@ def tiny(tmp_path_factory):
 
 def test_tiny_experiment_rows_are_well_formed(tiny, artifacts_dir):
     config, sources = tiny
-    result = evaluate_generation(config, METHODS, sources=sources, keep_samples=True)
+    result = evaluate_generation(config, METHODS, sources=sources, keep_samples=True, fair_inner_loop=True)
     rows = result["rows"]
     assert rows and all(set(r) >= {"experiment", "method", "shots", "steps", "metric", "value"} for r in rows)
     assert {r["experiment"] for r in rows} == {"generation"}
-    assert {r["method"] for r in rows} == set(METHODS)
+    # real_drawings needs more than 3 unseen drawings beyond the support (the pool has 2 here)
+    assert {r["method"] for r in rows} == set(METHODS) - {"real_drawings"}
+    # 2 evaluation classes: the downstream episodes are 2-way (ways = 3 needs 3 classes)
+    assert {r["ways"] for r in rows if r["metric"] == "downstream_accuracy"} == {2}
+    assert {r["metric"] for r in rows if r["method"] == "support_only"} == {"downstream_accuracy"}
     for row in rows:
-        assert math.isfinite(row["value"]) and row["tasks"] == 2
+        # memorisation is skipped where the real drawings are shifted copies of the support (this fake source)
+        assert math.isfinite(row["value"]) and (row["tasks"] == 2 or row["metric"].startswith("memorisation"))
         if row["metric"] == "prototype_accuracy":
             assert 0.0 <= row["value"] <= 1.0
     keys = {(r["method"], r["shots"], r["steps"], r["metric"]) for r in rows}
@@ -57,12 +64,29 @@ def test_tiny_experiment_rows_are_well_formed(tiny, artifacts_dir):
     assert ("figr", 2, 2, "frechet_distance") in keys and ("figr", 2, 2, "query_nll_nats") not in keys
     assert ("cavia", 2, 2, "query_nll_nats") in keys and ("cgan", 2, 2, "novelty_ratio") in keys
     assert ("cgan", 2, 2, "query_nll_nats") not in keys  # a GAN: samples only
-    assert {r["kind"] for r in rows} == {"inner_loop", "amortised", "joint", "scratch", "conditional", "gan"}
+    assert {r["kind"] for r in rows} == {"inner_loop", "amortised", "joint", "scratch", "conditional", "gan",
+                                         "trivial"}
     assert all(r["value"] >= 0 for r in rows if r["metric"] == "novelty_ratio")
+    # every row carries its source, ways and per-task values; the trivial baselines are rows of the table
+    assert {r["source"] for r in rows} == {"fake"}
+    assert all(len(r["per_task"]) == r["tasks"] and sum(r["per_task"]) / r["tasks"] == pytest.approx(r["value"])
+               for r in rows)
+    assert {r["ways"] for r in rows if r["metric"] == "prototype_accuracy"} == {3}
+    assert {r["ways"] for r in rows if r["metric"] == "same_alphabet_accuracy"} == {6}  # one alphabet of 6 classes
+    copies = {r["metric"]: r["value"] for r in rows if r["method"] == "copies" and r["shots"] == 2}
+    assert copies["novelty_ratio"] == 0 and copies["recall"] == 0 and copies["precision"] == 1
+    # likelihood models: draws are the headline, mean images a labelled view
+    assert ("cavia", 2, 2, "precision_mean_image") in keys and ("figr", 2, 2, "precision_mean_image") not in keys
+    # one fine-tuning protocol for the pretrained VAEs, chosen on dev classes that are never test classes
+    loops = result["info"]["inner_loops"]
+    labels = {c.label for c in candidates(config)}
+    assert loops["dev_classes"] == 4 and all(loops[m]["choice"] in labels and set(loops[m]["dev_nll"]) == labels
+                                             for m in ("maml", "fomaml", "reptile", "joint"))
     background = result["info"]["cgan_background"]
     assert 0 <= background["accuracy"] <= 1 and background["classes"] == 6
     targets = check_targets(result, shots=2, steps=2)
-    assert len(targets) == 7 and all(t["holds"] in (True, False, None) for t in targets)
+    assert len(targets) == 4 and all(t["holds"] in (True, False, None) for t in targets)
+    assert len(check_earlier_targets(result, shots=2, steps=2)) == 7
     assert "query NLL" in format_table(rows)
     path = save_sample_grid(result["samples"], os.path.join(artifacts_dir, "generation_tiny_samples.png"))
     assert path.exists() and path.stat().st_size > 1000
@@ -168,10 +192,10 @@ def test_checkpoints_written_elsewhere_by_pretrain_are_found(tmp_path, monkeypat
 
 def test_a_method_rows_do_not_depend_on_the_other_methods(tiny):
     config, sources = tiny
-    alone = evaluate_generation(config, ["scratch"], sources=sources)["rows"]
+    alone = [r for r in evaluate_generation(config, ["scratch"], sources=sources)["rows"] if r["method"] == "scratch"]
     together = [r for r in evaluate_generation(config, ["statistician", "scratch"], sources=sources)["rows"]
                 if r["method"] == "scratch"]
-    assert [r["value"] for r in alone] == pytest.approx([r["value"] for r in together])
+    assert alone and [r["value"] for r in alone] == pytest.approx([r["value"] for r in together])
 
 
 def test_bench_merges_disjoint_method_runs(tiny, tmp_path, capsys):
@@ -190,8 +214,10 @@ def test_bench_merges_disjoint_method_runs(tiny, tmp_path, capsys):
     out = tmp_path / "merged.json"
     assert main(["bench", "generation", "--merge", *paths, "--json", str(out)]) == 0
     merged = json.loads(out.read_text())
-    assert {r["method"] for r in merged["rows"]} == {"scratch", "statistician"}
-    assert len(merged["targets"]) == 7 and "Targets" in capsys.readouterr().out
+    assert {r["method"] for r in merged["rows"] if r["kind"] != "trivial"} == {"scratch", "statistician"}
+    trivial = [r for r in merged["rows"] if r["method"] == "copies"]  # in both parts, merged once
+    assert trivial and len(trivial) == len({(r["shots"], r["metric"]) for r in trivial})
+    assert len(merged["targets"]) == 4 and "Targets" in capsys.readouterr().out
     assert main(["bench", "generation", "--merge", paths[0], paths[0]]) == 2  # overlapping methods: refused
 
 

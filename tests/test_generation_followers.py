@@ -192,8 +192,10 @@ def test_bench_generation_runs_on_an_omniglot_archive(tmp_path, monkeypatch):
     payload = json.loads(out.read_text())
     assert payload["test_source"] == "omniglot/evaluation" and len(payload["eval_classes"]) == 2
     assert all(name.startswith("Script_") for name in payload["eval_classes"])
-    assert {r["kind"] for r in payload["rows"]} == {"amortised"}
-    assert {r["metric"] for r in payload["rows"]} == {"query_nll_nats", "prototype_accuracy", "frechet_distance",
-                                                      "novelty_ratio"}
+    assert {r["kind"] for r in payload["rows"]} == {"amortised", "trivial", "reference"}
+    assert {r["source"] for r in payload["rows"]} == {"omniglot"}
+    assert {r["metric"] for r in payload["rows"] if r["kind"] == "amortised"} >= {
+        "query_nll_nats", "prototype_accuracy", "frechet_distance", "novelty_ratio", "precision", "recall",
+        "same_alphabet_accuracy", "precision_mean_image"}
     with pytest.raises(SystemExit):  # an unknown test source is refused by the parser, naming the choices
         main(["bench", "generation", "--test-source", "mnist-fashion"])

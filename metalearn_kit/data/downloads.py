@@ -30,8 +30,8 @@ from .._checks import check_choice, check_int
 from ._cache import cache_dir, load_npz, save_npz_atomic
 from .base import ClassImageSource
 
-__all__ = ["BASE_URLS", "DatasetUnavailableError", "FASHION_CLASSES", "KNOWN_HASHES", "fashion_mnist", "mnist",
-           "omniglot", "read_idx"]
+__all__ = ["BASE_URLS", "DatasetUnavailableError", "FASHION_CLASSES", "KNOWN_HASHES", "OMNIGLOT_SMALL_HASHES",
+           "OMNIGLOT_SPLITS", "fashion_mnist", "mnist", "omniglot", "read_idx"]
 
 _PROCESSED_VERSION = 1
 
@@ -59,6 +59,9 @@ KNOWN_HASHES: dict[str, dict[str, str]] = {
         "t10k-labels-idx1-ubyte.gz": "md5:bb300cfdad3c16e7a12a480ee83cd310",
     },
 }
+# Omniglot's small background subsets (5 alphabets each), for development and tests; md5 of the repository's file.
+OMNIGLOT_SMALL_HASHES = {"images_background_small1.zip": "md5:e704a628b5459e08445c13499850abc4"}
+OMNIGLOT_SPLITS = ("background", "evaluation", "background_small1")
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot")
 _ALTERNATIVE = ("metalearn_kit.data.glyphs(split='background' or 'evaluation'), an Omniglot-like set drawn "
@@ -201,7 +204,8 @@ def omniglot(root: str | os.PathLike | None = None, split: str = "background", d
 
     Args:
         root: folder for the zip and the decoded arrays (default: the user cache dir).
-        split: ``"background"`` (30 alphabets, meta-train) or ``"evaluation"`` (20 alphabets, meta-test).
+        split: ``"background"`` (30 alphabets, meta-train), ``"evaluation"`` (20 alphabets, meta-test) or
+            ``"background_small1"`` (5 of the background alphabets, 136 characters: the repository's small subset).
         download: fetch the zip if it is missing or corrupted.
         image_size: side the 105x105 drawings are resized to (>= 8).
         base_url, known_hashes: another mirror (``https://`` or ``file://``) and its files' hashes.
@@ -209,12 +213,16 @@ def omniglot(root: str | os.PathLike | None = None, split: str = "background", d
     Returns:
         a :class:`ClassImageSource`; ``images_of(c)`` ``[20, 1, S, S]`` float32, ink = 1.
     """
-    check_choice("split", split, ("background", "evaluation"))
+    check_choice("split", split, OMNIGLOT_SPLITS)
     check_int("image_size", image_size, 8, 512)
     filename = f"images_{split}.zip"
+    if known_hashes is None and filename in OMNIGLOT_SMALL_HASHES:
+        known_hashes = OMNIGLOT_SMALL_HASHES
     archive = _fetch("omniglot", filename, root, download, base_url, known_hashes)
     known_hash = (KNOWN_HASHES["omniglot"] if known_hashes is None else known_hashes)[filename]
-    processed = _processed_path(archive.parent, f"omniglot-{split}", image_size, known_hash)
+    # a read-only data folder (a shared copy of the zips) keeps its decoded arrays in the user cache
+    folder = archive.parent if os.access(archive.parent, os.W_OK) else cache_dir("omniglot")
+    processed = _processed_path(folder, f"omniglot-{split}", image_size, known_hash)
     cached = load_npz(processed)
     if cached is None:
         images, classes, alphabets, class_alphabet, labels = _read_omniglot_zip(archive)

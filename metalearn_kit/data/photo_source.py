@@ -16,10 +16,15 @@ import torch.nn.functional as F
 from .._checks import check_choice, check_int
 from ..config import make_generator
 
-__all__ = ["MAX_SIDE", "PhotoSource", "SPLITS", "luma", "photo_names", "photos"]
+__all__ = ["FLAT_PATCH_STD", "MAX_SIDE", "PhotoSource", "SPLITS", "luma", "photo_names", "photos"]
 
 SPLITS = ("train", "test")
 MAX_SIDE = 512  # bigger photographs are downscaled so the whole set stays a few MB
+# A patch whose pixels vary by less than one 8-bit level (a blown-out highlight, a black shadow) is restored exactly
+# by doing nothing: its PSNR is infinite and one such patch dominates a mean over tasks. Evaluation sources refuse
+# patches flatter than this (``min_std``); training sources keep them (harmless to learn from).
+FLAT_PATCH_STD = 1.0 / 255.0
+_FLAT_REDRAWS = 1000  # a source whose crops are this often all flat has no texture to evaluate on
 
 # Real photographs only: synthetic or binary pictures (horse, logo, colorwheel, checkerboard) teach a
 # restoration model nothing about natural statistics, and `cat` is the same picture as `chelsea`.
@@ -78,6 +83,8 @@ class PhotoSource:
         images: list of float32 ``[C, H, W]`` tensors in [0, 1].
         channels: 1 or 3.
         patch_size: side of the patches :meth:`sample_patches` returns.
+        min_std: a crop whose pixel standard deviation is below this is redrawn (0: every crop is kept; evaluation
+            sources use :data:`FLAT_PATCH_STD`).
     """
 
     def __init__(self, split: str, patch_size: int, channels: int):
@@ -108,6 +115,7 @@ class PhotoSource:
         self.patch_size = patch_size
         self.names = list(names)
         self.images = images
+        self.min_std = 0.0
         smallest = min(min(img.shape[-2:]) for img in self.images)
         if patch_size > smallest:
             raise ValueError(f"patch_size must be at most {smallest} (the smallest {split} photograph's side "
@@ -125,21 +133,34 @@ class PhotoSource:
         """``n`` random crops: float32 ``[n, C, patch_size, patch_size]`` in [0, 1].
 
         Each crop picks a photograph uniformly (so small photographs are not drowned out by large ones)
-        and a uniform position in it. Same generator state -> same patches.
+        and a uniform position in it; a crop flatter than ``min_std`` is redrawn. Same generator state -> same
+        patches.
         """
         check_int("n", n, 0)
         gen = make_generator(generator)
-        p = self.patch_size
         which = torch.randint(len(self.images), (n,), generator=gen)
         # One uniform number per axis, scaled to each photograph's own free range.
         offsets = torch.rand(n, 2, generator=gen, dtype=torch.float64)
-        out = torch.empty(n, self.channels, p, p)
+        out = torch.empty(n, self.channels, self.patch_size, self.patch_size)
         for k in range(n):
-            img = self.images[int(which[k])]
-            top = int(offsets[k, 0] * (img.shape[-2] - p + 1))
-            left = int(offsets[k, 1] * (img.shape[-1] - p + 1))
-            out[k] = img[:, top:top + p, left:left + p]
+            out[k] = self._crop(int(which[k]), offsets[k])
+            for _ in range(_FLAT_REDRAWS if self.min_std > 0 else 0):
+                if float(out[k].std()) >= self.min_std:
+                    break
+                out[k] = self._crop(int(torch.randint(len(self.images), (1,), generator=gen)),
+                                    torch.rand(2, generator=gen, dtype=torch.float64))
+            else:
+                if self.min_std > 0:
+                    raise ValueError(f"min_std={self.min_std}: {_FLAT_REDRAWS} crops of {self.split!r} in a row were "
+                                     f"flatter than that; lower min_std or use photographs with texture")
         return out
+
+    def _crop(self, index: int, offset: torch.Tensor) -> torch.Tensor:
+        """The crop of photograph ``index`` at relative position ``offset`` (two numbers in [0, 1))."""
+        img, p = self.images[index], self.patch_size
+        top = int(offset[0] * (img.shape[-2] - p + 1))
+        left = int(offset[1] * (img.shape[-1] - p + 1))
+        return img[:, top:top + p, left:left + p]
 
     def __repr__(self) -> str:
         return (f"PhotoSource({self.split!r}: {len(self.images)} photographs, channels={self.channels}, "

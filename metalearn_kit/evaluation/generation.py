@@ -4,8 +4,10 @@ Methods compared with the same meta-training budget (outer iterations x meta-bat
 is :mod:`metalearn_kit.recipes.generation`):
 
 - ``maml`` / ``fomaml`` / ``reptile``: a conv VAE whose initial weights are meta-learned with the ELBO as
-  ``loss_fn``; adapted with ``k`` SGD steps on the support set.
-- ``joint``: the same VAE trained on pooled background tasks (no inner loop), then the *same* fine-tuning.
+  ``loss_fn``; adapted with ``k`` steps on the support set of the inner loop chosen on dev classes
+  (:mod:`~metalearn_kit.evaluation.inner_loop_protocol`: the meta-training SGD loop or Adam at three rates).
+- ``joint``: the same VAE trained on pooled background tasks (no inner loop), then the *same* fine-tuning
+  protocol (its own choice among the same candidates, on the same dev classes).
 - ``scratch``: a freshly initialised VAE trained only on the support set (Adam, ``k`` steps).
 - ``statistician``: Neural-Statistician-lite, conditioned on the support set in one forward pass (``k = 0``).
 - ``figr``: FIGR -- Reptile over a WGAN-GP generator and critic; adapted by ``k`` alternating GAN steps
@@ -15,17 +17,26 @@ is :mod:`metalearn_kit.recipes.generation`):
 - ``cgan``: the conditional GAN of the background classes (:mod:`~metalearn_kit.recipes.generation_cgan`); a
   new class's embedding is inverted from the support by ``k`` steps from a meta-learned init (samples only).
 
-Each row has a ``kind`` (:data:`KINDS`): ``inner_loop`` (adapted by gradient steps from meta-learned
-weights), ``amortised`` (one forward pass), ``joint``, ``scratch``, ``gan`` (FIGR), ``conditional`` (CGAN).
+- trivial baselines that learn nothing (:mod:`~metalearn_kit.evaluation.trivial_generators`): ``copies``,
+  ``blurred_copies`` (sigma 0.7), ``support_mean``, ``affine_jitter``, and ``support_only`` (no samples: the
+  downstream classifier's reference). Every table carries them, and the ``real_drawings`` reference (kind
+  ``reference``): other real drawings of the class measured like samples (what real data scores).
 
-Metrics on evaluation-alphabet classes (never seen in training): ``query_nll_nats`` (importance-weighted
-bound on ``-log p(x)`` of the query images, nats per image), ``prototype_accuracy`` (5-way nearest-prototype
-accuracy of generated samples in the background-trained feature space), ``frechet_distance``
-(generated vs real query features) and ``novelty_ratio`` (:mod:`~metalearn_kit.evaluation.novelty`: the
-samples' mean feature distance to the nearest support image over the real query images'; ~1 = as new as
-real drawings, 0 = copies of the support). Trained weights come from :func:`metalearn_kit.pretrained.load_or_train`.
-Each method's adapt-and-measure step is its runner in
-:data:`metalearn_kit.evaluation.generation_methods.RUNNERS`.
+Each row has a ``kind`` (:data:`KINDS`): ``inner_loop`` (adapted by gradient steps from meta-learned
+weights), ``amortised`` (one forward pass), ``joint``, ``scratch``, ``gan`` (FIGR), ``conditional`` (CGAN),
+``trivial``, ``reference``; and a ``source`` (``glyphs`` or ``omniglot``: the unseen classes' data).
+
+Metrics on unseen classes (never seen in training), of binarised draws for likelihood models (their mean images
+are a labelled view, ``<metric>_mean_image``): ``query_nll_nats`` (importance-weighted bound on ``-log p(x)``
+of the query images, nats per image: the headline for likelihood models); ``downstream_accuracy``
+(:mod:`~metalearn_kit.evaluation.downstream`: N-way K-shot nearest-prototype accuracy with support + samples);
+``same_alphabet_accuracy`` (up to 20-way nearest-prototype accuracy of the samples against classes of the same
+alphabet; ``ways`` on the row); ``precision`` / ``recall`` (k-NN manifolds) and ``memorisation_ratio``
+(:mod:`~metalearn_kit.evaluation.generation_metrics`); and the older ``prototype_accuracy`` (5-way, distractors
+of any alphabet), ``frechet_distance`` and ``novelty_ratio`` (:mod:`~metalearn_kit.evaluation.novelty`), which
+copies pass. Trained weights come from :func:`metalearn_kit.pretrained.load_or_train`. Each method's
+adapt-and-measure step is its runner in :data:`metalearn_kit.evaluation.generation_methods.RUNNERS`; the targets
+are :mod:`~metalearn_kit.evaluation.generation_targets`.
 """
 
 from __future__ import annotations
@@ -44,19 +55,40 @@ from ..config import get_device
 from ..models.feature_net import FeatureNet
 from ..pretrained import load_or_train
 from ..recipes.generation import GenerationConfig, load_sources, seeded_rng
+from .downstream import episode_accuracy
 from .features import extract_features
-from .generation_methods import RUNNERS, Cell, Grid
-from .paired import paired_verdict
+from .generation_methods import MEAN_VIEW, REFERENCE_METHODS, RUNNERS, TRIVIAL_METHODS, Cell, Grid
+from .generation_targets import check_earlier_targets, check_targets
+from .inner_loop_protocol import DEV_TASKS, choose_inner_loops, dev_tasks
 
-__all__ = ["EXPERIMENT", "KINDS", "METHODS", "METRICS", "VAE_METHODS", "background_quality", "check_targets",
-           "evaluate_generation", "evaluation_episodes", "format_table", "save_sample_grid"]
+__all__ = ["ALPHABET_WAYS", "EXPERIMENT", "FINETUNED_METHODS", "KINDS", "LEARNED_METHODS", "METHODS", "METRICS",
+           "REFERENCE_METHODS", "TRIVIAL_METHODS", "VAE_METHODS", "background_quality", "check_earlier_targets",
+           "check_targets", "evaluate_generation", "evaluation_episodes", "format_table", "metric_order",
+           "save_sample_grid", "source_label"]
 
 EXPERIMENT = "generation"
 VAE_METHODS = ("maml", "fomaml", "reptile", "joint", "scratch")
-METHODS = (*VAE_METHODS, "statistician", "figr", "cavia", "cgan")
+LEARNED_METHODS = (*VAE_METHODS, "statistician", "figr", "cavia", "cgan")
+FINETUNED_METHODS = ("maml", "fomaml", "reptile", "joint")  # one fine-tuning protocol, chosen on dev classes
+METHODS = (*LEARNED_METHODS, *TRIVIAL_METHODS, *REFERENCE_METHODS)
 KINDS = {"maml": "inner_loop", "fomaml": "inner_loop", "reptile": "inner_loop", "cavia": "inner_loop",
-         "joint": "joint", "scratch": "scratch", "statistician": "amortised", "figr": "gan", "cgan": "conditional"}
-METRICS = ("query_nll_nats", "prototype_accuracy", "frechet_distance", "novelty_ratio")
+         "joint": "joint", "scratch": "scratch", "statistician": "amortised", "figr": "gan", "cgan": "conditional",
+         **dict.fromkeys(TRIVIAL_METHODS, "trivial"), **dict.fromkeys(REFERENCE_METHODS, "reference")}
+# headline metrics first; the ``*_mean_image`` view of each sample metric follows the draws' metrics
+METRICS = ("query_nll_nats", "downstream_accuracy", "same_alphabet_accuracy", "precision", "recall",
+           "memorisation_ratio", "prototype_accuracy", "frechet_distance", "novelty_ratio")
+ALPHABET_WAYS = 20  # the same-alphabet classification: the target and up to 19 classes of its alphabet
+
+
+def metric_order(metric: str) -> tuple[int, int]:
+    """Sort key of a metric name: draws before the mean-image view, then :data:`METRICS` order."""
+    view = metric.endswith(MEAN_VIEW)
+    return int(view), METRICS.index(metric[: -len(MEAN_VIEW)] if view else metric)
+
+
+def source_label(name: str) -> str:
+    """``"glyphs/evaluation"`` -> ``"glyphs"``, ``"omniglot/background_small1"`` -> ``"omniglot"``."""
+    return name.split("/")[0]
 
 
 def _trained(name: str, config: GenerationConfig, background, log: Callable[[str], None] | None
@@ -71,12 +103,24 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
     return float(t.mean()), se
 
 
+def _alphabet_distractors(evaluation, target: int, queries: int, seed: int) -> list[torch.Tensor]:
+    """The first ``queries`` images of up to ``ALPHABET_WAYS - 1`` other classes of ``target``'s alphabet (a seeded
+    draw of its own, so the other episode draws do not depend on it)."""
+    alphabet = evaluation.class_alphabet[target]
+    rng = torch.Generator().manual_seed(seed * 100003 + target)
+    others = [c for c in torch.randperm(evaluation.num_classes, generator=rng).tolist()
+              if c != target and evaluation.class_alphabet[c] == alphabet]
+    return [evaluation.images_of(c)[:queries] for c in others[: ALPHABET_WAYS - 1]]
+
+
 def evaluation_episodes(evaluation, n_tasks: int, queries: int, max_shots: int, ways: int, seed: int,
                         device: torch.device | str | None = None) -> list[dict[str, Any]]:
     """The fixed evaluation tasks of :func:`evaluate_generation`: ``n_tasks`` distinct target classes, each with
     its images split (without replacement) into a ``query`` set ``[queries, C, H, W]`` shared by every K and a
     disjoint support ``pool`` ``[max_shots, C, H, W]`` (a K-shot task uses ``pool[:K]``), plus ``ways - 1``
-    distractor classes (their first ``queries`` images) for the prototype accuracy."""
+    distractor classes of any alphabet (their first ``queries`` images) for the prototype accuracy and
+    ``alphabet_distractors``, up to ``ALPHABET_WAYS - 1`` classes of the target's own alphabet (fewer when the
+    alphabet has fewer: ``alphabet_ways`` records how many ways)."""
     rng = torch.Generator().manual_seed(seed)
     targets = torch.randperm(evaluation.num_classes, generator=rng)[:n_tasks].tolist()
     episodes = []
@@ -88,9 +132,11 @@ def evaluation_episodes(evaluation, n_tasks: int, queries: int, max_shots: int, 
         order = torch.randperm(images.shape[0], generator=rng)
         others = [c for c in torch.randperm(evaluation.num_classes, generator=rng).tolist() if c != target]
         distractors = [evaluation.images_of(c)[:queries] for c in others[: ways - 1]]
+        alphabet = _alphabet_distractors(evaluation, target, queries, seed)
         episodes.append({"class": evaluation.classes[target], "query": images[order[:queries]].to(device),
                          "pool": images[order[queries:queries + max_shots]].to(device),
-                         "distractors": [d.to(device) for d in distractors]})
+                         "distractors": [d.to(device) for d in distractors],
+                         "alphabet_distractors": [d.to(device) for d in alphabet], "alphabet_ways": len(alphabet) + 1})
     return episodes
 
 
@@ -122,7 +168,7 @@ def _load_models(config: GenerationConfig, methods: Sequence[str], models: dict 
     feature_net = feature_net.to(device)
     models = dict(models or {})
     for name in methods:
-        if name != "scratch" and name not in models:
+        if name != "scratch" and KINDS[name] not in ("trivial", "reference") and name not in models:
             models[name], checkpoints[name] = _trained(name, config, background, log)
     return feature_net, {name: model.to(device) for name, model in models.items()}, checkpoints
 
@@ -141,11 +187,24 @@ def _featured_episodes(grid: Grid, evaluation) -> list[dict[str, Any]]:
             task["query_features"] = extract_features(grid.feature_net, task["query"])
             task["pool_features"] = extract_features(grid.feature_net, task["pool"])
             task["distractor_features"] = [extract_features(grid.feature_net, d) for d in task["distractors"]]
+            task["alphabet_features"] = [extract_features(grid.feature_net, d) for d in task["alphabet_distractors"]]
     return tasks
 
 
+def _downstream(grid: Grid, method: str, tasks: list[dict[str, Any]]) -> None:
+    """Record ``downstream_accuracy`` (:mod:`~metalearn_kit.evaluation.downstream`) of every ``(K, k, view)`` of
+    ``method`` whose samples were measured: one value per class, over the N-way episodes it is in (N =
+    ``config.ways``, or the number of tasks when fewer)."""
+    ways = min(grid.config.ways, len(tasks))
+    for (name, shots, steps, view), features in list(grid.sample_features.items()):
+        if name != method or len(features) != len(tasks) or ways < 2:
+            continue
+        accuracy = episode_accuracy(tasks, [features[i] for i in range(len(tasks))], shots, ways)
+        grid.results[(method, shots, steps, "downstream_accuracy" + view)] = accuracy
+
+
 def _run_method(grid: Grid, method: str, tasks: list[dict[str, Any]], log: Callable[[str], None] | None) -> float:
-    """Every ``(K, task)`` cell of ``method``; returns the seconds it took."""
+    """Every ``(K, task)`` cell of ``method``, then its downstream accuracy; returns the seconds it took."""
     config, device = grid.config, grid.device
     # each method draws from its own seeded stream, so its rows do not depend on which other
     # methods ran before it (a subset run reproduces the full table's rows)
@@ -157,37 +216,87 @@ def _run_method(grid: Grid, method: str, tasks: list[dict[str, Any]], log: Calla
             query = (task["query"], torch.zeros(config.eval_queries, dtype=torch.int64, device=device))
             noise = torch.Generator().manual_seed(config.seed + 1000 * index + shots)
             RUNNERS[method](grid, Cell(method, shots, index, task, support, query, noise))
+    _downstream(grid, method, tasks)
     seconds = time.perf_counter() - start
     if log:
         log(f"evaluated {method} in {seconds:.1f} s")
     return seconds
 
 
-def _rows(results: dict[tuple, list[float]]) -> list[dict[str, Any]]:
-    """One row per ``(method, K, k, metric)``: the mean over tasks and its standard error, in table order."""
+def _choose_inner_loops(grid: Grid, dev_source, tasks: list[dict[str, Any]], methods: Sequence[str],
+                        log: Callable[[str], None] | None) -> dict[str, Any]:
+    """Choose the inner loop of the pretrained VAEs among ``methods`` on dev classes of ``dev_source`` (unseen,
+    never test classes) at K = 5 (or the largest K below) and the targets' k; store it in ``grid.inner_loops``;
+    return the record."""
+    config = grid.config
+    finetuned = [m for m in methods if m in FINETUNED_METHODS]
+    if not finetuned:
+        return {}
+    shots = max([k for k in config.shots if k <= 5] or [min(config.shots)])
+    steps = 10 if 10 in grid.steps else max(grid.steps)
+    dev = dev_tasks(dev_source, [t["class"] for t in tasks], DEV_TASKS, shots, config.eval_queries, config.seed + 3,
+                    grid.device)
+    if not dev:
+        return {"dev_classes": 0}
+    chosen = choose_inner_loops(grid.models, finetuned, dev, config, steps)
+    grid.inner_loops = {m: c["choice"] for m, c in chosen.items()}
+    if log:
+        log("inner loops chosen on dev classes: " + ", ".join(f"{m} {c['choice'].label}" for m, c in chosen.items()))
+    return {"dev_source": dev_source.name, "dev_classes": len(dev), "shots": shots, "steps": steps,
+            "criterion": "mean dev query NLL (nats)",
+            **{m: {"choice": c["choice"].label, "dev_nll": c["dev_nll"]} for m, c in chosen.items()}}
+
+
+def _ways(metric: str, config: GenerationConfig, tasks: list[dict[str, Any]]) -> float | int | None:
+    """How many classes a classification metric chooses among (the mean over tasks when it varies)."""
+    base = metric.removesuffix(MEAN_VIEW)
+    if base == "prototype_accuracy":
+        return config.ways
+    if base == "downstream_accuracy":
+        return min(config.ways, len(tasks))
+    if base == "same_alphabet_accuracy":
+        ways = [t["alphabet_ways"] for t in tasks if t["alphabet_ways"] > 1]
+        return ways[0] if len(set(ways)) == 1 else round(sum(ways) / len(ways), 2)
+    return None
+
+
+def _rows(results: dict[tuple, list[float]], source: str, ways) -> list[dict[str, Any]]:
+    """One row per ``(method, K, k, metric)``: the mean over tasks (or episodes), its standard error and the
+    per-task values, in table order; ``ways(metric)`` for classification metrics."""
     rows = []
     for (method, shots, steps, metric), values in sorted(results.items(), key=lambda kv: (
-            METHODS.index(kv[0][0]), kv[0][1], kv[0][2], METRICS.index(kv[0][3]))):
+            METHODS.index(kv[0][0]), kv[0][1], kv[0][2], metric_order(kv[0][3]))):
         mean, se = _mean_se(values)
-        rows.append({"experiment": EXPERIMENT, "method": method, "kind": KINDS[method], "shots": shots,
-                     "steps": steps, "metric": metric, "value": mean, "std_error": se, "tasks": len(values)})
+        rows.append({"experiment": EXPERIMENT, "method": method, "kind": KINDS[method], "source": source,
+                     "shots": shots, "steps": steps, "ways": ways(metric), "metric": metric, "value": mean,
+                     "std_error": se, "tasks": len(values), "per_task": list(values)})
     return rows
 
 
 def evaluate_generation(config: GenerationConfig, methods: Sequence[str] = METHODS, *, models: dict | None = None,
                         feature_net: FeatureNet | None = None, sources=None, progress: bool = False,
                         log: Callable[[str], None] | None = None, keep_samples: bool = False,
-                        device: torch.device | str | None = "cpu") -> dict[str, Any]:
+                        device: torch.device | str | None = "cpu", trivial: bool = True,
+                        fair_inner_loop: bool = False, dev_source=None) -> dict[str, Any]:
     """Run the evaluation grid: for each method, each ``K`` in ``config.shots`` and ``eval_tasks`` unseen
     classes, adapt on ``K`` support images and record metrics after each ``k`` in ``config.steps``.
 
     ``models`` (name -> trained model) and ``feature_net`` skip loading them
     (:func:`~metalearn_kit.pretrained.load_or_train`). ``device``: where models
-    train (when missing) and adapt; ``None`` picks :func:`~metalearn_kit.config.get_device`. Returns ``{"rows": [...],
-    "samples": {(method, shots, steps): images [N, 1, H, W]} (first task; with keep_samples), "info": {...}}``;
-    each row: ``experiment, method, shots, steps, metric, value, std_error, tasks``.
+    train (when missing) and adapt; ``None`` picks :func:`~metalearn_kit.config.get_device`. ``trivial``: also
+    run the :data:`TRIVIAL_METHODS` and the real-drawings reference (the default: every table carries them).
+    ``fair_inner_loop``: choose the fine-tuning loop of the pretrained VAEs on dev classes
+    (:mod:`~metalearn_kit.evaluation.inner_loop_protocol`; ``info["inner_loops"]``; ``bench generation`` does),
+    else (the default, quicker) the meta-training SGD loop for all four. ``dev_source``: the classes to choose
+    on (default: the evaluation classes that are not test classes).
+    Returns ``{"rows": [...], "samples": {(method, shots, steps): images [N, 1, H, W]} (first task; with
+    keep_samples), "info": {...}}``;
+    each row: ``experiment, method, kind, source, shots, steps, ways, metric, value, std_error, tasks,
+    per_task`` (``per_task``: the values the mean is over, in task or episode order).
     """
     _check_methods(methods)
+    if trivial:  # every table carries the baselines that learn nothing
+        methods = [*methods, *(m for m in (*TRIVIAL_METHODS, *REFERENCE_METHODS) if m not in methods)]
     device = get_device(device)
     background, evaluation = sources if sources is not None else load_sources(config)
     _check_sizes(config, evaluation)
@@ -196,6 +305,9 @@ def evaluate_generation(config: GenerationConfig, methods: Sequence[str] = METHO
     grid = Grid(config, models, feature_net, device, sorted(set(config.steps)), keep_samples)
     tasks = _featured_episodes(grid, evaluation)
     start = time.perf_counter()
+    if fair_inner_loop:
+        info["inner_loops"] = _choose_inner_loops(grid, evaluation if dev_source is None else dev_source, tasks,
+                                                  methods, log)
     with seeded_rng(config.seed + 2):
         method_seconds = {method: _run_method(grid, method, tasks, log) for method in methods}
     if "cgan" in methods:  # the CGAN's own classes: class-conditional samples of every background class
@@ -204,7 +316,10 @@ def evaluate_generation(config: GenerationConfig, methods: Sequence[str] = METHO
     info.update({"eval_seconds": time.perf_counter() - start, "method_seconds": method_seconds,
                  "eval_classes": [t["class"] for t in tasks],
                  "per_task": {"|".join(map(str, key)): values for key, values in grid.results.items()}})
-    return {"rows": _rows(grid.results), "samples": grid.samples, "info": info}
+    info["same_alphabet_ways"] = [t["alphabet_ways"] for t in tasks]
+    info["source"] = source_label(evaluation.name)
+    rows = _rows(grid.results, info["source"], lambda metric: _ways(metric, config, tasks))
+    return {"rows": rows, "samples": grid.samples, "info": info}
 
 
 @torch.no_grad()
@@ -238,106 +353,37 @@ def background_quality(model: nn.Module, feature_net: FeatureNet, background, pe
             "classes": background.num_classes, "samples_per_class": per_class}
 
 
-def _value(rows: list[dict], method: str, shots: int, steps: int, metric: str) -> float | None:
-    for row in rows:
-        if (row["method"], row["shots"], row["steps"], row["metric"]) == (method, shots, steps, metric):
-            return row["value"]
-    return None
+# (metric, column header, width, as a percentage) of the text table, draws' metrics only
+_COLUMNS = (("query_nll_nats", "query NLL", 15, False), ("downstream_accuracy", "downstr %", 12, True),
+            ("same_alphabet_accuracy", "20-way alph %", 14, True), ("precision", "precision", 12, False),
+            ("recall", "recall", 12, False), ("memorisation_ratio", "memoris.", 12, False),
+            ("prototype_accuracy", "5-way %", 12, True), ("frechet_distance", "Frechet", 13, False),
+            ("novelty_ratio", "novelty", 12, False))
 
 
-def check_targets(result: dict, shots: int = 5, steps: int = 10) -> list[dict[str, Any]]:
-    """Whether the benchmark's targets hold, each as ``{"target", "holds" (True/False/None = not measured),
-    "detail"}``. "No worse than" is a paired test: the mean per-task difference is within 1.96 standard
-    errors. Nothing is tuned here; whatever fails is reported as failing."""
-    rows = result["rows"]
-    per_task = result["info"]["per_task"]
-
-    def paired(a: str, b: str, metric: str) -> tuple[float, float] | None:
-        xa = per_task.get(f"{a}|{shots}|{steps}|{metric}")
-        xb = per_task.get(f"{b}|{shots}|{steps}|{metric}")
-        if not xa or not xb or len(xa) != len(xb):
-            return None
-        if len(xa) < 2:  # one task: no standard error (paired_verdict needs two)
-            return _mean_se([x - y for x, y in zip(xa, xb, strict=True)])
-        comparison = paired_verdict(xa, xb)  # the kit's one paired comparison: mean and se of a - b
-        return comparison.mean, comparison.se
-
-    out = []
-    for algo in ("maml", "fomaml", "reptile"):
-        vs_scratch, vs_joint = paired(algo, "scratch", "query_nll_nats"), paired(algo, "joint", "query_nll_nats")
-        holds = None
-        if vs_scratch is not None and vs_joint is not None:
-            holds = vs_scratch[0] < 0 and vs_joint[0] <= 1.96 * vs_joint[1]
-        detail = ("not measured" if holds is None else
-                  f"NLL({algo}) - NLL(scratch) = {vs_scratch[0]:+.2f} +- {vs_scratch[1]:.2f} nats, "
-                  f"NLL({algo}) - NLL(joint+ft) = {vs_joint[0]:+.2f} +- {vs_joint[1]:.2f} nats")
-        out.append({"target": f"{algo} VAE, {shots} shots, {steps} steps: query NLL < scratch and no worse than "
-                              f"joint pretraining + fine-tuning", "holds": holds, "detail": detail})
-    ns = [_value(rows, "statistician", k, 0, "query_nll_nats") for k in (1, 5, 10)]
-    holds = None if None in ns else bool(ns[0] > ns[1] > ns[2])
-    out.append({"target": "NS-lite query NLL decreases as shots go 1 -> 5 -> 10", "holds": holds,
-                "detail": "not measured" if holds is None else " -> ".join(f"{v:.2f}" for v in ns) + " nats"})
-    meta_methods = ("maml", "fomaml", "reptile", "figr", "cavia")
-    candidates = [(m, _value(rows, m, shots, steps, "prototype_accuracy")) for m in meta_methods]
-    candidates = [(m, v) for m, v in candidates if v is not None]
-    scratch_fd = _value(rows, "scratch", shots, steps, "frechet_distance")
-    if not candidates or scratch_fd is None:
-        out.append({"target": "best meta-learned samples: prototype accuracy >= 60% and Frechet < scratch",
-                    "holds": None, "detail": "not measured"})
-    else:
-        best, acc = max(candidates, key=lambda mv: mv[1])
-        fd = _value(rows, best, shots, steps, "frechet_distance")
-        out.append({"target": f"best meta-learned samples ({best}, {shots} shots, {steps} steps): 5-way prototype "
-                              f"accuracy >= 60% and Frechet < scratch",
-                    "holds": bool(acc >= 0.6 and fd < scratch_fd),
-                    "detail": f"accuracy {acc:.1%}, Frechet {fd:.2f} vs scratch {scratch_fd:.2f}"})
-    out.append(_inner_loop_target(rows, paired, shots, steps))
-    background = result["info"].get("cgan_background")
-    out.append({"target": "conditional GAN: samples of the background classes classified correctly >= 80% by the "
-                          "feature network", "holds": None if background is None else background["accuracy"] >= 0.8,
-                "detail": "not measured" if background is None else
-                f"accuracy {background['accuracy']:.1%} over {background['classes']} classes (real held-out images: "
-                f"{background['holdout_accuracy']:.1%}), novelty ratio {background['novelty_ratio']:.2f}"})
-    return out
-
-
-def _inner_loop_target(rows: list[dict], paired, shots: int, steps: int) -> dict[str, Any]:
-    """The inner-loop target: some ``inner_loop`` method with prototype accuracy >= 60% and novelty ratio >= 0.8
-    at the same ``(shots, steps)``, and query NLL no worse than joint + fine-tuning (paired, 1.96 s.e.)."""
-    verdicts = []
-    for method in (m for m in METHODS if KINDS[m] == "inner_loop"):
-        acc = _value(rows, method, shots, steps, "prototype_accuracy")
-        novelty = _value(rows, method, shots, steps, "novelty_ratio")
-        vs_joint = paired(method, "joint", "query_nll_nats")
-        if acc is None or novelty is None or vs_joint is None:
-            continue
-        holds = acc >= 0.6 and novelty >= 0.8 and vs_joint[0] <= 1.96 * vs_joint[1]
-        verdicts.append((holds, acc, method, f"{method}: accuracy {acc:.1%}, novelty ratio {novelty:.2f}, "
-                                             f"NLL - NLL(joint+ft) = {vs_joint[0]:+.2f} +- {vs_joint[1]:.2f} nats"))
-    target = (f"an inner-loop method ({shots} shots, {steps} steps): prototype accuracy >= 60% with novelty ratio "
-              f">= 0.8, query NLL no worse than joint pretraining + fine-tuning")
-    if not verdicts:
-        return {"target": target, "holds": None, "detail": "not measured"}
-    verdicts.sort(key=lambda v: (v[0], v[1]), reverse=True)
-    return {"target": target, "holds": bool(verdicts[0][0]), "detail": "; ".join(v[3] for v in verdicts)}
+def _cell_text(row: dict, percent: bool) -> str:
+    scale = 100 if percent else 1
+    digits = 1 if percent or row["metric"] in ("query_nll_nats", "frechet_distance") else 2
+    return f"{row['value'] * scale:.{digits}f}+-{row['std_error'] * scale:.{digits}f}"
 
 
 def format_table(rows: list[dict]) -> str:
-    """One text table: method (kind) x K x k -> NLL (nats), prototype accuracy, Frechet distance, novelty ratio
-    (mean +- s.e.)."""
+    """One text table: (source) x method (kind) x K x k -> the draws' metrics (mean +- s.e. over classes):
+    query NLL (nats), downstream N-way accuracy, same-alphabet 20-way accuracy, precision, recall, memorisation
+    ratio, 5-way prototype accuracy, Frechet distance, novelty ratio. The ``*_mean_image`` view is left out."""
+    percent = {metric: pct for metric, _, _, pct in _COLUMNS}
     cells: dict[tuple, dict[str, str]] = {}
     for row in rows:
-        text = (f"{row['value']:.1%}" if row["metric"] == "prototype_accuracy" else f"{row['value']:.2f}")
-        cells.setdefault((row["method"], row.get("kind", KINDS.get(row["method"], "")), row["shots"], row["steps"]),
-                         {})[row["metric"]] = (
-            f"{text} +- {row['std_error'] * (100 if row['metric'] == 'prototype_accuracy' else 1):.2f}")
-    header = (f"{'method':<13}{'kind':<11}{'K':>3}{'k':>4}  {'query NLL (nats)':>20}  {'proto acc (%)':>16}  "
-              f"{'Frechet':>16}  {'novelty':>12}")
+        if row["metric"] in percent:
+            key = (row.get("source", ""), row["method"], row.get("kind", KINDS.get(row["method"], "")),
+                   row["shots"], row["steps"])
+            cells.setdefault(key, {})[row["metric"]] = _cell_text(row, percent[row["metric"]])
+    header = f"{'source':<9}{'method':<15}{'kind':<11}{'K':>3}{'k':>4}" + "".join(
+        f"{title:>{width}}" for _, title, width, _ in _COLUMNS)
     lines = [header, "-" * len(header)]
-    for (method, kind, shots, steps), metrics in cells.items():
-        lines.append(f"{method:<13}{kind:<11}{shots:>3}{steps:>4}  {metrics.get('query_nll_nats', '-'):>20}  "
-                     f"{metrics.get('prototype_accuracy', '-'):>16}  {metrics.get('frechet_distance', '-'):>16}  "
-                     f"{metrics.get('novelty_ratio', '-'):>12}")
+    for (source, method, kind, shots, steps), metrics in cells.items():
+        lines.append(f"{source:<9}{method:<15}{kind:<11}{shots:>3}{steps:>4}" + "".join(
+            f"{metrics.get(metric, '-'):>{width}}" for metric, _, width, _ in _COLUMNS))
     return "\n".join(lines)
 
 

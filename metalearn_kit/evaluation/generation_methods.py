@@ -3,6 +3,9 @@
 :data:`RUNNERS` maps each method of :mod:`metalearn_kit.evaluation.generation` to its runner,
 ``runner(grid, cell)``: adapt on the cell's support set and record its metrics in ``grid`` (query NLL where the
 model has a likelihood, sample quality after each ``k`` of the steps grid). A new method adds one runner here.
+The trivial baselines (:data:`TRIVIAL_METHODS`, :mod:`~metalearn_kit.evaluation.trivial_generators`) are runners
+of the same table, so every table carries them. Samples of likelihood models are measured as Bernoulli draws;
+their mean images are a second, labelled view (metrics ending in :data:`MEAN_VIEW`).
 """
 
 from __future__ import annotations
@@ -22,9 +25,21 @@ from ..recipes.generation_cavia import adapt_and_sample
 from ..recipes.generation_cgan import CGANConfig, fewshot_samples
 from .curves import StepMetric
 from .features import extract_features, frechet_distance, prototype_accuracy
+from .generation_metrics import aligned_distance, bernoulli_draws, memorisation_ratio, precision_recall
+from .inner_loop_protocol import InnerLoop
 from .novelty import novelty_ratio
+from .trivial_generators import TRIVIAL_GENERATORS
 
-__all__ = ["RUNNERS", "Cell", "Grid"]
+__all__ = ["HEADLINE_STEPS", "MEAN_VIEW", "PR_NEIGHBOURS", "REFERENCE_METHODS", "RUNNERS", "TRIVIAL_METHODS",
+           "Cell", "Grid"]
+
+MEAN_VIEW = "_mean_image"  # suffix of the metrics of Bernoulli mean images (a view, not samples)
+PR_NEIGHBOURS = 3  # k of the k-NN manifolds of precision and recall
+HEADLINE_STEPS = 10  # the k of the targets (else the grid's largest); the mean-image view is measured there and at 0
+# the baselines that learn nothing (kind "trivial"): support_only gives no samples (the downstream reference)
+TRIVIAL_METHODS = (*TRIVIAL_GENERATORS, "support_only")
+# not a generator: other real drawings of the class as the "samples" (kind "reference": what real data scores)
+REFERENCE_METHODS = ("real_drawings",)
 
 
 @dataclass
@@ -44,7 +59,8 @@ class Cell:
 @dataclass
 class Grid:
     """What the runners share: the config, the trained models, the feature network and, filled as they run,
-    ``results`` ``{(method, K, k, metric): [value per task]}`` and ``samples`` (first task only)."""
+    ``results`` ``{(method, K, k, metric): [value per task]}``, ``samples`` (first task only) and
+    ``sample_features`` ``{(method, K, k, view): {task: [N, D]}}`` (for the downstream classifier)."""
 
     config: GenerationConfig
     models: dict[str, nn.Module]
@@ -54,27 +70,54 @@ class Grid:
     keep_samples: bool
     results: dict[tuple, list[float]] = field(default_factory=dict)
     samples: dict[tuple, torch.Tensor] = field(default_factory=dict)
+    sample_features: dict[tuple, dict[int, torch.Tensor]] = field(default_factory=dict)
+    inner_loops: dict[str, InnerLoop] = field(default_factory=dict)
 
     def record(self, cell: Cell, steps: int, metric: str, value: float) -> None:
         self.results.setdefault((cell.method, cell.shots, steps, metric), []).append(value)
 
-    def quality(self, cell: Cell, steps: int, images: torch.Tensor) -> None:
-        """Record the sample metrics of ``images [N, 1, H, W]`` against the real images of ``cell``'s task."""
-        task = cell.task
-        feats = extract_features(self.feature_net, images.clamp(0, 1))
-        self.record(cell, steps, "prototype_accuracy",
-                    prototype_accuracy(feats, [task["query_features"], *task["distractor_features"]], target=0))
-        self.record(cell, steps, "frechet_distance", frechet_distance(feats, task["query_features"]))
-        self.record(cell, steps, "novelty_ratio",
-                    novelty_ratio(feats, task["pool_features"][:cell.shots], task["query_features"]))
+    def quality(self, cell: Cell, steps: int, images: torch.Tensor, means: bool = False) -> None:
+        """Record the sample metrics of ``images [N, 1, H, W]`` against the real images of ``cell``'s task.
+        ``means``: the images are Bernoulli means; the metrics are then of binarised draws from them, and (at
+        k = 0 and the targets' k, :data:`HEADLINE_STEPS`) of the means themselves under
+        ``<metric>_mean_image`` (a labelled view, never the headline)."""
+        images = images.detach().clamp(0, 1)
+        if means:
+            draws = torch.Generator().manual_seed(self.config.seed + 7919 * cell.index + 101 * cell.shots + steps)
+            self._measure(cell, steps, bernoulli_draws(images, draws), "")
+            headline = HEADLINE_STEPS if HEADLINE_STEPS in self.steps else max(self.steps)
+            if steps in (0, headline):  # the view costs a second pass: measured where the targets look
+                self._measure(cell, steps, images, MEAN_VIEW)
+        else:
+            self._measure(cell, steps, images, "")
         if cell.index == 0 and self.keep_samples:
-            self.samples[(cell.method, cell.shots, steps)] = images.detach().cpu().clone()
+            self.samples[(cell.method, cell.shots, steps)] = images.cpu().clone()
+
+    def _measure(self, cell: Cell, steps: int, images: torch.Tensor, view: str) -> None:
+        """Every sample metric of one view (``""``: draws, or :data:`MEAN_VIEW`) of ``images``."""
+        task, support = cell.task, cell.task["pool"][:cell.shots]
+        feats = extract_features(self.feature_net, images)
+        self.sample_features.setdefault((cell.method, cell.shots, steps, view), {})[cell.index] = feats
+        record = lambda metric, value: self.record(cell, steps, metric + view, value)  # noqa: E731
+        if task["alphabet_features"]:  # an alphabet of one class has no same-alphabet distractor
+            record("same_alphabet_accuracy", prototype_accuracy(feats, [task["query_features"],
+                                                                        *task["alphabet_features"]], target=0))
+        precision, recall = precision_recall(feats, task["query_features"], PR_NEIGHBOURS)
+        record("precision", precision)
+        record("recall", recall)
+        if float(aligned_distance(task["query"], support).mean()) > 0:  # 0: real drawings are shifted copies
+            record("memorisation_ratio", memorisation_ratio(images, support, task["query"]))
+        record("prototype_accuracy",
+               prototype_accuracy(feats, [task["query_features"], *task["distractor_features"]], target=0))
+        record("frechet_distance", frechet_distance(feats, task["query_features"]))
+        record("novelty_ratio", novelty_ratio(feats, task["pool_features"][:cell.shots], task["query_features"]))
 
     def record_adapted(self, cell: Cell, records: dict[int, dict[str, Any]]) -> None:
-        """Record the query NLL and the sample metrics of ``records`` ``{k: {"nll", "samples"}}``."""
+        """Record the query NLL and the sample metrics of ``records`` ``{k: {"nll", "samples"}}`` (Bernoulli
+        means when the config's likelihood is ``bernoulli``)."""
         for k in self.steps:
             self.record(cell, k, "query_nll_nats", records[k]["nll"])
-            self.quality(cell, k, records[k]["samples"])
+            self.quality(cell, k, records[k]["samples"], means=self.config.likelihood == "bernoulli")
 
 
 def _vae_measure(iw_samples: int, sample_z: torch.Tensor | None, likelihood: str):
@@ -105,25 +148,16 @@ def _run_scratch(grid: Grid, cell: Cell) -> None:
     grid.record_adapted(cell, recorder.records)
 
 
-def _run_joint(grid: Grid, cell: Cell) -> None:
-    """The jointly pretrained VAE, fine-tuned by SGD on the support set."""
+def _run_finetuned(grid: Grid, cell: Cell) -> None:
+    """A pretrained VAE (meta-learned or joint) fine-tuned on the support with its inner loop of
+    :mod:`~metalearn_kit.evaluation.inner_loop_protocol` (chosen on dev classes; the meta-training SGD loop
+    when no choice was made): the same code and protocol for every start."""
     from ..meta import finetune
 
     config, recorder = grid.config, _vae_recorder(grid, cell)
-    finetune(grid.models["joint"], cell.support, vae_loss_fn, max(grid.steps), config.inner_lr, "sgd",
-             query=cell.query, metric=recorder, grad_clip=config.inner_grad_clip)
-    grid.record_adapted(cell, recorder.records)
-
-
-def _run_meta_vae(grid: Grid, cell: Cell) -> None:
-    """The same SGD fine-tuning as ``joint``, from the meta-learned start."""
-    from ..meta import MAML
-
-    config, models, method, max_steps = grid.config, grid.models, cell.method, max(grid.steps)
-    recorder = _vae_recorder(grid, cell)
-    learner = MAML(models[method], inner_lr=config.inner_lr, inner_steps=max_steps,
-                   inner_grad_clip=config.inner_grad_clip)
-    learner.adapt(cell.support, vae_loss_fn, max_steps, query=cell.query, metric=recorder)
+    loop = grid.inner_loops.get(cell.method, InnerLoop("sgd", config.inner_lr, config.inner_grad_clip))
+    finetune(grid.models[cell.method], cell.support, vae_loss_fn, max(grid.steps), loop.lr, loop.optimizer,
+             query=cell.query, metric=recorder, grad_clip=loop.grad_clip)
     grid.record_adapted(cell, recorder.records)
 
 
@@ -133,7 +167,8 @@ def _run_statistician(grid: Grid, cell: Cell) -> None:
     bound = condition_on(model, cell.support[0])
     grid.record(cell, 0, "query_nll_nats",
                 float(importance_weighted_nll(bound, cell.query[0], config.iw_samples).mean()))
-    grid.quality(cell, 0, model.sample(bound.c, config.sample_count, cell.noise))
+    grid.quality(cell, 0, model.sample(bound.c, config.sample_count, cell.noise),
+                 means=model.likelihood == "bernoulli")
 
 
 def _run_figr(grid: Grid, cell: Cell) -> None:
@@ -165,8 +200,30 @@ def _run_cgan(grid: Grid, cell: Cell) -> None:
         grid.quality(cell, k, adapted[k])
 
 
+def _run_trivial(grid: Grid, cell: Cell) -> None:
+    """A baseline that learns nothing (:mod:`~metalearn_kit.evaluation.trivial_generators`): its samples at k = 0."""
+    generate = TRIVIAL_GENERATORS[cell.method]
+    grid.quality(cell, 0, generate(cell.support[0], grid.config.sample_count, cell.noise))
+
+
+def _run_support_only(grid: Grid, cell: Cell) -> None:
+    """No samples: the downstream classifier sees the support alone (its accuracy is the reference)."""
+    dim = cell.task["pool_features"].shape[1]
+    grid.sample_features.setdefault((cell.method, cell.shots, 0, ""), {})[cell.index] = torch.zeros(0, dim)
+
+
+def _run_real_drawings(grid: Grid, cell: Cell) -> None:
+    """The reference: the class's real drawings beyond the support (``pool[K:]``, never in the support or the
+    query), measured like samples; only where there are more than :data:`PR_NEIGHBOURS` of them (fewer and
+    smaller sets than the generators' samples, so compare its set-size-dependent metrics with care)."""
+    unseen = cell.task["pool"][cell.shots:]
+    if unseen.shape[0] > PR_NEIGHBOURS:
+        grid.quality(cell, 0, unseen)
+
+
 # method -> what adapts it on one cell and records its metrics (in the order of METHODS)
 RUNNERS: dict[str, Callable[[Grid, Cell], None]] = {
-    "maml": _run_meta_vae, "fomaml": _run_meta_vae, "reptile": _run_meta_vae, "joint": _run_joint,
+    "maml": _run_finetuned, "fomaml": _run_finetuned, "reptile": _run_finetuned, "joint": _run_finetuned,
     "scratch": _run_scratch, "statistician": _run_statistician, "figr": _run_figr, "cavia": _run_cavia,
-    "cgan": _run_cgan}
+    "cgan": _run_cgan, **dict.fromkeys(TRIVIAL_GENERATORS, _run_trivial), "support_only": _run_support_only,
+    "real_drawings": _run_real_drawings}

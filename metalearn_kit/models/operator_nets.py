@@ -6,6 +6,8 @@ can move them to one task's operator. No BatchNorm: the inner loop sees four ima
 - :class:`FilterRestorer`: ``x + mix(bank(x)) + cnn(x)``: a bank of wide linear filters (an inverse blur kernel
   or a notch for a stripe frequency is linear) weighed by a 1x1 convolution, next to a small non-linear residual
   CNN, so adapting to one task can be mostly re-weighing the bank.
+- :class:`CameraRestorer`: ``z + cnn(z)`` with ``z = pointwise(x)``: a :class:`PointwiseRestorer` to undo a
+  camera's tone curve and colour matrix, then a residual CNN that sees a neighbourhood to undo its blur and noise.
 """
 
 from __future__ import annotations
@@ -32,6 +34,19 @@ def opponent_basis(channels: int) -> torch.Tensor:
         basis = torch.tensor([[1.0, 1.0, 1.0], [1.0, -1.0, 0.0], [1.0, 1.0, -2.0]])
         return basis / basis.norm(dim=1, keepdim=True)
     return torch.eye(channels)
+
+
+def conv_stack(channels: int, width: int, depth: int) -> nn.Sequential:
+    """``depth`` 3x3 convolutions (reflect padding) ``channels -> width -> ... -> channels`` with ReLUs between."""
+    layers: list[nn.Module] = []
+    size = channels
+    for i in range(depth):
+        out = channels if i == depth - 1 else width
+        layers.append(nn.Conv2d(size, out, 3, padding=1, padding_mode="reflect"))
+        if i < depth - 1:
+            layers.append(nn.ReLU())
+        size = out
+    return nn.Sequential(*layers)
 
 
 class PointwiseRestorer(nn.Module):
@@ -93,15 +108,7 @@ class FilterRestorer(nn.Module):
         self.mix = nn.Conv2d(filters * channels, channels, 1, groups=channels)
         nn.init.zeros_(self.mix.weight)
         nn.init.zeros_(self.mix.bias)
-        layers: list[nn.Module] = []
-        size = channels
-        for i in range(depth):
-            out = channels if i == depth - 1 else width
-            layers.append(nn.Conv2d(size, out, 3, padding=1, padding_mode="reflect"))
-            if i < depth - 1:
-                layers.append(nn.ReLU())
-            size = out
-        self.cnn = nn.Sequential(*layers)
+        self.cnn = conv_stack(channels, width, depth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_channels("x", x, self.channels)
@@ -111,3 +118,26 @@ class FilterRestorer(nn.Module):
                              f"{self.filter_size}; use larger patches or a smaller filter")
         filtered = self.mix(self.bank(F.pad(x, (pad, pad, pad, pad), mode="reflect")))
         return x + filtered + self.cnn(x)
+
+
+class CameraRestorer(nn.Module):
+    """``[N, C, H, W] -> [N, C, H, W]``: ``z + cnn(z)`` with ``z = pointwise(x)`` (:class:`PointwiseRestorer` of
+    ``width``, 2 layers), ``cnn`` a ``depth``-layer 3x3 ReLU stack of ``width`` channels (reflect padding, receptive
+    field ``2 depth + 1`` pixels) whose last layer starts at zero. The order follows the camera it inverts: the
+    tone curve and colour matrix come last in the camera, so they are undone first, pixel by pixel, and the blur
+    and noise of the sensor are then undone in the (nearly) linear space they were added in."""
+
+    def __init__(self, channels: int = 3, width: int = 32, depth: int = 5) -> None:
+        super().__init__()
+        self.channels = check_int("channels", channels, minimum=1)
+        check_int("width", width, minimum=1)
+        check_int("depth", depth, minimum=2)
+        self.pointwise = PointwiseRestorer(channels, width, 2)
+        self.cnn = conv_stack(channels, width, depth)
+        nn.init.zeros_(self.cnn[-1].weight)
+        nn.init.zeros_(self.cnn[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_channels("x", x, self.channels)
+        z = self.pointwise(x)
+        return z + self.cnn(z)

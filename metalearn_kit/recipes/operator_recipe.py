@@ -31,7 +31,7 @@ from .._checks import check_choice, check_float_fields, check_int_fields
 from ..data.photo_sets import TEST_TASKS
 
 PROFILES = ("fast", "full")
-MODELS = ("pointwise", "filter")
+MODELS = ("pointwise", "filter", "camera")
 PHOTOGRAPHS = ("standard", "embedded")
 ROLES = ("meta", "joint", "joint_step_sizes")
 # fields that only shape the evaluation: a checkpoint trained with other values of these still matches
@@ -46,8 +46,9 @@ class OperatorRecipeConfig:
     Attributes:
         family: the registered degradation family (``"tone_curve"``, ...).
         channels: 1 (grey photographs) or 3 (colour photographs).
-        model: ``"pointwise"`` (:class:`~metalearn_kit.models.operator_nets.PointwiseRestorer`) or ``"filter"``
-            (:class:`~metalearn_kit.models.operator_nets.FilterRestorer`); ``width``, ``depth`` its sizes.
+        model: ``"pointwise"`` (:class:`~metalearn_kit.models.operator_nets.PointwiseRestorer`), ``"filter"``
+            (:class:`~metalearn_kit.models.operator_nets.FilterRestorer`) or ``"camera"``
+            (:class:`~metalearn_kit.models.operator_nets.CameraRestorer`); ``width``, ``depth`` its sizes.
         train_patch: side of the meta-training patches; ``test_patch`` of the benchmark's (>= 64).
         shots, queries: support and query pairs per task.
         inner_steps: Meta-SGD inner steps at meta-training time; ``inner_lr`` the starting inner rate.
@@ -124,10 +125,12 @@ class OperatorRecipeConfig:
 
 def build_model(config: OperatorRecipeConfig) -> nn.Module:
     """The restorer of ``config`` (no BatchNorm: the inner loop sees ``shots`` images)."""
-    from ..models.operator_nets import FilterRestorer, PointwiseRestorer
+    from ..models.operator_nets import CameraRestorer, FilterRestorer, PointwiseRestorer
 
     if config.model == "pointwise":
         return PointwiseRestorer(config.channels, config.width, config.depth)
+    if config.model == "camera":
+        return CameraRestorer(config.channels, config.width, config.depth)
     return FilterRestorer(config.channels, config.width, config.depth)
 
 
@@ -148,19 +151,30 @@ def photo_source(split: str, patch: int, channels: int, photographs: str = "stan
     check_choice("photographs", photographs, PHOTOGRAPHS)
     embedded = "train" if split == "train" else "test"
     if photographs == "embedded":
-        return photos(embedded, patch_size=patch, channels=channels)
+        return _refusing_flat(photos(embedded, patch_size=patch, channels=channels), split)
     from ..data.downloads import DatasetUnavailableError
     from ..data.photo_sets import kodak24, photo_pool
 
     try:
         if split == "test":
-            return kodak24(grey=channels == 1).patches(patch)
-        return photo_pool("train" if split == "train" else "dev", patch_size=patch, channels=channels)
+            source = kodak24(grey=channels == 1).patches(patch)
+        else:
+            source = photo_pool("train" if split == "train" else "dev", patch_size=patch, channels=channels)
     except DatasetUnavailableError as err:
         warnings.warn(f"the standard photographs of split {split!r} are unavailable ({err}); using the kit's "
                       f"embedded {embedded!r} photographs instead, so figures are not comparable with the "
                       f"shipped tables", stacklevel=2)
-        return photos(embedded, patch_size=patch, channels=channels)
+        source = photos(embedded, patch_size=patch, channels=channels)
+    return _refusing_flat(source, split)
+
+
+def _refusing_flat(source, split: str):
+    """``source``, refusing flat crops on the evaluation splits (see ``FLAT_PATCH_STD``)."""
+    from ..data.photo_source import FLAT_PATCH_STD
+
+    if split != "train":
+        source.min_std = FLAT_PATCH_STD
+    return source
 
 
 def task_distribution(config: OperatorRecipeConfig, split: str, ranges: dict[str, Any] | None = None,

@@ -18,8 +18,9 @@ _EXPORTS = {
     **dict.fromkeys(["MetaDatabase", "MetaDatabaseError", "ArtefactIntegrityError", "ArtefactPathError",
                      "default_path"], ".db"),
     "StoreRecorder": ".recorder",
+    **dict.fromkeys(["meta_label_rows", "state_token"], ".labels"),
     **dict.fromkeys(["DESCRIPTOR_NAMES", "task_descriptor", "estimate_noise_sigma", "descriptor_distance",
                      "rank_by_descriptor", "rank_by_support_loss"], ".similarity"),
 }
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, ("db", "recorder", "schema", "similarity"))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, ("db", "labels", "recorder", "schema", "similarity"))

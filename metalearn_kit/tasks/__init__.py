@@ -1,6 +1,7 @@
 """Tasks and task distributions: degradation families, restoration and few-shot generation tasks. Every
 distribution is a :class:`TaskDistribution` (``sample``; ``sample_batch`` and streaming from the base)."""
 
+from .camera_pipeline import CameraPipeline
 from .degradation_checks import (
     RAW_RANGE_TOLERANCE,
     NondeterministicDegradationError,
@@ -56,4 +57,5 @@ __all__ = [
     "RestorationTasks", "FewShotGenerationTasks", "OperatorTasks", "ZeroShotSRTasks", "BicubicSRTasks",
     "SelfSupervisedDenoisingTasks", "ImageFitTasks", "bicubic_resize", "sample_distinct_images",
     "BandedDegradation", "ToneCurve", "ColourCast", "DirectionalBlur", "StripeNoise", "ChannelMisregistration",
+    "CameraPipeline",
 ]
