@@ -1,6 +1,6 @@
 """Whether the generation benchmark's targets hold.
 
-:func:`check_targets`: the targets of issue 31, on unseen classes, each with a paired interval (the mean
+:func:`check_targets`: the benchmark's targets on unseen classes, each with a paired interval (the mean
 per-task difference +- 1.96 standard errors; per-task values are in each row's ``per_task``):
 
 - query NLL: the best inner-loop method below joint pretraining + fine-tuning (interval below 0) on glyphs and
@@ -116,7 +116,7 @@ def _value(rows: list[dict], method: str, shots: int, steps: int, metric: str) -
 
 
 def check_earlier_targets(result: dict, shots: int = 5, steps: int = 10) -> list[dict[str, Any]]:
-    """The targets of the round before issue 31 on one source's ``result``, each as ``{"target", "holds"
+    """The earlier targets (sample metrics that copies pass) on one source's ``result``, each as ``{"target", "holds"
     (True/False/None = not measured), "detail"}``, kept for reference: their sample metrics do not tell a
     generator from a copier (the trivial rows show it). "No worse than" is a paired test: the mean per-task
     difference is within 1.96 standard errors."""
@@ -214,7 +214,7 @@ def _downstream_target(rows: Sequence[dict], sources: list[str], methods: Sequen
 
 def check_targets(rows: Sequence[dict], shots: int = 5, steps: int = 10, downstream_shots: Sequence[int] = (1, 5),
                   wall_s: float | None = None) -> list[dict[str, Any]]:
-    """The targets of issue 31 on ``rows`` (of every source run; each row with ``source``, ``kind`` and
+    """The benchmark's targets on ``rows`` (of every source run; each row with ``source``, ``kind`` and
     ``per_task``), each ``{"target", "holds" (True/False/None = not measured), "detail"}``. ``wall_s``: the
     benchmark's wall time, for the time target."""
     if isinstance(rows, dict):  # a result of evaluate_generation
