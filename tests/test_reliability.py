@@ -71,7 +71,8 @@ def test_kit_families_pass_the_probe_and_strong_noise_is_not_refused():
                 degradation = family(split=split)
             except (TypeError, ValueError):  # needs arguments (KernelBlur's kernels)
                 continue
-            channels = 3 if "colour" in family.__name__.lower() or "channel" in family.__name__.lower() else 1
+            channels = 3 if (getattr(family, "required_channels", None) == 3 or "colour" in family.__name__.lower()
+                             or "channel" in family.__name__.lower()) else 1
             check_determinism(degradation, image_size=(32, 32), channels=channels)
     # noise far beyond the default ranges stays inside each family's own tolerance
     clean = torch.full((4, 1, 32, 32), 0.5)

@@ -105,11 +105,15 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
 
 def _alphabet_distractors(evaluation, target: int, queries: int, seed: int) -> list[torch.Tensor]:
     """The first ``queries`` images of up to ``ALPHABET_WAYS - 1`` other classes of ``target``'s alphabet (a seeded
-    draw of its own, so the other episode draws do not depend on it)."""
-    alphabet = evaluation.class_alphabet[target]
+    draw of its own, so the other episode draws do not depend on it). A source without ``class_alphabet`` is one
+    alphabet."""
+    # a source that records no alphabets (a user's class source) counts as one alphabet
+    class_alphabet = getattr(evaluation, "class_alphabet", None)
+    class_alphabet = [0] * evaluation.num_classes if class_alphabet is None else class_alphabet
+    alphabet = class_alphabet[target]
     rng = torch.Generator().manual_seed(seed * 100003 + target)
     others = [c for c in torch.randperm(evaluation.num_classes, generator=rng).tolist()
-              if c != target and evaluation.class_alphabet[c] == alphabet]
+              if c != target and class_alphabet[c] == alphabet]
     return [evaluation.images_of(c)[:queries] for c in others[: ALPHABET_WAYS - 1]]
 
 
