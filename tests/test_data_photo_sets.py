@@ -179,6 +179,10 @@ ALLOWED_TO_READ_THE_TEST_SPLIT = {
     "metalearn_kit/recipes/operator_recipe.py",  # the operator families' test split (task_distribution)
     "metalearn_kit/evaluation/operator_experiments.py",  # the operator families' benchmark, its final figures
     "metalearn_kit/warmstart_benchmark.py",  # bench warmstart's test stream, its final figures
+    # the five original restoration experiments: their test split (restoration_sampler(..., "test"), through
+    # operator_recipe.photo_source) and their final figures drawn with TEST_SEED
+    "metalearn_kit/recipes/restoration.py",
+    "metalearn_kit/evaluation/restoration.py",
 }
 
 
@@ -221,3 +225,4 @@ def test_nothing_else_reads_the_test_split_or_its_seed():
             offenders[relative] = hits
     assert not offenders, (f"these files read the test split or its seed, which only {ALLOWED_TO_READ_THE_TEST_SPLIT} "
                            f"may (choose on dev: photo_pool('dev'), DEV_SEED): {offenders}")
+

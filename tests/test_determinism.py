@@ -168,7 +168,8 @@ def test_restoration_benchmark_rows_repeat(monkeypatch, tmp_path):
                                                             classical=False)))
     assert runs[0] and _same(runs[0], runs[1])
     methods = {r["method"] for r in runs[0]}
-    assert {"meta-init (MAML)", "joint pretrained + finetune", "scratch"} <= methods
+    assert {"meta-init (MAML)", "joint pretrained + full-strength fine-tuning",
+            "scratch + full-strength fine-tuning"} <= methods
     assert {r["sources"]["meta"] for r in runs[0]} == {"trained"}  # both runs trained, nothing was reused
 
 

@@ -42,7 +42,8 @@ def test_full_profile_image_fitting_runs_end_to_end(monkeypatch, capsys):
     match = re.fullmatch(r"image_fitting\s+(\d+) rows in\s+[\d.]+ s", line)
     assert match and int(match.group(1)) == len(rows), line
     psnr = {(r["method"], r["steps"]): r for r in rows if r["metric"] == "psnr"}
-    methods = ("meta-init (MAML)", "meta-init + learned step sizes (Meta-SGD)", "standard init")
+    methods = ("meta-init (MAML)", "meta-init + learned step sizes (Meta-SGD)", "meta-init + full-strength fine-tuning",
+               "standard init + full-strength fine-tuning")
     assert set(psnr) == {(m, s) for m in methods for s in cut["steps"]}
     for row in psnr.values():
         assert row["experiment"] == "image_fitting" and row["tasks"] == cut["test_images"]

@@ -11,7 +11,7 @@ from metalearn_kit import pretrained
 from metalearn_kit.evaluation import restoration as R
 from metalearn_kit.evaluation.bench_restoration import check_targets, format_table
 from metalearn_kit.models.conv import ConvRestorer
-from metalearn_kit.models.operator_nets import FilterRestorer, PointwiseRestorer
+from metalearn_kit.models.operator_nets import CameraRestorer, FilterRestorer, PointwiseRestorer
 from metalearn_kit.models.restoration import UnrolledRestorer
 from metalearn_kit.models.siren import Siren
 from metalearn_kit.recipes import restoration as recipe
@@ -38,9 +38,13 @@ def test_image_fitting_tiny_run_returns_rows(monkeypatch, tmp_path):
                                                   "meta_iterations": 2, "meta_batch": 2, "test_images": 1,
                                                   "steps": [0, 2]})
     _well_formed(rows, "image_fitting", {"meta-init (MAML)", "meta-init + learned step sizes (Meta-SGD)",
-                                         "standard init"})
+                                         "meta-init + full-strength fine-tuning",
+                                         "standard init + full-strength fine-tuning"})
     steps = {r["steps"] for r in rows if r["metric"] == "psnr"}
     assert steps == {0, 2}
+    roles = {r["method"]: r["role"] for r in rows}
+    assert roles["standard init + full-strength fine-tuning"] == "scratch"
+    assert roles["meta-init + full-strength fine-tuning"] == "meta_tuned" and roles["meta-init (MAML)"] == "meta"
     assert not list(tmp_path.iterdir())  # a non-shipped config is never saved as a shipped checkpoint
 
 
@@ -50,10 +54,67 @@ def test_denoising_tiny_run_with_classical_references(monkeypatch, tmp_path):
     rows = R.few_shot_denoising(profile="fast", sizes={"width": 4, "depth": 2, "shots": 1, "queries": 1,
                                                        "meta_iterations": 1, "joint_iterations": 1, "meta_batch": 1,
                                                        "test_tasks": 1, "steps": [0, 1]})
-    _well_formed(rows, "denoising", {"noisy input", "meta-init (MAML)", "scratch", "joint pretrained + finetune",
-                                     "BM3D", "non-local means", "sparse dictionary (OMP)"})
+    _well_formed(rows, "denoising", {"noisy input", "meta-init (MAML)", "scratch + full-strength fine-tuning",
+                                     "joint pretrained + full-strength fine-tuning",
+                                     "meta-init + full-strength fine-tuning", "BM3D", "non-local means",
+                                     "sparse dictionary (OMP)"})
     psnr = {(r["method"], r["steps"]): r["value"] for r in rows if r["metric"] == "psnr"}
     assert psnr[("BM3D", None)] > psnr[("noisy input", None)]
+    assert {r["role"] for r in rows} == {"input", "meta", "meta_tuned", "joint", "scratch", "classical"}
+    assert {r["test_source"] for r in rows} <= {"kodak24", "test"} and {r["support_size"] for r in rows} == {1}
+
+
+TINY_DENOISING = {"width": 4, "depth": 2, "shots": 2, "queries": 1, "meta_iterations": 1, "joint_iterations": 1,
+                  "meta_batch": 1, "test_tasks": 2, "steps": [0, 1, 3]}
+
+
+def test_denoising_follows_the_protocol_test_tasks_grid_and_choices(monkeypatch, tmp_path):
+    from metalearn_kit.evaluation.finetune_protocol import FinetuneGrid
+
+    monkeypatch.setenv(pretrained.DIR_ENV, str(tmp_path))
+    torch.set_num_threads(1)
+    grid = FinetuneGrid(adam=(1e-3, 1e-2), sgd=(0.1,))
+    rows = R.few_shot_denoising(profile="fast", sizes=TINY_DENOISING, classical=False, grid=grid)
+    again = R.few_shot_denoising(profile="fast", seed=1, sizes=TINY_DENOISING, classical=False, grid=grid)
+
+    def noisy(part):
+        return next(r["per_task"] for r in part if r["method"] == "noisy input" and r["metric"] == "psnr")
+
+    # the test tasks come from the pre-registered draw, not from the model seed
+    assert noisy(rows) == noisy(again) and len(noisy(rows)) == 2
+    for row in rows:
+        assert row["support_size"] == 2 and row["sources"] == {"meta": "trained", "joint": "trained"}
+        if row["metric"] == "psnr" and row["role"] in ("meta_tuned", "joint", "scratch"):
+            # every fine-tuned row says what ran, task by task, from the grid given
+            assert len(row["optimizer"]) == len(row["lr"]) == len(row["per_task"]) == 2
+            assert row["grid"] == {"adam": [1e-3, 1e-2], "sgd": [0.1], "lbfgs": []}
+            if row["steps"] == 0:
+                assert row["optimizer"] == [None, None] and row["grid_edge"] is False
+            else:
+                assert all((o, lr) in grid.points() for o, lr in zip(row["optimizer"], row["lr"]))
+                edges = sum(grid.is_edge(o, lr) for o, lr in zip(row["optimizer"], row["lr"]))
+                assert row["grid_edge_tasks"] == edges and row["grid_edge"] == (edges > 0)
+        elif row["role"] in ("meta", "input"):
+            assert "optimizer" not in row
+
+
+def test_test_split_is_the_pre_registered_photographs_and_training_never_sees_them():
+    config = restoration_config("super_resolution", "fast")
+    test = recipe.restoration_sampler(config, "sr", "test")
+    assert test.source.split in ("kodak24", "test") and test.source.min_std > 0  # flat crops refused
+    denoise = restoration_config("denoising", "fast")
+    for split in ("train", "val"):
+        assert recipe.restoration_sampler(denoise, "denoise", split).source.split in ("train", "test")
+    # meta-training validates on dev photographs (the embedded ones), never on the test split
+    model = recipe.build_model("restoration_sr_mzsr", config)
+    parts = recipe.meta_training_parts("restoration_sr_mzsr", config, model=model)
+    assert parts.val_sampler.source.split == "test" and parts.task_sampler.source.split == "train"
+    with pytest.raises(ValueError, match="split must be one of"):
+        recipe.restoration_sampler(denoise, "denoise", "dev")
+    with pytest.raises(ValueError, match="jobs must be"):
+        R.run_experiments(["denoising"], profile="fast", jobs=0)
+    with pytest.raises(ValueError, match="names must be among"):
+        R.run_experiments(["denoising", "dehazing"], profile="fast", jobs=2)
 
 
 def test_experiment_config_rejects_unknown_keys():
@@ -83,7 +144,8 @@ def test_shipped_checkpoints_load():
         # Meta-SGD checkpoints hold the learner: the model and its learned inner rates
         if recipe.META_TRAINED.get(name) == "metasgd" or name.endswith(("_metasgd", "_joint_step_sizes")):
             model = model.model
-        assert isinstance(model, (ConvRestorer, UnrolledRestorer, Siren, PointwiseRestorer, FilterRestorer))
+        assert isinstance(model, (ConvRestorer, UnrolledRestorer, Siren, PointwiseRestorer, FilterRestorer,
+                                  CameraRestorer))
         assert {"config", "seed", "metrics", "machine", "command"} <= set(meta)
         assert meta["command"] == f"metalearn-kit pretrain {name}"
 
@@ -147,6 +209,44 @@ def test_registry_errors_and_train_if_missing(monkeypatch, tmp_path):
     assert (tmp_path / "tiny_test.safetensors").exists() and meta["seed"] == 7
     again, meta2 = pretrained.load_pretrained("tiny_test")
     assert torch.equal(again.weight, model.weight) and meta2["metrics"] == {"loss": 0.5}
+
+
+def test_result_table_records_roles_and_fine_tuning_choices():
+    from metalearn_kit.evaluation.curves import ResultTable
+
+    table = ResultTable("demo")
+    for value, optimizer, edge in ((20.0, "adam", False), (22.0, "lbfgs", True)):
+        table.add_curve("joint", {"psnr": {0: 10.0, 5: value}, "ssim": {0: 0.1, 5: 0.5}, "seconds": 1.0,
+                                  "optimizer": {0: None, 5: optimizer}, "lr": {0: None, 5: 1e-3},
+                                  "grid_edge": {0: False, 5: edge}}, role="joint")
+    table.add_curve("meta", {"psnr": {0: 12.0, 5: 25.0}, "ssim": {0: 0.2, 5: 0.6}, "seconds": 0.5})
+    rows = {(r["method"], r["steps"], r["metric"]): r for r in table.rows(support_size=4)}
+    at5 = rows[("joint", 5, "psnr")]
+    assert at5["per_task"] == [20.0, 22.0] and at5["value"] == 21.0 and at5["stderr"] == pytest.approx(1.0)
+    assert at5["optimizer"] == ["adam", "lbfgs"] and at5["grid_edge"] is True and at5["grid_edge_tasks"] == 1
+    assert at5["role"] == "joint" and at5["support_size"] == 4
+    assert "optimizer" not in rows[("joint", 5, "ssim")] and "role" not in rows[("meta", 5, "psnr")]
+
+
+def test_protocol_targets_compare_meta_with_the_best_baseline():
+    from metalearn_kit.evaluation.restoration_targets import best_baseline, protocol_lines, protocol_targets
+
+    def row(role, steps, values, method=None):
+        return {"experiment": "denoising", "method": method or role, "role": role, "steps": steps,
+                "metric": "psnr", "value": sum(values) / len(values), "per_task": values, "tasks": len(values)}
+
+    rows = [row("meta", 5, [30.0, 31.0, 32.0]), row("meta", 50, [29.0, 30.0, 31.0]),
+            row("joint", 5, [28.0, 28.5, 29.5]), row("scratch", 5, [10.0, 11.0, 12.0]),
+            row("joint", 50, [33.0, 33.0, 34.0]), row("classical", None, [35.0, 35.0, 35.0], "BM3D")]
+    assert best_baseline(rows, "denoising", 5)["role"] == "joint"
+    beats, decline = protocol_targets(rows)
+    assert beats["holds"] is True and beats["paired_difference"]["mean"] == pytest.approx(7 / 3)
+    assert decline["holds"] is False and decline["detail"] == "31.00 -> 30.00 dB"  # a 1 dB decline
+    (line,) = protocol_lines(rows)
+    assert line.startswith("denoising (3 tasks): meta@5 31.00 vs joint@5 28.67 dB (+2.33")
+    assert "meta@50 30.00 vs joint@50 33.33 dB (-3.33" in line
+    assert "best classical BM3D 35.00 dB (meta@50 -5.00)" in line
+    assert protocol_targets([]) == [] and protocol_lines([]) == []
 
 
 def test_target_checks_and_table():

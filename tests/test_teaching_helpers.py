@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from metalearn_kit.evaluation import VERDICTS, paired_verdict
+from metalearn_kit.evaluation.paired import t_quantile
 from metalearn_kit.meta import MAML, autograd_saved_bytes, seconds_per_meta_step
 from metalearn_kit.models import ConvRestorer, UnrolledSparseCoder, soft_threshold
 from metalearn_kit.tasks.task import Task, stack_tasks
@@ -41,6 +42,20 @@ def test_paired_verdict_beats_within_noise_and_losses():
     assert math.isclose(result.mean, 7 / 3) and math.isclose(result.se, math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2
                                                                                    + (4 - 7 / 3) ** 2) / 2 / 3))
     assert result.verdict in VERDICTS and "(paired, 3 tasks)" in result.line("a", "b", "dB")
+
+
+def test_the_default_verdict_is_the_paired_95_percent_interval():
+    # t quantiles (97.5%): the benchmarks' intervals and the notebooks' verdicts use the same rule
+    assert math.isclose(t_quantile(2), 4.3027, abs_tol=1e-3) and math.isclose(t_quantile(7), 2.3646, abs_tol=1e-3)
+    assert 1.96 < t_quantile(1000) < 1.963
+    # 3 tasks, mean difference 3 standard errors: beyond z = 2, inside the t interval (4.30 standard errors)
+    diffs = [2.0, 3.0, 4.0]  # mean 3, se 1/sqrt(3)
+    a, b = [10.0 + d for d in diffs], [10.0, 10.0, 10.0]
+    close = paired_verdict([x - 3.0 + 3.0 * (1 / math.sqrt(3)) for x in a], b)  # mean exactly 3 se
+    assert close.verdict == "is within noise of" and math.isclose(close.mean / close.se, 3.0)
+    assert paired_verdict([x - 3.0 + 3.0 * (1 / math.sqrt(3)) for x in a], b, z=2.0).verdict == "beats"
+    with pytest.raises(ValueError, match="df"):
+        t_quantile(0)
 
 
 def test_paired_verdict_rejects_bad_input():

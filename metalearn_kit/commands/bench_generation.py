@@ -147,9 +147,10 @@ def _print_targets(targets: list[dict]) -> None:
 
 
 def _write_json(path: str, payload: dict) -> None:
+    from ..benchmark_tables import write_table
+
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as handle:
-        json.dump(payload, handle, indent=1, default=str)
+    write_table(path, payload)  # atomic: a run stopped while writing leaves the previous table whole
 
 
 def _print_table(result: dict, config, test_name: str) -> None:

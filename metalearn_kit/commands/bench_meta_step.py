@@ -84,10 +84,10 @@ def main(args: argparse.Namespace) -> int:
         payload = {"benchmark": "meta-step", "machine": machine, "device": device.type, "setup": setup,
                    "rows": rows, "summary": summarize(rows), "complete": complete,
                    "total_s": time.perf_counter() - t0}
-        from ..checkpoints import atomic_write_bytes
+        from ..benchmark_tables import write_table
 
         # rewritten after every configuration: atomic, so a run killed mid-write keeps the rows so far
-        atomic_write_bytes(args.json, (json.dumps(payload, indent=2) + "\n").encode())
+        write_table(args.json, payload)
 
     rows = benchmark(device, args.meta_batch, repeats, args.warmup, args.algorithms, backends, args.threads,
                      on_row=lambda rows: write(rows, False), interleave=args.interleave)

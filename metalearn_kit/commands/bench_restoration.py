@@ -7,11 +7,9 @@ table (experiment x method x steps -> PSNR / SSIM / seconds) and whether each ta
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
-from ..checkpoints import atomic_write_bytes
+from ..benchmark_tables import write_table
 from ..config import PROFILE_HELP, PROFILES, describe_machine, get_profile
 from ..recipes.operator_families import OPERATOR_FAMILIES
 from ..recipes.restoration_configs import RESTORATION_EXPERIMENTS
@@ -28,12 +26,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="run only these experiments (default: the five original ones and the operator families "
                              "of evaluation.operator_experiments.OPERATOR_EXPERIMENTS)")
     parser.add_argument("--seed", type=int, default=0,
-                        help="seed of every model (default 0); the operator families draw their test tasks with the "
+                        help="seed of every model (default 0); every experiment draws its Kodak24 test tasks with the "
                              "pre-registered TEST_SEED of metalearn_kit.data.photo_sets")
     parser.add_argument("--no-classical", action="store_true", help="skip the classical references")
     parser.add_argument("--jobs", type=int, default=1,
-                        help="operator families run at once, one process and one thread each (default 1; 2 on a "
-                             "2-core machine)")
+                        help="experiments (and operator families) run at once, one process and one thread "
+                             "each (default 1; 2 on a 2-core machine)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -48,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
     chosen = list(RESTORATION_EXPERIMENTS + OPERATOR_EXPERIMENTS) if args.experiments is None else args.experiments
     operators = tuple(e for e in chosen if e in OPERATOR_FAMILIES)
     rows = run_experiments([e for e in chosen if e in RESTORATION_EXPERIMENTS], profile=profile, seed=args.seed,
-                           classical=not args.no_classical)
+                           classical=not args.no_classical, jobs=args.jobs)
     add_roles(rows)
     operator_rows = run_operator_experiments(list(operators), profile=profile, seed=args.seed,
                                              classical=not args.no_classical, jobs=args.jobs)
@@ -73,6 +71,6 @@ def main(args: argparse.Namespace) -> int:
                    "jobs": args.jobs,
                    "machine": describe_machine(), "targets": checks, "earlier_targets": earlier,
                    "comparisons": lines, "rows": rows}
-        atomic_write_bytes(Path(args.json), json.dumps(payload, indent=1, default=str).encode())
+        write_table(args.json, payload)
         print(f"wrote {args.json}")
     return 0

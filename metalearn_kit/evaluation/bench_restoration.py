@@ -9,7 +9,9 @@ Targets (checked, never enforced -- a miss is printed as a miss):
   >= the ZSSR-style network after 300 steps;
 - image fitting: meta-init after 2 steps >= standard init after 20 steps.
 
-Beside them the table says where meta-learning loses to joint pretraining or to the best classical method.
+Beside them the table says where meta-learning loses to joint pretraining or to the best classical method, and,
+under the full-strength protocol, the meta-init against the best fine-tuned baseline at 5 and 50 steps (paired over
+the same test tasks) and against the best classical method.
 """
 
 from __future__ import annotations
@@ -67,7 +69,11 @@ def check_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def comparisons(rows: list[dict[str, Any]]) -> list[str]:
     """Lines saying, per experiment, whether the meta-learned init (at its largest measured step count) beats
-    joint pretraining at the same steps and the best classical method."""
+    joint pretraining at the same steps and the best classical method; then, where the rows carry roles, the
+    protocol's paired lines (:func:`~metalearn_kit.evaluation.restoration_targets.protocol_lines`: meta against
+    the best full-strength baseline at 5 and 50 steps and against the best classical method)."""
+    from .restoration_targets import protocol_lines
+
     lines = []
     for experiment in dict.fromkeys(r["experiment"] for r in rows):
         part = [r for r in rows if r["experiment"] == experiment and r["metric"] == "psnr"]
@@ -87,7 +93,7 @@ def comparisons(rows: list[dict[str, Any]]) -> list[str]:
             text += (f"; best classical {best['method']} {best['value']:.2f} dB "
                      f"({'meta wins' if top['value'] > best['value'] else 'META LOSES'})")
         lines.append(text)
-    return lines
+    return lines + protocol_lines(rows)
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -155,33 +155,65 @@ def support_lr(model: nn.Module, support, loss_fn: Callable, steps: int, lrs: Se
 
 
 class ResultTable:
-    """Accumulates per-task results of one experiment into mean rows."""
+    """Accumulates per-task results of one experiment into mean rows. A method may carry a ``role`` (``meta``,
+    ``meta_tuned``, ``joint``, ``scratch``, ``classical``, ``input``: what it is, for the benchmark's comparisons);
+    a curve with fine-tuning choices (:func:`~metalearn_kit.evaluation.finetune_protocol.full_strength_curve`'s
+    ``optimizer``, ``lr``, ``grid_edge``) has them recorded per task on its PSNR rows."""
 
     def __init__(self, experiment: str) -> None:
         self.experiment = experiment
         self.values: dict[tuple[str, int | None, str], list[float]] = {}
+        self.roles: dict[str, str] = {}
+        self.grids: dict[str, dict[str, list[float]]] = {}
+        self.choices: dict[tuple[str, int], list[tuple[str | None, float | None, bool]]] = {}
 
     def add(self, method: str, steps: int | None, metric: str, value: float) -> None:
         self.values.setdefault((method, steps, metric), []).append(float(value))
 
-    def add_curve(self, method: str, curve: dict) -> None:
+    def _role(self, method: str, role: str | None) -> None:
+        if role is not None:
+            self.roles[method] = role
+
+    def add_curve(self, method: str, curve: dict, role: str | None = None, grid: Any = None) -> None:
+        """One task's curve of ``method``; ``grid``: the :class:`~.finetune_protocol.FinetuneGrid` it searched."""
+        self._role(method, role)
+        if grid is not None:
+            self.grids[method] = {name: list(getattr(grid, name)) for name in ("adam", "sgd", "lbfgs")}
         for k in curve["psnr"]:
             self.add(method, k, "psnr", curve["psnr"][k])
             self.add(method, k, "ssim", curve["ssim"][k])
+            if "grid_edge" in curve:  # a full-strength search: which optimizer and rate won, and at a grid edge?
+                self.choices.setdefault((method, k), []).append(
+                    (curve["optimizer"][k], curve["lr"][k], bool(curve["grid_edge"][k])))
         self.add(method, max(curve["psnr"]), "wall_time_s", curve["seconds"])
 
     def add_images(self, method: str, steps: int | None, prediction: torch.Tensor, target: torch.Tensor,
-                   seconds: float) -> None:
+                   seconds: float, role: str | None = None) -> None:
+        self._role(method, role)
         self.add(method, steps, "psnr", psnr(prediction, target))
         self.add(method, steps, "ssim", ssim(prediction, target))
         self.add(method, steps, "wall_time_s", seconds)
 
     def rows(self, **extra) -> list[dict[str, Any]]:
-        # per_task keeps the task order (the same for every method), so benchmarks can pair differences
-        return [{"experiment": self.experiment, "method": m, "steps": s, "metric": metric,
-                 "value": sum(v) / len(v), "tasks": len(v),
-                 "stderr": statistics.stdev(v) / len(v) ** 0.5 if len(v) > 1 else None, "per_task": v, **extra}
-                for (m, s, metric), v in self.values.items()]
+        """One row per (method, steps, metric): ``value`` (mean over tasks), ``tasks``, ``stderr``, ``per_task``
+        (the task order, the same for every method, so benchmarks can pair differences), ``role`` where known,
+        ``optimizer``/``lr`` (one per task), ``grid_edge`` (any task) and ``grid_edge_tasks`` on the PSNR rows of a
+        full-strength search (with the ``grid`` searched, when given), and ``extra``."""
+        out = []
+        for (m, s, metric), v in self.values.items():
+            row = {"experiment": self.experiment, "method": m, "steps": s, "metric": metric,
+                   "value": sum(v) / len(v), "tasks": len(v),
+                   "stderr": statistics.stdev(v) / len(v) ** 0.5 if len(v) > 1 else None, "per_task": v}
+            if m in self.roles:
+                row["role"] = self.roles[m]
+            chosen = self.choices.get((m, s)) if metric == "psnr" else None
+            if chosen:
+                row.update(optimizer=[c[0] for c in chosen], lr=[c[1] for c in chosen],
+                           grid_edge=any(c[2] for c in chosen), grid_edge_tasks=sum(c[2] for c in chosen))
+                if m in self.grids:
+                    row["grid"] = self.grids[m]
+            out.append({**row, **extra})
+        return out
 
 
 def timed(fn: Callable[..., torch.Tensor], *args) -> tuple[torch.Tensor, float]:

@@ -267,11 +267,11 @@ class Crossover:
 
 
 def crossover(meta: Mapping[int, Sequence[float]], baselines: Mapping[str, Mapping[int, Sequence[float]]],
-              higher_is_better: bool = True, z: float = 2.0) -> Crossover:
+              higher_is_better: bool = True, z: float | None = None) -> Crossover:
     """The crossover of the meta-init with the best baseline. ``meta``: ``{k: per-task values}`` after ``k``
     steps; ``baselines``: ``{name: {k: per-task values}}`` on the same tasks in the same order. At each step count
     both have, the best baseline is the one with the best mean there, and :func:`paired_verdict` (``z`` standard
-    errors) compares the meta-init with it."""
+    errors; default its paired 95% interval) compares the meta-init with it."""
     if not baselines:
         raise ValueError("baselines must name at least one baseline curve, e.g. {'joint': {5: [...], ...}}")
     common = sorted(set(meta).intersection(*(set(curve) for curve in baselines.values())))

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import classical, operator_classical, parametric_fits
+from . import camera_classical, classical, operator_classical, parametric_fits
 
 Support = tuple[torch.Tensor, ...]
 WIENER_BALANCES = (0.003, 0.01, 0.03, 0.1)
@@ -57,9 +57,20 @@ def _channel_shift(support: Support, query_input: torch.Tensor) -> dict[str, tor
     return {"plane shifts estimated on support": operator_classical.realign_planes(query_input, shifts)}
 
 
+def _camera_pipeline(support: Support, query_input: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"staged pipeline fitted on support (LUT, colour map, kernel, Wiener, CBM3D)":
+            camera_classical.staged_pipeline(support, query_input)}
+
+
+def _camera_oracle(params: dict, degradation, query_input: torch.Tensor, support: Support
+                   ) -> dict[str, torch.Tensor]:
+    return {"oracle: the true camera inverted (Wiener, CBM3D tuned on support)":
+            camera_classical.oracle_pipeline(degradation.operator(params), support, query_input)}
+
+
 CLASSICAL: dict[str, Callable[[Support, torch.Tensor], dict[str, torch.Tensor]]] = {
     "tone_curve": _tone_curve, "colour_cast": _colour_cast, "stripe_noise": _stripe_noise,
-    "directional_blur": _directional_blur, "channel_shift": _channel_shift}
+    "directional_blur": _directional_blur, "channel_shift": _channel_shift, "camera_pipeline": _camera_pipeline}
 
 ORACLES: dict[str, Callable[..., dict[str, torch.Tensor]]] = {
     "tone_curve": lambda params, degradation, query_input, support: {
@@ -74,6 +85,7 @@ ORACLES: dict[str, Callable[..., dict[str, torch.Tensor]]] = {
         "oracle: Wiener with the true kernel": _wiener_tuned(support, query_input, degradation.kernel(params))},
     "channel_shift": lambda params, degradation, query_input, support: {
         "oracle: true plane shifts undone": operator_classical.realign_planes(query_input, degradation.shifts(params))},
+    "camera_pipeline": _camera_oracle,
 }
 
 

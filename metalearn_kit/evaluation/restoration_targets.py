@@ -11,6 +11,11 @@ Targets (checked, never enforced -- a miss is reported as a miss):
 - the homogeneous white-noise denoising stays in the benchmark as the counter-example, its verdict (meta-init
   vs joint pretraining after 5 steps) reported as measured;
 - the whole fast benchmark under 10 minutes.
+
+The five original experiments under the operator families' protocol (:func:`protocol_targets`): per experiment,
+meta@5 beats the best full-strength baseline@5 (joint or scratch, the best mean there) with the paired 95% interval
+above 0, and meta@50 >= meta@5 - 0.1 dB (adapting longer does not hurt); :func:`protocol_lines` says, per
+experiment, meta against the best baseline and the best classical method at 5 and 50 steps.
 """
 
 from __future__ import annotations
@@ -19,11 +24,15 @@ import math
 import statistics
 from typing import Any
 
-__all__ = ["add_roles", "find_row", "issue_targets", "paired_difference", "role_of", "targets_markdown"]
+from .paired import t_quantile
+
+__all__ = ["BASELINE_ROLES", "add_roles", "best_baseline", "find_row", "issue_targets", "paired_difference",
+           "protocol_lines", "protocol_targets", "role_of", "targets_markdown"]
 
 # method name prefix -> role, for the rows of the five original experiments (the operator experiments set
 # their role themselves); the first matching prefix wins
-_ROLE_PREFIXES = (("meta-init", "meta"), ("joint", "joint"), ("bicubic-pretrained", "joint"),
+_ROLE_PREFIXES = (("meta-init + full-strength", "meta_tuned"),
+                  ("meta-init", "meta"), ("joint", "joint"), ("bicubic-pretrained", "joint"),
                   ("scratch", "scratch"), ("ZSSR", "scratch"), ("standard init", "scratch"),
                   ("noisy input", "input"), ("degraded input", "input"), ("bicubic", "input"))
 
@@ -44,15 +53,6 @@ def add_roles(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         row.setdefault("role", role_of(row["method"]))
     return rows
-
-
-def _t_quantile(df: int) -> float:
-    try:
-        from scipy.stats import t
-
-        return float(t.ppf(0.975, df))
-    except ImportError:  # scipy is a dependency of scikit-image; the normal quantile is the fallback
-        return 1.959964
 
 
 def find_row(rows, experiment: str, role: str, steps: int | None, method_prefix: str = "",
@@ -80,7 +80,7 @@ def paired_difference(a: dict, b: dict, margin: float = 0.0) -> dict[str, Any] |
     if len(diffs) < 2:
         return {"mean": mean, "stderr": None, "ci95": None, "tasks": len(diffs)}
     se = statistics.stdev(diffs) / math.sqrt(len(diffs))
-    half = _t_quantile(len(diffs) - 1) * se
+    half = t_quantile(len(diffs) - 1) * se
     return {"mean": mean, "stderr": se, "ci95": [mean - half, mean + half], "tasks": len(diffs)}
 
 
@@ -118,7 +118,8 @@ def _margin_target(rows, experiment: str, text: str, a_key: tuple, b_key: tuple,
 def issue_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One entry per target of the experiments other than the operator families (those are in
     :func:`~metalearn_kit.evaluation.operator_report.operator_targets`): ``target``, ``holds`` (True/False/None
-    when not measured), ``detail`` and, where it is a comparison, ``paired_difference``."""
+    when not measured), ``detail`` and, where it is a comparison, ``paired_difference``; then
+    :func:`protocol_targets`."""
     targets = []
     targets.append(_margin_target(rows, "image_fitting", "image_fitting (SIREN): meta@2 >= standard init@20",
                                   ("meta", 2, "meta-init (MAML)"), ("scratch", 20), 0.0, False))
@@ -133,7 +134,76 @@ def issue_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         verdict = "joint pretraining wins" if diff["mean"] < 0 else "meta-init wins"
         targets.append(_target("white-noise denoising stays as the counter-example, verdict as measured", True,
                                f"{verdict}: " + _describe("meta@5", meta, "joint@5", joint, diff, 0.0), diff))
-    return targets
+    return targets + protocol_targets(rows)
+
+
+BASELINE_ROLES = ("joint", "scratch")  # the fine-tuned baselines the meta-init is compared with
+PROTOCOL_EXPERIMENTS = ("denoising", "super_resolution", "deblurring", "inpainting", "image_fitting",
+                        "self_supervised")
+
+
+def best_baseline(rows, experiment: str, steps: int) -> dict | None:
+    """The PSNR row of :data:`BASELINE_ROLES` with the best mean after ``steps`` steps in ``experiment``: the
+    strongest baseline there, which the meta-init must beat (``None`` when none ran that long)."""
+    found = [r for r in (find_row(rows, experiment, role, steps) for role in BASELINE_ROLES) if r is not None]
+    return max(found, key=lambda r: r["value"], default=None)
+
+
+def _meta_beats_best(rows, experiment: str, steps: int) -> dict[str, Any]:
+    text = f"{experiment}: meta@{steps} > best full-strength baseline@{steps} (paired 95% lower end > 0)"
+    meta, best = find_row(rows, experiment, "meta", steps), best_baseline(rows, experiment, steps)
+    diff = paired_difference(meta, best) if meta and best else None
+    if diff is None:
+        return _target(text, None, "not measured", experiment=experiment)
+    holds = diff["mean"] > 0 and diff["ci95"] is not None and diff["ci95"][0] > 0
+    return _target(text, holds, _describe(f"meta@{steps}", meta, f"{best['role']}@{steps}", best, diff, 0.0), diff,
+                   experiment=experiment)
+
+
+def _no_decline(rows, experiment: str) -> dict[str, Any]:
+    text = f"{experiment}: meta@50 >= meta@5 - 0.1 dB"
+    at5, at50 = find_row(rows, experiment, "meta", 5), find_row(rows, experiment, "meta", 50)
+    if not at5 or not at50:
+        return _target(text, None, "not measured", experiment=experiment)
+    return _target(text, at50["value"] >= at5["value"] - 0.1, f"{at5['value']:.2f} -> {at50['value']:.2f} dB",
+                   experiment=experiment)
+
+
+def protocol_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The operator families' targets for each of the five original experiments present in ``rows``: meta@5 beats
+    the best full-strength baseline@5 (paired 95% interval above 0), and meta@50 >= meta@5 - 0.1 dB."""
+    present = [e for e in PROTOCOL_EXPERIMENTS if any(r["experiment"] == e for r in rows)]
+    return [t for e in present for t in (_meta_beats_best(rows, e, 5), _no_decline(rows, e))]
+
+
+def _best_classical(rows, experiment: str) -> dict | None:
+    found = [r for r in rows if r["experiment"] == experiment and r.get("role") == "classical"
+             and r["metric"] == "psnr"]
+    return max(found, key=lambda r: r["value"], default=None)
+
+
+def protocol_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Per experiment, the meta-init (its own inner loop) against the best full-strength baseline at 5 and 50 steps
+    (paired mean difference and 95% interval) and against the best classical method at 50 steps."""
+    lines = []
+    for experiment in [e for e in PROTOCOL_EXPERIMENTS if any(r["experiment"] == e for r in rows)]:
+        parts = []
+        for steps in (5, 50):
+            meta, best = find_row(rows, experiment, "meta", steps), best_baseline(rows, experiment, steps)
+            diff = paired_difference(meta, best) if meta and best else None
+            if diff is not None:
+                ci = "" if diff["ci95"] is None else f" [{diff['ci95'][0]:+.2f}, {diff['ci95'][1]:+.2f}]"
+                parts.append(f"meta@{steps} {meta['value']:.2f} vs {best['role']}@{steps} {best['value']:.2f} dB "
+                             f"({diff['mean']:+.2f}{ci})")
+        meta50, classical = find_row(rows, experiment, "meta", 50), _best_classical(rows, experiment)
+        if meta50 and classical:
+            diff = paired_difference(meta50, classical)
+            parts.append(f"best classical {classical['method']} {classical['value']:.2f} dB (meta@50 "
+                         f"{diff['mean']:+.2f})" if diff else f"best classical {classical['value']:.2f} dB")
+        if parts:
+            tasks = (find_row(rows, experiment, "meta", 5) or {}).get("tasks")
+            lines.append(f"{experiment} ({tasks} tasks): " + "; ".join(parts))
+    return lines
 
 
 def targets_markdown(targets: list[dict[str, Any]]) -> str:

@@ -95,25 +95,36 @@ def self_supervised_loss(model: Callable, batch: tuple[torch.Tensor, ...]) -> to
 # ----------------------------------------------------------------------------------------------------------
 
 def _photos(split: str, patch: int):
+    """Grey photographs of ``split`` as patches of ``patch`` pixels: ``"train"`` the kit's embedded training
+    photographs, ``"val"`` its other embedded photographs (dev: read while the kit was built), ``"test"`` the
+    pre-registered test photographs (Kodak24 by BT.601 luma, flat crops refused; with a warning, the embedded
+    ``"test"`` photographs when Kodak24 cannot be had: the source's ``split`` then says ``"test"``, not
+    ``"kodak24"``)."""
     from ..data import photos
 
-    return photos(split, patch_size=patch, channels=1)
+    if split == "test":
+        from .operator_recipe import photo_source
+
+        return photo_source("test", patch, channels=1)
+    return photos("train" if split == "train" else "test", patch_size=patch, channels=1)
 
 
 def restoration_sampler(config: RestorationConfig, kind: str, split: str, source: Any = None):
     """The task distribution of an experiment: ``kind`` ``"denoise"``, ``"blur"``, ``"mask"`` (with the operator),
     ``"sr"`` (zero-shot SR), ``"fit"`` (SIREN) or ``"n2s"`` (Noise2Self); ``split`` ``"train"`` (training
-    photographs), ``"val"`` or ``"test"`` (held-out photographs; ``test`` draws the unseen parameter range)."""
+    photographs, training parameter ranges), ``"val"`` (dev photographs, training ranges) or ``"test"`` (the test
+    photographs of :func:`_photos`, the unseen parameter ranges). ``source`` replaces the split's photographs."""
     from ..tasks import RestorationTasks
     from ..tasks.degradations import make_degradation
     from ..tasks.restoration_variants import ImageFitTasks, OperatorTasks, SelfSupervisedDenoisingTasks, ZeroShotSRTasks
 
-    photo_split = "train" if split == "train" else "test"
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be one of ['train', 'val', 'test'], got {split!r}")
     if kind == "denoise":
-        return RestorationTasks(source or _photos(photo_split, config.patch), "gaussian_noise", config.shots,
+        return RestorationTasks(source or _photos(split, config.patch), "gaussian_noise", config.shots,
                                 config.queries, split=split)
     if kind in ("blur", "mask"):
-        source = source or _photos(photo_split, config.patch)
+        source = source or _photos(split, config.patch)
         if kind == "blur":
             families: Any = ["gaussian_blur", "motion_blur"]
         else:
@@ -125,14 +136,15 @@ def restoration_sampler(config: RestorationConfig, kind: str, split: str, source
         degradation = make_degradation("super_resolution", split="train", scale=[config.scale],
                                        kernel_sigma=(float(low), float(high)))
         patch = config.train_patch if split == "train" else config.test_patch
-        # test images: patches with detail (std >= 0.1); training keeps every patch
-        return ZeroShotSRTasks(_photos(split, patch), degradation, min_std=0.0 if split == "train" else 0.1)
+        # evaluation images: patches with detail (std >= 0.1); training keeps every patch
+        return ZeroShotSRTasks(source or _photos(split, patch), degradation,
+                               min_std=0.0 if split == "train" else 0.1)
     if kind == "fit":
-        return ImageFitTasks(_photos(photo_split, config.patch))
+        return ImageFitTasks(source or _photos(split, config.patch))
     if kind == "n2s":
         patch = config.test_patch if split == "test" else config.train_patch
-        return SelfSupervisedDenoisingTasks(_photos(photo_split, patch), make_degradation("gaussian_noise",
-                                                                                          split=split))
+        return SelfSupervisedDenoisingTasks(source or _photos(split, patch),
+                                            make_degradation("gaussian_noise", split=split))
     raise ValueError(f"kind must be one of ['denoise', 'blur', 'mask', 'sr', 'fit', 'n2s'], got {kind!r}")
 
 
@@ -204,11 +216,10 @@ def meta_training_parts(name: str, config: RestorationConfig, model: nn.Module |
         kind, loss_fn = "fit", fit_loss
     else:  # restoration_n2s_maml
         kind, loss_fn = "n2s", self_supervised_loss
-    # SR validates on the test photographs at the test size; the others on held-out photographs ("val")
-    val_split = "test" if kind == "sr" else "val"
+    # validation on the dev photographs ("val"), never on the test split
     return MetaTrainingParts(
         model=model, task_sampler=restoration_sampler(config, kind, "train"),
-        val_sampler=restoration_sampler(config, kind, val_split), loss_fn=loss_fn, algorithm=META_TRAINED[name],
+        val_sampler=restoration_sampler(config, kind, "val"), loss_fn=loss_fn, algorithm=META_TRAINED[name],
         inner_lr=config.inner_lr, inner_steps=config.inner_steps, inner_grad_clip=config.inner_grad_clip,
         train=MetaTrainConfig(iterations=config.meta_iterations, meta_batch=config.meta_batch, meta_lr=config.meta_lr,
                               meta_lr_schedule=config.meta_lr_schedule, grad_clip=META_GRAD_CLIP))

@@ -15,6 +15,7 @@ from typing import Any
 
 from .._checks import check_choice, check_float, check_int
 from ..config import profile_sizes
+from ..data.photo_sets import TEST_TASKS
 from ..meta.train import META_LR_SCHEDULES
 
 __all__ = ["CONFIGS", "DeblurInpaintConfig", "DenoisingConfig", "EVAL_FIELDS", "ImageFittingConfig",
@@ -176,52 +177,62 @@ CONFIGS: dict[str, type[RestorationConfig]] = {
     "self_supervised": SelfSupervisedConfig,
 }
 
+# The evaluation protocol (EVAL_FIELDS only, so no shipped checkpoint changes): every method's curve at these step
+# counts (the long baselines add their own: SIREN's 100, Noise2Self's scratch 100, ZSSR's zssr_steps), on test tasks
+# drawn with the pre-registered TEST_SEED. The full profile (a GPU) runs TEST_TASKS per experiment; the fast one 8:
+# with every fine-tuned baseline at full strength (the profile's whole grid to 50 steps, ~20-40 s per curve on one
+# core) 48 tasks of the five experiments would take hours on a 2-core CPU.
+HORIZON = [0, 1, 2, 5, 10, 20, 50]
+FAST_TEST_TASKS = 8
+
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "denoising": {
         "fast": {"patch": 32, "shots": 4, "queries": 4, "width": 32, "depth": 5, "inner_steps": 2,
                  "inner_lr": 0.02, "meta_iterations": 400, "meta_batch": 4, "meta_lr": 1e-3,
-                 "joint_iterations": 400, "test_tasks": 8, "steps": [0, 1, 2, 5, 10]},
+                 "joint_iterations": 400, "test_tasks": FAST_TEST_TASKS, "steps": HORIZON},
         "full": {"patch": 48, "shots": 8, "queries": 8, "width": 64, "depth": 8, "inner_steps": 3,
                  "inner_lr": 0.02, "meta_iterations": 4000, "meta_batch": 8, "meta_lr": 5e-4,
-                 "joint_iterations": 4000, "test_tasks": 32, "steps": [0, 1, 2, 5, 10, 50]},
+                 "joint_iterations": 4000, "test_tasks": TEST_TASKS, "steps": HORIZON},
     },
     "super_resolution": {
         "fast": {"train_patch": 32, "test_patch": 64, "scale": 2, "kernel_sigma": [0.4, 1.6], "width": 32,
                  "depth": 5, "pretrain_iterations": 400, "pretrain_batch": 16, "inner_steps": 1,
-                 "inner_lr": 0.01, "meta_iterations": 300, "meta_batch": 8, "meta_lr": 1e-4, "test_images": 4,
-                 "steps": [0, 1, 10], "zssr_steps": [10, 100, 300], "zssr_lrs": [3e-4, 1e-3]},
+                 "inner_lr": 0.01, "meta_iterations": 300, "meta_batch": 8, "meta_lr": 1e-4,
+                 "test_images": FAST_TEST_TASKS, "steps": HORIZON, "zssr_steps": [10, 100, 300],
+                 "zssr_lrs": [1e-4, 3e-4, 1e-3, 3e-3]},
         "full": {"train_patch": 64, "test_patch": 128, "scale": 2, "kernel_sigma": [0.4, 1.6], "width": 64,
                  "depth": 8, "pretrain_iterations": 5000, "pretrain_batch": 32, "inner_steps": 5,
-                 "inner_lr": 0.01, "meta_iterations": 3000, "meta_batch": 8, "meta_lr": 1e-4, "test_images": 16,
-                 "steps": [0, 1, 10], "zssr_steps": [10, 100, 300, 1000], "zssr_lrs": [1e-4, 3e-4, 1e-3]},
+                 "inner_lr": 0.01, "meta_iterations": 3000, "meta_batch": 8, "meta_lr": 1e-4,
+                 "test_images": TEST_TASKS, "steps": HORIZON, "zssr_steps": [10, 100, 300, 1000],
+                 "zssr_lrs": [3e-5, 1e-4, 3e-4, 1e-3, 3e-3]},
     },
     "deblurring_inpainting": {
         "fast": {"patch": 32, "shots": 4, "queries": 4, "width": 24, "depth": 3, "iterations": 3,
                  "inner_steps": 2, "inner_lr": 0.02, "meta_iterations": 300, "meta_batch": 4, "meta_lr": 1e-3,
-                 "joint_iterations": 300, "test_tasks": 6, "steps": [0, 1, 2, 5, 10],
+                 "joint_iterations": 300, "test_tasks": FAST_TEST_TASKS, "steps": HORIZON,
                  "train_masks": ["random", "boxes"], "test_masks": ["strokes"]},
         "full": {"patch": 48, "shots": 8, "queries": 8, "width": 48, "depth": 5, "iterations": 5,
                  "inner_steps": 3, "inner_lr": 0.02, "meta_iterations": 3000, "meta_batch": 8, "meta_lr": 5e-4,
-                 "joint_iterations": 3000, "test_tasks": 24, "steps": [0, 1, 2, 5, 10, 50],
+                 "joint_iterations": 3000, "test_tasks": TEST_TASKS, "steps": HORIZON,
                  "train_masks": ["random", "boxes"], "test_masks": ["strokes"]},
     },
     "image_fitting": {
         "fast": {"patch": 64, "width": 64, "hidden_layers": 3, "omega": 30.0, "inner_steps": 2, "inner_lr": 0.1,
                  "inner_grad_clip": None, "meta_iterations": 3000, "meta_batch": 4, "meta_lr": 1e-3,
-                 "meta_lr_schedule": "cosine", "test_images": 4, "steps": [0, 2, 5, 20, 100]},
+                 "meta_lr_schedule": "cosine", "test_images": FAST_TEST_TASKS, "steps": HORIZON + [100]},
         # patch 96, not 128: the smallest training photograph is 102 pixels high
         "full": {"patch": 96, "width": 128, "hidden_layers": 4, "omega": 30.0, "inner_steps": 3,
                  "inner_lr": 0.1, "inner_grad_clip": None, "meta_iterations": 10000, "meta_batch": 8,
-                 "meta_lr": 1e-3, "meta_lr_schedule": "cosine", "test_images": 16,
-                 "steps": [0, 2, 5, 20, 100, 500]},
+                 "meta_lr": 1e-3, "meta_lr_schedule": "cosine", "test_images": TEST_TASKS,
+                 "steps": HORIZON + [100, 500]},
     },
     "self_supervised": {
         "fast": {"train_patch": 32, "test_patch": 48, "width": 32, "depth": 5, "inner_steps": 2, "inner_lr": 0.02,
-                 "meta_iterations": 300, "meta_batch": 4, "meta_lr": 1e-3, "test_images": 3,
-                 "steps": [0, 1, 5, 20], "scratch_steps": [0, 1, 5, 20, 100]},
+                 "meta_iterations": 300, "meta_batch": 4, "meta_lr": 1e-3, "test_images": FAST_TEST_TASKS,
+                 "steps": HORIZON, "scratch_steps": HORIZON + [100]},
         "full": {"train_patch": 48, "test_patch": 96, "width": 64, "depth": 8, "inner_steps": 3, "inner_lr": 0.02,
-                 "meta_iterations": 3000, "meta_batch": 8, "meta_lr": 5e-4, "test_images": 12,
-                 "steps": [0, 1, 5, 20, 100], "scratch_steps": [0, 1, 5, 20, 100, 300]},
+                 "meta_iterations": 3000, "meta_batch": 8, "meta_lr": 5e-4, "test_images": TEST_TASKS,
+                 "steps": HORIZON + [100], "scratch_steps": HORIZON + [100, 300]},
     },
 }
 
