@@ -3,6 +3,7 @@ photo pool, and the pre-registered protocol: nothing outside an allow-list reads
 
 import ast
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -226,3 +227,16 @@ def test_nothing_else_reads_the_test_split_or_its_seed():
     assert not offenders, (f"these files read the test split or its seed, which only {ALLOWED_TO_READ_THE_TEST_SPLIT} "
                            f"may (choose on dev: photo_pool('dev'), DEV_SEED): {offenders}")
 
+
+def test_notebooks_never_sample_the_test_split_by_hand():
+    # a notebook shows the benchmark's functions and shipped tables; its own screens and explorers draw dev tasks
+    # ("val"), so nothing a learner runs by hand doubles as a look at the test split
+    pattern = re.compile(r"\b(restoration_sampler|photo_source|task_distribution)\([^)]*[\"']test[\"']")
+    offenders = {}
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        hits = [m.group(0) for cell in cells if cell["cell_type"] == "code"
+                for m in pattern.finditer("".join(cell["source"]))]
+        if hits:
+            offenders[path.name] = hits
+    assert not offenders, f"use split 'val' (dev) in notebooks: {offenders}"
