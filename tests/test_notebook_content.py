@@ -174,6 +174,10 @@ WRONG_ANSWERS = {
                      "best_sr_run = str(best_sr_run)"],
         "6707b320": ['descriptor_start = warm_start(db, unseen_tasks["in range"][0], make_restorer, restoration_mse, '
                      'by="support_loss", finetune_steps=0, backbone="conv-restorer")'],
+        # the full store (24 labelled tasks: no fallback), and a chooser told that one labelled task is enough
+        "c04889c6": ['cold_choice = chooser.choose(new_tasks["gaussian_noise"])',
+                     'cold_choice = MetaLabelChooser(cold_db if "cold_db" in globals() else starts_db, min_tasks=1, '
+                     'step=sizes["eval_steps"]).choose(new_tasks["gaussian_noise"])'],
     },
 }
 # run after a check's wrong answers, by cell id: the wrong classes re-registered "vertical_stripes"

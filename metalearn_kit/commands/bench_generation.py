@@ -311,6 +311,7 @@ def _merge(args: argparse.Namespace, check_targets, format_table) -> int:
     """Each method's rows come from its own seeded stream, so runs over disjoint method subsets (e.g. in
     parallel processes) merge into exactly the table one run would give."""
     from ..evaluation.generation import METHODS
+    from ..evaluation.generation_targets import WALL_LIMIT_S
 
     parts = []
     for path in args.merge:
@@ -322,7 +323,10 @@ def _merge(args: argparse.Namespace, check_targets, format_table) -> int:
     # the CGAN's background-class measurement comes with the part that ran cgan
     background = next((part["cgan_background"] for part in parts if part.get("cgan_background")), None)
     config = first["config"]
-    targets = check_targets(rows, shots=5, steps=10 if 10 in config["steps"] else max(config["steps"]))
+    # the parts ran in parallel or one after another: a single run takes at least the longest part
+    longest = max((part.get("wall_time_s") or 0.0) for part in parts)
+    targets = check_targets(rows, shots=5, steps=10 if 10 in config["steps"] else max(config["steps"]),
+                            wall_s=longest if longest > WALL_LIMIT_S else None)
     print(f"Merged {len(parts)} runs ({sorted({r['method'] for r in rows}, key=METHODS.index)}), "
           f"profile {first['profile']}")
     print(format_table(rows))
@@ -333,7 +337,8 @@ def _merge(args: argparse.Namespace, check_targets, format_table) -> int:
                    "method_seconds": {k: v for part in parts for k, v in part.get("method_seconds", {}).items()},
                    "eval_seconds": sum(part.get("eval_seconds", 0.0) for part in parts),
                    "wall_time_s": {path: part.get("wall_time_s") for path, part in zip(args.merge, parts, strict=True)},
-                   "merged_from": [part.get("command") for part in parts]}
+                   "merged_from": [part.get("command") for part in parts],
+                   "command": f"metalearn-kit bench generation --merge {' '.join(args.merge)} --json {args.json}"}
         _write_json(args.json, payload)
         print(f"wrote {args.json}")
     return 0

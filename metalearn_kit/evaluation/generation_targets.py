@@ -22,7 +22,7 @@ from typing import Any
 
 from .paired import paired_verdict
 
-__all__ = ["INNER_LOOP", "Z", "check_earlier_targets", "check_targets", "paired_difference"]
+__all__ = ["INNER_LOOP", "WALL_LIMIT_S", "Z", "check_earlier_targets", "check_targets", "paired_difference"]
 
 INNER_LOOP = ("maml", "fomaml", "reptile", "cavia")
 Z = 1.96  # the paired interval: mean difference +- Z standard errors

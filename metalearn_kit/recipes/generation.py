@@ -100,13 +100,13 @@ SIZES = {
     "fast": {
         "feature_steps": 4000, "meta_iterations": 300, "meta_batch": 4, "train_shots": 5, "train_queries": 5,
         "inner_steps": 5, "statistician_iterations": 1200, "figr_iterations": 300, "figr_inner_steps": 5,
-        "eval_tasks": 16, "shots": [1, 5, 10], "steps": [0, 1, 5, 10, 50], "iw_samples": 16, "sample_count": 32,
+        "eval_tasks": 64, "shots": [1, 5, 10], "steps": [0, 1, 5, 10, 50], "iw_samples": 16, "sample_count": 32,
         "cavia_iterations": 1500, "cgan_iterations": 16000,
     },
     "full": {
         "feature_steps": 12000, "meta_iterations": 3000, "meta_batch": 8, "train_shots": 5, "train_queries": 5,
         "inner_steps": 5, "statistician_iterations": 6000, "figr_iterations": 1500, "figr_inner_steps": 10,
-        "eval_tasks": 40, "shots": [1, 5, 10], "steps": [0, 1, 5, 10, 50], "iw_samples": 64, "sample_count": 64,
+        "eval_tasks": 64, "shots": [1, 5, 10], "steps": [0, 1, 5, 10, 50], "iw_samples": 64, "sample_count": 64,
         "cavia_iterations": 15000, "cgan_iterations": 40000,
     },
 }
