@@ -8,9 +8,9 @@ the shipped checkpoints that take ``degraded -> clean`` patches directly: each o
 A grey model can be fine-tuned on any grey task and a colour model on colour tasks, so a start applies to the
 tasks of its channel count (the chooser reads ``channels`` from the start's config).
 
-**Stream.** Families take turns (:data:`FAMILIES`): tone curve, stripe noise and colour cast (their recipe's
-task distributions) and white Gaussian noise (its registered ``gaussian_noise`` family), all 4 + 4 pairs of
-64-pixel patches. Stored tasks: training photographs and training parameter bands, seed :data:`STORE_SEED`.
+**Stream.** Families take turns (:data:`FAMILIES`): tone curve, stripe noise, colour cast and blind motion blur
+(their recipe's task distributions) and white Gaussian noise (its registered ``gaussian_noise`` family), all 4 + 4
+pairs of 64-pixel patches. Stored tasks: training photographs and training parameter bands, seed :data:`STORE_SEED`.
 Test tasks: Kodak24 and the held-out bands, seed ``TEST_SEED``, read once.
 
 **Choosers** (each picks one start per test task; its curve is the one recorded for that start, so every
@@ -52,7 +52,7 @@ __all__ = ["CHOOSERS", "FAMILIES", "LRS", "REPORT_STEPS", "STORE_SEED", "WarmSta
            "build_store", "choose_all", "curves_of", "latency", "load_models", "rows_of", "starts_of", "stream",
            "targets_of", "test_tasks"]
 
-FAMILIES = ("tone_curve", "stripe_noise", "gaussian_noise", "colour_cast")
+FAMILIES = ("tone_curve", "stripe_noise", "gaussian_noise", "colour_cast", "directional_blur")
 LRS = (1e-3, 1e-2)
 REPORT_STEPS = (0, 1, 5, 20)
 CHOOSERS = ("meta_labels", "best_default", "descriptor", "support_loss", "oracle")
@@ -63,6 +63,8 @@ MODELS: dict[str, tuple[str | None, int]] = {
     "tone_curve_meta": ("restoration_tone_curve_metasgd", 1), "tone_curve_joint": ("restoration_tone_curve_joint", 1),
     "stripe_noise_meta": ("restoration_stripe_noise_metasgd", 1),
     "stripe_noise_joint": ("restoration_stripe_noise_joint", 1),
+    "directional_blur_meta": ("restoration_directional_blur_metasgd", 1),
+    "directional_blur_joint": ("restoration_directional_blur_joint", 1),
     "denoise_maml": ("restoration_denoise_maml", 1), "denoise_joint": ("restoration_denoise_joint", 1),
     "scratch_grey": (None, 1),
     "colour_cast_meta": ("restoration_colour_cast_metasgd", 3),
