@@ -41,6 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .evaluation.paired import t_quantile
 from .meta import finetune
 from .meta_label_chooser import MetaLabelChooser
 from .recipes.operator_recipe import photo_source, restoration_loss, task_distribution
@@ -339,10 +340,11 @@ def _row(rows: list[dict[str, Any]], chooser: str, metric: str, steps: int = 5) 
 
 
 def _paired(rows: list[dict[str, Any]], a: str, b: str) -> tuple[float, float, float]:
-    """Mean PSNR@5 difference ``a - b`` over the same tasks and its 95% interval (1.96 standard errors)."""
+    """Mean PSNR@5 difference ``a - b`` over the same tasks and its paired 95% interval (Student's t)."""
     diffs = [x - y for x, y in zip(_row(rows, a, "psnr")["per_task"], _row(rows, b, "psnr")["per_task"])]
     mean, se = _mean_se(diffs)
-    return mean, mean - 1.96 * se, mean + 1.96 * se
+    half = t_quantile(len(diffs) - 1) * se
+    return mean, mean - half, mean + half
 
 
 def targets_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

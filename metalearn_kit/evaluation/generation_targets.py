@@ -1,7 +1,8 @@
 """Whether the generation benchmark's targets hold.
 
-:func:`check_targets`: the benchmark's targets on unseen classes, each with a paired interval (the mean
-per-task difference +- 1.96 standard errors; per-task values are in each row's ``per_task``):
+:func:`check_targets`: the benchmark's targets on unseen classes, each with a paired 95% interval (the mean
+per-task difference +- Student's t quantile times its standard error, the rule of
+:func:`~metalearn_kit.evaluation.paired.paired_verdict`; per-task values are in each row's ``per_task``):
 
 - query NLL: the best inner-loop method below joint pretraining + fine-tuning (interval below 0) on glyphs and
   on real Omniglot;
@@ -20,12 +21,11 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .paired import paired_verdict
+from .paired import paired_verdict, t_quantile
 
-__all__ = ["INNER_LOOP", "WALL_LIMIT_S", "Z", "check_earlier_targets", "check_targets", "paired_difference"]
+__all__ = ["INNER_LOOP", "WALL_LIMIT_S", "check_earlier_targets", "check_targets", "paired_difference"]
 
 INNER_LOOP = ("maml", "fomaml", "reptile", "cavia")
-Z = 1.96  # the paired interval: mean difference +- Z standard errors
 WALL_LIMIT_S = 15 * 60
 
 
@@ -47,16 +47,18 @@ def _row(rows: Sequence[dict], source: str | None, method: str, shots: int, step
 
 def paired_difference(rows: Sequence[dict], source: str | None, a: tuple[str, int], b: tuple[str, int],
                       metric: str, shots: int) -> tuple[float, float] | None:
-    """Mean and standard error of the per-task ``a - b`` of ``metric`` at ``shots`` (``a``, ``b``: ``(method,
+    """Mean and 95% half-width (t quantile x standard error) of the per-task ``a - b`` of ``metric`` at ``shots``
+    (``a``, ``b``: ``(method,
     steps)``) on ``source``'s rows, or None when either is not measured."""
     ra, rb = _row(rows, source, a[0], shots, a[1], metric), _row(rows, source, b[0], shots, b[1], metric)
     if ra is None or rb is None or len(ra["per_task"]) != len(rb["per_task"]) or not ra["per_task"]:
         return None
-    return _mean_se([x - y for x, y in zip(ra["per_task"], rb["per_task"], strict=True)])
+    mean, se = _mean_se([x - y for x, y in zip(ra["per_task"], rb["per_task"], strict=True)])
+    return mean, (t_quantile(len(ra["per_task"]) - 1) * se if len(ra["per_task"]) > 1 else 0.0)
 
 
 def _text(diff: tuple[float, float]) -> str:
-    return f"{diff[0]:+.3g} +- {Z * diff[1]:.2g}"
+    return f"{diff[0]:+.3g} +- {diff[1]:.2g}"
 
 
 def _nll_target(rows: Sequence[dict], sources: list[str], shots: int, steps: int) -> dict[str, Any]:
@@ -70,7 +72,7 @@ def _nll_target(rows: Sequence[dict], sources: list[str], shots: int, steps: int
         if diff is None:
             details.append(f"{source}: not measured")
             continue
-        verdicts.append(diff[0] + Z * diff[1] < 0)
+        verdicts.append(diff[0] + diff[1] < 0)
         details.append(f"{source}: NLL({min(measured)[1]}) - NLL(joint+ft) = {_text(diff)} nats")
     missing = {"glyphs", "omniglot"} - set(sources)
     details += [f"{source}: not run" for source in sorted(missing)]
@@ -100,9 +102,8 @@ def _beats_jitter(rows: Sequence[dict], source: str, method: str, steps: int, sh
         prec = paired_difference(rows, source, (method, k), ("affine_jitter", 0), "precision", shots)
         if acc is None:
             return None
-        downstream.append(acc[0] - Z * acc[1] > 0)
-        recall.append(rec is not None and prec is not None and rec[0] - Z * rec[1] > 0
-                      and prec[0] + Z * prec[1] >= 0)
+        downstream.append(acc[0] - acc[1] > 0)
+        recall.append(rec is not None and prec is not None and rec[0] - rec[1] > 0 and prec[0] + prec[1] >= 0)
         parts.append(f"K={shots} k={k}: downstream {_text(acc)}" + (
             "" if rec is None or prec is None else f", recall {_text(rec)}, precision {_text(prec)}"))
     return all(downstream) or all(recall), f"{method} - affine_jitter: " + "; ".join(parts)
