@@ -1,5 +1,5 @@
-"""Outside the training range: the operator families where meta-learning wins, tested on task parameters beyond
-every value meta-training saw, next to the usual held-out test bands (see
+"""Outside the training range: the operator families (whose support set identifies the task), tested on
+parameters beyond every value meta-training saw, next to the usual held-out test bands (see
 :mod:`metalearn_kit.evaluation.outside_range`). Prints the table and writes JSON (``--json``).
 
     python scripts/restoration_outside_range.py --json docs/benchmarks/restoration_outside_range_fast.json

@@ -1,5 +1,5 @@
-"""Outside the training range: the operator families where meta-learning wins, tested on task parameters beyond
-every value meta-training (and joint pretraining) saw, next to the usual held-out test bands.
+"""Outside the training range: the operator families (whose support set identifies the task), tested on
+parameters beyond every value meta-training (and joint pretraining) saw, next to the usual held-out test bands.
 
 The shipped fast checkpoints of each family are tested twice on held-out photographs: on the test split's bands
 (interleaved with the training bands, as in ``bench restoration``) and on :data:`OUTSIDE` ranges that lie beyond
