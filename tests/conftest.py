@@ -25,6 +25,16 @@ def _seed_torch():
     yield
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one torch thread avoids OpenMP start-up and oversubscription on a shared CPU; the count is put
+    back after the module. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def artifacts_dir():
     """Where tests leave pictures and screenshots for a person to look at (``artifacts/`` at the top)."""

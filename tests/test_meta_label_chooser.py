@@ -19,12 +19,7 @@ from metalearn_kit.warmstart import restoration_psnr, warm_start
 D = len(DESCRIPTOR_NAMES)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _centre(family: str) -> torch.Tensor:

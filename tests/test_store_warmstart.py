@@ -27,13 +27,7 @@ from metalearn_kit.warmstart import compare_warm_start, evaluate_tasks, restorat
 SIZE = 16
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These models are tiny: one thread avoids OpenMP start-up and oversubscription on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _clean(g: torch.Generator, n: int, size: int = SIZE) -> torch.Tensor:
