@@ -80,6 +80,11 @@ CHECKPOINTS: dict[str, tuple[str, str]] = {
         "the filter-bank restorer jointly pretrained on the same motion-blur tasks"),
     "restoration_directional_blur_joint_step_sizes": ("operator_families",
         "the joint filter-bank restorer frozen, with Meta-SGD step sizes meta-learned on the same tasks"),
+    # the camera pipeline: the joint-step-sizes checkpoint is not shipped yet (bench restoration trains it)
+    "restoration_camera_pipeline_metasgd": ("operator_families",
+        "Meta-SGD init + per-step learned inner lrs of a camera restorer (pointwise, then 3x3 CNN), unknown cameras"),
+    "restoration_camera_pipeline_joint": ("operator_families",
+        "the camera restorer jointly pretrained on the same camera-pipeline tasks"),
     "generation_featnet": ("generation",
         "glyph classifier trained on background classes; its features score generated samples"),
     "generation_maml": ("generation",
